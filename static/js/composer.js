@@ -1,0 +1,31 @@
+// Composer niceties shared by every chat page: Enter sends, Shift+Enter is a new
+// line, a busy button while posting, and confirmation for destructive buttons.
+export function enhanceComposer(form, onSubmit) {
+  const textarea = form.querySelector("textarea");
+  textarea?.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  form.addEventListener("submit", (event) => {
+    const button = form.querySelector("button[type=submit]");
+    if (onSubmit) {
+      event.preventDefault();
+      onSubmit(form, button);
+    } else if (button) {
+      button.disabled = true;
+      button.textContent = "Sending…";
+    }
+  });
+  textarea?.focus();
+}
+
+for (const button of document.querySelectorAll("[data-confirm]")) {
+  button.addEventListener("click", (event) => {
+    if (!window.confirm(button.dataset.confirm)) event.preventDefault();
+  });
+}
+
+const newChat = document.querySelector("form[data-composer=new]");
+if (newChat) enhanceComposer(newChat);

@@ -1,0 +1,219 @@
+// The chat room: posts messages over HTTP, follows runs over the websocket.
+//
+// Protocol (chat/consumers.py): on connect the server sends a snapshot of the
+// recent runs, then events. Each answer's deltas carry a sequence number: a
+// delta at or below what we have is a duplicate and dropped; one that skips
+// ahead means a frame was lost, so we ask for a fresh snapshot ("resync").
+// Streamed text is inserted as text; only server-sanitised HTML is set as HTML.
+import { enhanceComposer } from "./composer.js";
+
+const room = document.querySelector("[data-room]");
+const thread = room.querySelector("[data-role=thread]");
+const connection = room.querySelector("[data-role=connection]");
+const composer = room.querySelector("form[data-composer=room]");
+const composerError = room.querySelector("[data-role=composer-error]");
+const seqs = new Map(); // answer id -> last sequence number applied
+const STATUS_LABELS = { queued: "Queued", streaming: "Streaming", done: "Done", failed: "Failed", cancelled: "Cancelled" };
+
+let socket = null;
+let retry = 0;
+let resyncPending = false;
+
+function answerEl(id) {
+  return thread.querySelector(`[data-answer="${id}"]`);
+}
+
+function nearBottom() {
+  return thread.scrollHeight - thread.scrollTop - thread.clientHeight < 120;
+}
+
+function scrollDown(stick) {
+  if (stick) thread.scrollTop = thread.scrollHeight;
+}
+
+function setStatus(el, status) {
+  el.dataset.status = status;
+  el.querySelector("[data-role=status]").textContent = STATUS_LABELS[status] || status;
+}
+
+function liveText(el) {
+  const body = el.querySelector("[data-role=body]");
+  let node = body.querySelector(".live-text");
+  if (!node) {
+    body.replaceChildren();
+    node = document.createElement("div");
+    node.className = "live-text";
+    body.append(node);
+  }
+  return node;
+}
+
+function setError(el, error) {
+  const node = el.querySelector("[data-role=error]");
+  node.textContent = error || "";
+  node.hidden = !error;
+}
+
+function formatStats(stats) {
+  if (!stats) return [];
+  const parts = [];
+  if (stats.output_tokens != null) {
+    const approx = stats.tokens_estimated ? "≈" : "";
+    parts.push(`${approx}${stats.input_tokens} in · ${stats.output_tokens} out tokens`);
+  }
+  if (stats.first_token_ms != null) parts.push(`first token ${(stats.first_token_ms / 1000).toFixed(1)} s`);
+  if (stats.latency_ms != null) parts.push(`total ${(stats.latency_ms / 1000).toFixed(1)} s`);
+  return parts.map((text) => Object.assign(document.createElement("span"), { textContent: text }));
+}
+
+function finishAnswer(el, event) {
+  // The saved, server-rendered (nh3-sanitised) Markdown replaces the streamed text.
+  el.querySelector("[data-role=body]").innerHTML = event.html || "";
+  setStatus(el, event.status);
+  setError(el, event.error);
+  el.querySelector("[data-role=stats]").replaceChildren(...formatStats(event.stats));
+}
+
+function applySnapshot(snapshot) {
+  resyncPending = false;
+  const stick = nearBottom();
+  let missing = false;
+  for (const run of snapshot.runs) {
+    for (const item of run.answers) {
+      const el = answerEl(item.answer);
+      if (!el) { missing = true; continue; }
+      if (item.html !== undefined) {
+        finishAnswer(el, item);
+        seqs.set(item.answer, Infinity);
+      } else {
+        setStatus(el, item.status);
+        setError(el, item.error);
+        liveText(el).textContent = item.text;
+        seqs.set(item.answer, item.seq);
+      }
+    }
+  }
+  scrollDown(stick);
+  if (missing) refreshThread();
+}
+
+function applyDelta(event) {
+  const el = answerEl(event.answer);
+  if (!el) return refreshThread();
+  const have = seqs.get(event.answer) ?? 0;
+  if (event.seq <= have) return; // already shown (snapshot or duplicate)
+  if (event.seq > have + 1) return resync();
+  const stick = nearBottom();
+  if (el.dataset.status !== "streaming") setStatus(el, "streaming");
+  liveText(el).append(document.createTextNode(event.text));
+  seqs.set(event.answer, event.seq);
+  scrollDown(stick);
+}
+
+function handle(event) {
+  switch (event.type) {
+    case "snapshot": return applySnapshot(event);
+    case "answer.delta": return applyDelta(event);
+    case "answer.done":
+    case "answer.failed": {
+      const el = answerEl(event.answer);
+      if (!el) return refreshThread();
+      const stick = nearBottom();
+      finishAnswer(el, event);
+      seqs.set(event.answer, Infinity);
+      return scrollDown(stick);
+    }
+    case "run.started":
+    case "run.done": {
+      const run = thread.querySelector(`[data-run="${event.run}"]`);
+      if (!run) return refreshThread();
+      run.dataset.status = event.status;
+      return;
+    }
+    case "error": return console.warn("room:", event.error);
+  }
+}
+
+function resync() {
+  if (resyncPending || socket?.readyState !== WebSocket.OPEN) return;
+  resyncPending = true;
+  socket.send(JSON.stringify({ type: "resync" }));
+}
+
+let refreshing = null;
+async function refreshThread() {
+  // A run this page has not rendered (sent from another tab): fetch the room
+  // again, swap the thread in, then ask for a snapshot to fill live answers.
+  if (refreshing) return refreshing;
+  refreshing = (async () => {
+    try {
+      const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+      if (!response.ok) return;
+      const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+      const fresh = doc.querySelector("[data-role=thread]");
+      if (fresh) thread.replaceChildren(...fresh.childNodes);
+      seqs.clear();
+      resync();
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
+}
+
+function setConnection(state, label) {
+  connection.dataset.state = state;
+  connection.textContent = label;
+}
+
+function connect() {
+  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${window.location.host}${room.dataset.wsPath}`);
+  socket.addEventListener("open", () => { retry = 0; setConnection("open", "Live"); });
+  socket.addEventListener("message", (message) => handle(JSON.parse(message.data)));
+  socket.addEventListener("close", (event) => {
+    if (event.code === 4401 || event.code === 4404 || event.code === 1006 && retry > 8) {
+      setConnection("closed", "Disconnected — reload the page");
+      return;
+    }
+    const delay = Math.min(10000, 500 * 2 ** retry++);
+    setConnection("connecting", "Reconnecting…");
+    window.setTimeout(connect, delay);
+  });
+}
+
+async function send(form, button) {
+  const textarea = form.querySelector("textarea");
+  composerError.hidden = true;
+  button.disabled = true;
+  try {
+    const response = await fetch(form.action, {
+      method: "POST",
+      body: new FormData(form),
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      composerError.textContent = data.error || `Sending failed (HTTP ${response.status}). Your text is still here.`;
+      composerError.hidden = false;
+      return;
+    }
+    textarea.value = "";
+    const holder = document.createElement("div");
+    holder.innerHTML = data.html; // server-rendered template: user text is escaped there
+    if (!thread.querySelector(`[data-run="${data.run}"]`)) thread.append(...holder.childNodes);
+    scrollDown(true);
+    resync();
+  } catch {
+    composerError.textContent = "Could not reach the server. Your text is still here; try again.";
+    composerError.hidden = false;
+  } finally {
+    button.disabled = false;
+    textarea.focus();
+  }
+}
+
+enhanceComposer(composer, send);
+scrollDown(true);
+connect();

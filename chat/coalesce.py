@@ -15,7 +15,7 @@ class Coalescer:
         self._interval = interval
         self._buffer: list[str] = []
         self._wake = asyncio.Event()
-        self._closing = False
+        self._closing = asyncio.Event()
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -27,7 +27,7 @@ class Coalescer:
 
     async def close(self) -> None:
         """Flush what is buffered and stop."""
-        self._closing = True
+        self._closing.set()
         self._wake.set()
         if self._task is not None:
             await self._task
@@ -40,7 +40,10 @@ class Coalescer:
                 text = "".join(self._buffer)
                 self._buffer.clear()
                 await self._flush(text)
-            if self._closing and not self._buffer:
+            if self._closing.is_set() and not self._buffer:
                 return
-            if not self._closing:
-                await asyncio.sleep(self._interval)
+            # Let text gather for one interval; closing cuts the wait short.
+            try:
+                await asyncio.wait_for(self._closing.wait(), self._interval)
+            except TimeoutError:
+                pass

@@ -1,0 +1,211 @@
+"""Shared fixtures: named users, and the live stack made of real parts.
+
+The live stack is what `make run` starts, against the test database: a Daphne
+server and a Celery worker as subprocesses, the bundled llama.cpp model servers,
+and Redis (a separate database number from development's).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from panels import local_models
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+PASSWORD = "correct-horse-battery-9"
+
+
+# Named users: alice owns things, bob is another signed-in user, charlie is refused.
+@pytest.fixture
+def alice(db):
+    return get_user_model().objects.create_user("alice", password=PASSWORD)
+
+
+@pytest.fixture
+def bob(db):
+    return get_user_model().objects.create_user("bob", password=PASSWORD)
+
+
+@pytest.fixture
+def charlie(db):
+    return get_user_model().objects.create_user("charlie", password=PASSWORD)
+
+
+def child_env(**extra: str) -> dict:
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "fusionroom.settings_test"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def wait_for(check, what: str, timeout: float, processes=()) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc in processes:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"{name} exited with {proc.returncode} while waiting for {what}; "
+                    f"see {ARTIFACTS}/{name}.log"
+                )
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def start(name: str, command: list[str], env: dict) -> subprocess.Popen:
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = (ARTIFACTS / f"{name}.log").open("w")
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop(processes) -> None:
+    for _, proc in processes:
+        proc.terminate()
+    for _, proc in processes:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_ready():
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(
+            f"Redis does not answer at {settings.REDIS_URL} ({exc}); "
+            "run scripts/ensure-redis.sh or `make test`, which starts it."
+        )
+    client.flushdb()  # the test database number only; never development's
+    client.close()
+
+
+def _model_answers(model) -> bool:
+    return httpx.get(f"{model.base_url}/models", timeout=1).status_code == 200
+
+
+@pytest.fixture(scope="session")
+def model_servers():
+    """The bundled models, served on the test ports (started unless already up)."""
+    processes = []
+    for model in local_models.enabled():
+        try:
+            if _model_answers(model):
+                continue
+        except httpx.HTTPError:
+            pass
+        name = f"model-{model.key}"
+        command = [sys.executable, "manage.py", "serve_model", model.key]
+        processes.append((name, start(name, command, child_env())))
+    for model in local_models.enabled():
+        wait_for(lambda m=model: _model_answers(m), f"{model.key} to serve", 180, processes)
+    yield local_models.enabled()
+    stop(processes)
+
+
+def _database_url(settings_dict: dict) -> str:
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(settings_dict['NAME']).resolve()}"
+    user = settings_dict.get("USER") or ""
+    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
+
+
+@dataclass
+class Stack:
+    url: str
+    worker_name: str
+
+
+@pytest.fixture(scope="session")
+def live_stack(django_db_setup, django_db_blocker, redis_ready, model_servers):
+    from django.db import connection
+
+    env = child_env(DATABASE_URL=_database_url(connection.settings_dict))
+    port = free_port()
+    worker_name = f"test-{uuid.uuid4().hex[:8]}@localhost"
+    processes = [
+        (
+            "worker",
+            start(
+                "worker",
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "fusionroom",
+                    "worker",
+                    "--pool",
+                    "threads",
+                    "--concurrency",
+                    "8",
+                    "-n",
+                    worker_name,
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--loglevel",
+                    "INFO",
+                ],
+                env,
+            ),
+        ),
+        (
+            "daphne",
+            start(
+                "daphne",
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "fusionroom.asgi:application",
+                ],
+                env,
+            ),
+        ),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        # /healthz is green only when the database, Redis, the worker and every
+        # model server answer: the stack is then whole.
+        wait_for(
+            lambda: httpx.get(f"{url}/healthz", timeout=5).status_code == 200,
+            "the live stack's /healthz to answer 200",
+            90,
+            processes,
+        )
+        yield Stack(url=url, worker_name=worker_name)
+    finally:
+        stop(processes)

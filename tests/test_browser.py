@@ -1,0 +1,129 @@
+"""A person in headless Chromium: sign up, ask, watch the answer stream, reload
+mid-answer and see it continue. Everything real: Daphne, the Celery worker,
+Redis and the bundled Qwen model."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from chat.models import Answer
+from tests.conftest import ARTIFACTS, PASSWORD
+
+pytestmark = [pytest.mark.stack, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+# Record every websocket frame the page receives, to prove streaming happened.
+RECORD_FRAMES = """
+window.__frames = [];
+const NativeWebSocket = window.WebSocket;
+window.WebSocket = function (...args) {
+  const socket = new NativeWebSocket(...args);
+  socket.addEventListener("message", (m) => window.__frames.push(JSON.parse(m.data)));
+  return socket;
+};
+window.WebSocket.prototype = NativeWebSocket.prototype;
+Object.assign(window.WebSocket, NativeWebSocket);
+"""
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        message = f"{CHROMIUM} is missing: apt-get install chromium (make test does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread; Django's guard
+    # against ORM calls from async code would then refuse the test's own queries.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        yield browser
+        browser.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.add_init_script(RECORD_FRAMES)
+    page.set_default_timeout(60_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    yield page
+    context.close()
+    assert not errors, f"the page reported errors: {errors}"
+
+
+def sign_up(page, base: str, username: str) -> None:
+    page.goto(f"{base}/accounts/signup/")
+    page.fill("#id_username", username)
+    page.fill("#id_password1", PASSWORD)
+    page.fill("#id_password2", PASSWORD)
+    page.click("form button[type=submit]:has-text('Sign up')")
+    page.wait_for_url(f"{base}/")
+
+
+def test_sign_up_ask_and_watch_the_answer_stream(live_stack, page):
+    ARTIFACTS.mkdir(exist_ok=True)
+    sign_up(page, live_stack.url, "alice")
+    page.fill("#id_content", "What is the capital of Australia?")
+    page.click(".composer button[type=submit]")
+    page.wait_for_url("**/c/*/")
+    answer = page.locator(".answer").first
+    answer.and_(page.locator("[data-status=done]")).wait_for()
+    assert answer.locator("[data-role=body]").inner_text().strip()
+    frames = page.evaluate("window.__frames")
+    assert frames[0]["type"] == "snapshot"
+    deltas = [f for f in frames if f["type"] == "answer.delta"]
+    done = [f for f in frames if f["type"] == "answer.done"]
+    assert deltas and done, "the answer must arrive as streamed deltas, then done"
+    page.screenshot(path=str(ARTIFACTS / "chat-done.png"))
+
+
+def test_reload_mid_answer_shows_what_arrived_and_continues(live_stack, page):
+    sign_up(page, live_stack.url, "bob")
+    page.fill("#id_content", "Write a long story about a lighthouse keeper and a storm.")
+    page.click(".composer button[type=submit]")
+    page.wait_for_url("**/c/*/")
+    live = page.locator(".answer .live-text")
+    page.wait_for_function(
+        "() => (document.querySelector('.answer .live-text')?.textContent || '').length > 40"
+    )
+    before = live.inner_text()
+    page.reload()
+    # The snapshot restores what had arrived, then the stream goes on from there.
+    page.wait_for_function(
+        "(before) => {"
+        "  const el = document.querySelector('.answer .live-text');"
+        "  const done = document.querySelector('.answer[data-status=done]');"
+        "  return done || (el && el.textContent.length > before.length);"
+        "}",
+        arg=before,
+    )
+    if page.locator(".answer[data-status=done]").count() == 0:
+        assert live.inner_text().startswith(before.rstrip()[:40])
+        page.screenshot(path=str(ARTIFACTS / "chat-resumed.png"))
+    page.locator(".answer[data-status=done]").wait_for()
+    saved = Answer.objects.get(run__message__conversation__owner__username="bob")
+    assert saved.status == Answer.Status.DONE
+    assert saved.text.startswith(before.rstrip()[:40]) and len(saved.text) > len(before)
+
+
+def test_phone_width_layout(live_stack, browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    sign_up(page, live_stack.url, "charlie")
+    page.screenshot(path=str(ARTIFACTS / "phone-home.png"))
+    # Nothing wider than the screen: no sideways scrolling on a phone.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    context.close()

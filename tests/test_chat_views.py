@@ -1,0 +1,106 @@
+"""Sending messages over HTTP: validation, ownership, nothing lost."""
+
+import pytest
+from django.urls import reverse
+
+from chat.models import Answer, Conversation, Message, Run
+from chat.services import enqueue
+from fusionroom.celery import app as celery_app
+
+
+@pytest.fixture
+def room(alice):
+    return Conversation.objects.create(owner=alice, model_key="smollm2-135m", title="Hi")
+
+
+def test_new_conversation_saves_message_and_queues_a_run(
+    client, alice, django_capture_on_commit_callbacks
+):
+    client.force_login(alice)
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(
+            reverse("chat:start"), {"content": "What is 2+2?", "model": "smollm2-135m"}
+        )
+    conversation = Conversation.objects.get(owner=alice)
+    assert response.status_code == 302 and response.url == conversation.get_absolute_url()
+    assert conversation.title == "What is 2+2?"
+    run = Run.objects.get(message__conversation=conversation)
+    assert run.status == Run.Status.QUEUED
+    assert run.answers.get().model_name == "SmolLM2 135M Instruct (local)"
+    assert len(callbacks) == 1  # enqueued only after commit
+
+
+def test_send_returns_the_rendered_turn_escaped(
+    client, alice, room, django_capture_on_commit_callbacks
+):
+    client.force_login(alice)
+    with django_capture_on_commit_callbacks():
+        response = client.post(
+            reverse("chat:send", args=[room.pk]),
+            {"content": "<script>alert(1)</script>"},
+            HTTP_ACCEPT="application/json",
+        )
+    assert response.status_code == 201
+    html = response.json()["html"]
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_empty_message_is_refused_with_a_reason(client, alice, room):
+    client.force_login(alice)
+    response = client.post(
+        reverse("chat:send", args=[room.pk]), {"content": "   "}, HTTP_ACCEPT="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "Write a message first: it is empty."
+    assert not Message.objects.exists()
+
+
+def test_huge_message_is_refused_with_the_limit(client, alice, room):
+    client.force_login(alice)
+    response = client.post(reverse("chat:send", args=[room.pk]), {"content": "x" * 100_000})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "100,000 characters long; the limit is 32,000" in body
+    assert not Message.objects.exists()
+
+
+def test_someone_elses_room_is_not_found(client, bob, room):
+    client.force_login(bob)
+    assert client.get(reverse("chat:room", args=[room.pk])).status_code == 404
+    response = client.post(reverse("chat:send", args=[room.pk]), {"content": "hi"})
+    assert response.status_code == 404
+    assert client.post(reverse("chat:delete", args=[room.pk])).status_code == 404
+    assert client.get(reverse("chat:room", args=[999999])).status_code == 404
+    assert Conversation.objects.filter(pk=room.pk).exists()
+
+
+def test_unknown_model_is_refused(client, alice):
+    client.force_login(alice)
+    response = client.post(reverse("chat:start"), {"content": "hi", "model": "gpt-99"})
+    assert response.status_code == 400
+    assert not Conversation.objects.exists()
+
+
+def test_unreachable_queue_fails_the_run_in_words_and_keeps_the_message(room):
+    message = Message.objects.create(conversation=room, content="keep me")
+    run = Run.objects.create(message=message)
+    Answer.objects.create(run=run, model_key="smollm2-135m", model_name="SmolLM2")
+    previous = celery_app.conf.broker_url
+    celery_app.close()  # drop pooled connections so the next publish reconnects
+    celery_app.conf.broker_url = "redis://127.0.0.1:9/0"  # nothing listens there
+    try:
+        enqueue(run.pk)
+    finally:
+        celery_app.close()
+        celery_app.conf.broker_url = previous
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED
+    assert "task queue is unreachable" in run.failure_reason
+    assert Message.objects.get(pk=message.pk).content == "keep me"
+
+
+def test_delete_removes_the_conversation(client, alice, room):
+    client.force_login(alice)
+    response = client.post(reverse("chat:delete", args=[room.pk]))
+    assert response.status_code == 302
+    assert not Conversation.objects.filter(pk=room.pk).exists()

@@ -1,0 +1,75 @@
+"""A message through the real parts: a Celery worker process takes the run, the
+real local model streams it, deltas reach the room's group over Redis, the
+answer is saved. No fakes on the path."""
+
+import asyncio
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
+
+from chat import pipeline
+from chat.models import Answer, Conversation, Run
+from chat.services import start_run
+
+pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
+
+
+async def _listen(group: str, timeout: float) -> list[dict]:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    events: list[dict] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await layer.receive(channel)
+                events.append(message["event"])
+                if message["event"]["type"] == "run.done":
+                    return events
+    finally:
+        await layer.group_discard(group, channel)
+
+
+def test_a_message_streams_through_worker_model_and_channel_layer(live_stack):
+    alice = get_user_model().objects.create_user("alice", password="pw-long-enough-1")
+    room = Conversation.objects.create(owner=alice, model_key="smollm2-135m")
+
+    async def scenario():
+        listener = asyncio.create_task(_listen(room.group_name, timeout=120))
+        await asyncio.sleep(0.3)  # the listener has joined the group
+        await sync_to_async(start_run)(room, "Name three colours of the rainbow.")
+        return await listener
+
+    events = async_to_sync(scenario)()
+    run = Run.objects.get(message__conversation=room)
+    answer = run.answers.get()
+    assert run.status == Run.Status.DONE, run.failure_reason
+    assert answer.status == Answer.Status.DONE and answer.text.strip()
+    assert answer.output_tokens and answer.first_token_ms is not None
+
+    deltas = [e for e in events if e["type"] == "answer.delta"]
+    assert [e["seq"] for e in deltas] == list(range(1, len(deltas) + 1))
+    assert "".join(e["text"] for e in deltas) == answer.text
+    # Coalesced: far fewer frames than tokens.
+    assert len(deltas) < answer.output_tokens
+    done = next(e for e in events if e["type"] == "answer.done")
+    assert done["seq"] == len(deltas) and done["html"]
+
+
+@pytest.mark.usefixtures("redis_ready")
+def test_model_server_down_fails_the_answer_in_words(settings, django_capture_on_commit_callbacks):
+    """The pipeline itself (in this process) against a port where no model serves."""
+    settings.LOCAL_MODELS_PORT = 9
+    alice = get_user_model().objects.create_user("alice", password="pw-long-enough-1")
+    room = Conversation.objects.create(owner=alice, model_key="smollm2-135m")
+    with django_capture_on_commit_callbacks(execute=False):
+        message = start_run(room, "hello?")
+    asyncio.run(pipeline.execute(message.run.pk))
+
+    run = Run.objects.get(pk=message.run.pk)
+    answer = run.answers.get()
+    assert run.status == Run.Status.FAILED and answer.status == Answer.Status.FAILED
+    assert "is not reachable" in answer.error and "model server running" in answer.error
+    assert run.message.content == "hello?"  # what the user wrote is kept

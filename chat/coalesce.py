@@ -6,6 +6,7 @@ then at most one flush per interval with everything that arrived meanwhile.
 """
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 
@@ -43,7 +44,5 @@ class Coalescer:
             if self._closing.is_set() and not self._buffer:
                 return
             # Let text gather for one interval; closing cuts the wait short.
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), self._interval)
-            except TimeoutError:
-                pass

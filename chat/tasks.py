@@ -1,10 +1,12 @@
 import asyncio
 import logging
 
+from asgiref.sync import async_to_sync
 from celery import shared_task
+from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from . import pipeline
+from . import pipeline, streams
 from .models import Answer, Run
 
 log = logging.getLogger(__name__)
@@ -22,10 +24,21 @@ def execute_run(run_id: int) -> None:
 
 
 def mark_failed(run_id: int, reason: str) -> None:
-    """Close a run that cannot go on, keeping whatever text its answers have."""
-    Run.objects.filter(pk=run_id, status__in=Run.ACTIVE).update(
+    """Close a run that cannot go on, keeping whatever text its answers have,
+    and tell the room (a browser that misses this catches up from a snapshot)."""
+    closed = Run.objects.filter(pk=run_id, status__in=Run.ACTIVE).update(
         status=Run.Status.FAILED, failure_reason=reason, finished_at=timezone.now()
     )
     Answer.objects.filter(
         run_id=run_id, status__in=[Answer.Status.QUEUED, Answer.Status.STREAMING]
     ).update(status=Answer.Status.FAILED, error=reason)
+    if not closed:
+        return
+    run = Run.objects.select_related("message__conversation").get(pk=run_id)
+    event = {"type": "run.done", "run": run_id, "status": run.status, "failure_reason": reason}
+    try:
+        async_to_sync(streams.announce)(
+            get_channel_layer(), run.message.conversation.group_name, event
+        )
+    except Exception:
+        log.warning("could not announce the failure of run %s", run_id)

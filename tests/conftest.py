@@ -43,6 +43,12 @@ def charlie(db):
     return get_user_model().objects.create_user("charlie", password=PASSWORD)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Browser tests last: they are the slowest, and Playwright's event loop must
+    not outlive them into async tests."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 def child_env(**extra: str) -> dict:
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "fusionroom.settings_test"
@@ -128,7 +134,7 @@ def model_servers():
     stop(processes)
 
 
-def _database_url(settings_dict: dict) -> str:
+def database_url(settings_dict: dict) -> str:
     if settings_dict["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{Path(settings_dict['NAME']).resolve()}"
     user = settings_dict.get("USER") or ""
@@ -149,7 +155,7 @@ class Stack:
 def live_stack(django_db_setup, django_db_blocker, redis_ready, model_servers):
     from django.db import connection
 
-    env = child_env(DATABASE_URL=_database_url(connection.settings_dict))
+    env = child_env(DATABASE_URL=database_url(connection.settings_dict))
     port = free_port()
     worker_name = f"test-{uuid.uuid4().hex[:8]}@localhost"
     processes = [

@@ -27,7 +27,9 @@ Object.assign(window.WebSocket, NativeWebSocket);
 """
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API holds an event loop on the main thread
+# while it runs, which async tests elsewhere cannot share.
+@pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} is missing: apt-get install chromium (make test does)"

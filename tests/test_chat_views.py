@@ -1,11 +1,14 @@
 """Sending messages over HTTP: validation, ownership, nothing lost."""
 
+import subprocess
+import sys
+
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from chat.models import Answer, Conversation, Message, Run
-from chat.services import enqueue
-from fusionroom.celery import app as celery_app
+from tests.conftest import child_env, database_url
 
 
 @pytest.fixture
@@ -81,21 +84,24 @@ def test_unknown_model_is_refused(client, alice):
     assert not Conversation.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_unreachable_queue_fails_the_run_in_words_and_keeps_the_message(room):
+    """In a separate process whose REDIS_URL points where nothing listens."""
     message = Message.objects.create(conversation=room, content="keep me")
     run = Run.objects.create(message=message)
     Answer.objects.create(run=run, model_key="smollm2-135m", model_name="SmolLM2")
-    previous = celery_app.conf.broker_url
-    celery_app.close()  # drop pooled connections so the next publish reconnects
-    celery_app.conf.broker_url = "redis://127.0.0.1:9/0"  # nothing listens there
-    try:
-        enqueue(run.pk)
-    finally:
-        celery_app.close()
-        celery_app.conf.broker_url = previous
+    env = child_env(
+        DATABASE_URL=database_url(connection.settings_dict), REDIS_URL="redis://127.0.0.1:9/0"
+    )
+    code = f"import django; django.setup(); from chat.services import enqueue; enqueue({run.pk})"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED
     assert "task queue is unreachable" in run.failure_reason
+    assert run.answers.get().status == Answer.Status.FAILED
     assert Message.objects.get(pk=message.pk).content == "keep me"
 
 

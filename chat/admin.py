@@ -12,8 +12,8 @@ class MessageInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ("id", "title", "owner", "model_key", "updated_at")
-    list_filter = ("model_key",)
+    list_display = ("id", "title", "owner", "model", "updated_at")
+    raw_id_fields = ("owner", "model")
     search_fields = ("title", "owner__username")
     inlines = [MessageInline]
 
@@ -27,6 +27,7 @@ class MessageAdmin(admin.ModelAdmin):
 class AnswerInline(admin.StackedInline):
     model = Answer
     extra = 0
+    raw_id_fields = ("catalog_model",)
 
 
 @admin.register(Run)
@@ -38,5 +39,5 @@ class RunAdmin(admin.ModelAdmin):
 
 @admin.register(Answer)
 class AnswerAdmin(admin.ModelAdmin):
-    list_display = ("id", "run", "model_key", "status", "output_tokens", "latency_ms")
+    list_display = ("id", "run", "model_name", "status", "output_tokens", "cost_usd", "latency_ms")
     list_filter = ("status", "model_key")

@@ -1,7 +1,7 @@
 from django import forms
 from django.conf import settings
 
-from panels import local_models
+from panels.models import CatalogModel
 
 
 class MessageForm(forms.Form):
@@ -25,17 +25,19 @@ class MessageForm(forms.Form):
 
 
 class NewConversationForm(MessageForm):
-    model = forms.ChoiceField(choices=())
+    model = forms.ModelChoiceField(
+        queryset=CatalogModel.objects.none(),
+        empty_label=None,
+        error_messages={"invalid_choice": "That model is not available; pick one from the list."},
+    )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        choices = [(m.key, m.display_name) for m in local_models.enabled()]
-        self.fields["model"].choices = choices
-        if settings.DEFAULT_CHAT_MODEL in dict(choices):
-            self.fields["model"].initial = settings.DEFAULT_CHAT_MODEL
-
-    def clean_model(self) -> str:
-        key = self.cleaned_data["model"]
-        if local_models.get(key) is None:
-            raise forms.ValidationError("That model is not available; pick one from the list.")
-        return key
+        usable = CatalogModel.objects.usable_by(user).select_related("provider")
+        self.fields["model"].queryset = usable.order_by("provider__source", "display_name")
+        self.fields["model"].label_from_instance = lambda m: (
+            m.display_name if m.provider.source == "local" else f"{m.display_name} · {m.provider}"
+        )
+        default = usable.filter(model_id=settings.DEFAULT_CHAT_MODEL).first()
+        if default is not None:
+            self.fields["model"].initial = default.pk

@@ -15,7 +15,13 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=120, blank=True)
-    model_key = models.CharField(max_length=200, help_text="Model that answers in this room.")
+    model = models.ForeignKey(
+        "panels.CatalogModel",
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Model that answers in this room.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -93,15 +99,27 @@ class Answer(models.Model):
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="answers")
     position = models.PositiveSmallIntegerField(default=0)
+    # The model asked for; model_key/model_name say who really answered (a
+    # fallback may have), and stay readable if the catalog entry is deleted.
+    catalog_model = models.ForeignKey(
+        "panels.CatalogModel", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     model_key = models.CharField(max_length=200)
     model_name = models.CharField(max_length=200)
+    provider_name = models.CharField(max_length=80, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     text = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    error_kind = models.CharField(max_length=32, blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     tokens_estimated = models.BooleanField(default=False)
+    # USD; empty when unknown (a model without a known price), never a silent zero.
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    cost_source = models.CharField(max_length=16, blank=True)
+    # Every attempt: retries, fallbacks, cooldown skips (panels.calls.Attempt).
+    attempts = models.JSONField(default=list, blank=True)
     first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -115,3 +133,9 @@ class Answer(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in (self.Status.QUEUED, self.Status.STREAMING)
+
+    @property
+    def cost_display(self) -> str:
+        from panels.pricing import Cost
+
+        return Cost(self.cost_usd, self.cost_source or "unknown").display()

@@ -7,15 +7,18 @@ more answers streamed side by side, a judge and a synthesizer, all through
 
 import asyncio
 import logging
-import time
 
 import httpx
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from panels import local_models
-from panels.providers import ChatRequest, Finish, ProviderError, TextDelta, Usage, provider_for
+from panels import calls
+from panels.calls import CallResult, Target
+from panels.cooldown import Cooldowns
+from panels.crypto import UnreadableSecret
+from panels.models import CatalogModel
+from panels.providers import ChatRequest, ErrorKind, ProviderError
 
 from . import markdown, streams
 from .coalesce import Coalescer
@@ -26,24 +29,23 @@ from .models import Answer, Run
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.05
-# connect: a local server answers at once or not at all; read: the longest gap
-# between two chunks (a busy local server queues requests, so allow minutes).
-HTTP_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=30.0, pool=30.0)
-ANSWER_TIMEOUT_S = 900
+# Connections are pooled per run (one client per event loop); limits are enforced
+# per call in panels/calls.py, so httpx itself only bounds the pool.
+POOL_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=20)
 
 
-def friendly_error(exc: ProviderError, model_name: str) -> str:
-    if exc.code == "context_length_exceeded":
+def friendly_error(error: ProviderError, answer: Answer, local: bool) -> str:
+    if error.kind == ErrorKind.CONTEXT_LENGTH:
         return (
-            f"The conversation is too long for {model_name}'s context window. "
+            f"The conversation is too long for {answer.model_name}'s context window. "
             "Start a new conversation or send a shorter message."
         )
-    if exc.status is None and "could not reach" in exc.message:
+    if error.kind == ErrorKind.CONNECTION and local:
         return (
-            f"{model_name} is not reachable ({exc.message}). Is its model server running? "
-            "`make run` starts it; /healthz shows which part is down."
+            f"{answer.model_name} is not reachable ({error.message}). Is its model server "
+            "running? `make run` starts it; /healthz shows which part is down."
         )
-    return exc.message
+    return error.message
 
 
 class RunContext:
@@ -54,11 +56,8 @@ class RunContext:
         self.group = run.message.conversation.group_name
         self.layer = get_channel_layer()
         self.redis = streams.redis_client()
-        self.http = httpx.AsyncClient(
-            timeout=HTTP_TIMEOUT,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            follow_redirects=False,
-        )
+        self.cooldowns = Cooldowns(self.redis)
+        self.http = httpx.AsyncClient(limits=POOL_LIMITS, follow_redirects=False)
 
     async def announce(self, event: dict) -> None:
         try:
@@ -78,7 +77,8 @@ def _load(run_id: int) -> tuple[Run, list[Answer]] | None:
     run.status = Run.Status.RUNNING
     run.started_at = timezone.now()
     run.save(update_fields=["status", "started_at"])
-    return run, list(run.answers.all())
+    answers = list(run.answers.select_related("catalog_model__provider"))
+    return run, answers
 
 
 def _finish_run(run: Run, answers: list[Answer]) -> None:
@@ -90,9 +90,40 @@ def _finish_run(run: Run, answers: list[Answer]) -> None:
     run.message.conversation.save(update_fields=["updated_at"])
 
 
+def target_for(model: CatalogModel) -> Target:
+    return Target(
+        provider_id=model.provider_id,
+        model_id=model.model_id,
+        display_name=model.display_name,
+        endpoint=model.provider.endpoint(),
+        prices=model.price_per_token(),
+        context_length=model.context_length,
+    )
+
+
+def _prepare(answer: Answer, run: Run) -> tuple[list[Target], ChatRequest]:
+    model = answer.catalog_model
+    if model is None or not model.is_active or not model.provider.is_active:
+        raise ProviderError(
+            f"The model {answer.model_name!r} is no longer available.",
+            retryable=False,
+            kind=ErrorKind.UNAVAILABLE,
+        )
+    try:
+        targets = [target_for(model)]
+    except UnreadableSecret as exc:
+        raise ProviderError(str(exc), retryable=False, kind=ErrorKind.AUTH) from None
+    request = ChatRequest(
+        model=model.model_id,
+        messages=conversation_messages(
+            run.message, model.context_length, settings.DEFAULT_MAX_TOKENS
+        ),
+        max_tokens=settings.DEFAULT_MAX_TOKENS,
+    )
+    return targets, request
+
+
 async def stream_answer(ctx: RunContext, answer: Answer) -> None:
-    model = local_models.get(answer.model_key)
-    started = time.monotonic()
     answer.status = Answer.Status.STREAMING
     await in_db(lambda: answer.save(update_fields=["status"]))
 
@@ -100,53 +131,52 @@ async def stream_answer(ctx: RunContext, answer: Answer) -> None:
         seq = await streams.append(ctx.redis, answer.pk, text)
         await ctx.announce({"type": "answer.delta", "answer": answer.pk, "seq": seq, "text": text})
 
+    async def on_text(text: str) -> None:
+        coalescer.push(text)
+
     coalescer = Coalescer(flush, FLUSH_INTERVAL_S)
     coalescer.start()
-    parts: list[str] = []
+    result = CallResult()
+    local = False
     try:
-        if model is None:
-            raise ProviderError(
-                f"The model {answer.model_key!r} is not available.", retryable=False
-            )
-        request = ChatRequest(
-            model=model.key,
-            messages=await in_db(
-                conversation_messages,
-                ctx.run.message,
-                model.context_length,
-                settings.DEFAULT_MAX_TOKENS,
-            ),
-            max_tokens=settings.DEFAULT_MAX_TOKENS,
+        targets, request = await in_db(_prepare, answer, ctx.run)
+        local = answer.catalog_model.provider.source == "local"
+        await calls.call(
+            targets, request, result, client=ctx.http, cooldowns=ctx.cooldowns, on_text=on_text
         )
-        provider = provider_for(model.endpoint, ctx.http)
-        async with asyncio.timeout(ANSWER_TIMEOUT_S):
-            async for event in provider.stream(request):
-                if isinstance(event, TextDelta):
-                    if not parts:
-                        answer.first_token_ms = int((time.monotonic() - started) * 1000)
-                    parts.append(event.text)
-                    coalescer.push(event.text)
-                elif isinstance(event, Usage):
-                    answer.input_tokens = event.input_tokens
-                    answer.output_tokens = event.output_tokens
-                    answer.tokens_estimated = event.estimated
-                elif isinstance(event, Finish):
-                    answer.finish_reason = event.reason
-        answer.status = Answer.Status.DONE
     except ProviderError as exc:
-        answer.status = Answer.Status.FAILED
-        answer.error = friendly_error(exc, answer.model_name)
-    except TimeoutError:
-        answer.status = Answer.Status.FAILED
-        answer.error = f"{answer.model_name} took longer than {ANSWER_TIMEOUT_S} s to answer."
+        result.error = exc
     finally:
         await coalescer.close()
-        answer.text = "".join(parts)  # partial text is kept on failure too
-        answer.latency_ms = int((time.monotonic() - started) * 1000)
+        _record(answer, result, local)
         _, last_seq = await streams.live_state(ctx.redis, answer.pk)
         await in_db(answer.save)
-
     await ctx.announce(answer_event(answer, last_seq))
+
+
+def _record(answer: Answer, result: CallResult, local: bool) -> None:
+    """Copy a call's outcome onto the answer: partial text is kept on failure too."""
+    answer.text = result.text
+    answer.attempts = [a.as_dict() for a in result.attempts]
+    answer.first_token_ms = result.first_token_ms
+    answer.latency_ms = result.latency_ms
+    answer.finish_reason = result.finish_reason
+    if result.usage is not None:
+        answer.input_tokens = result.usage.input_tokens
+        answer.output_tokens = result.usage.output_tokens
+        answer.tokens_estimated = result.usage.estimated
+    answer.cost_usd, answer.cost_source = result.cost.usd, result.cost.source
+    if result.answered_by is not None:
+        answer.model_key = result.answered_by.model_id
+        answer.model_name = result.answered_by.display_name
+        answer.provider_name = result.answered_by.endpoint.name
+    if result.error is None:
+        answer.status, answer.error, answer.error_kind = Answer.Status.DONE, "", ""
+    else:
+        cancelled = result.error.kind == ErrorKind.CANCELLED
+        answer.status = Answer.Status.CANCELLED if cancelled else Answer.Status.FAILED
+        answer.error = friendly_error(result.error, answer, local)
+        answer.error_kind = str(result.error.kind)
 
 
 def answer_event(answer: Answer, seq: int) -> dict:
@@ -163,6 +193,8 @@ def answer_event(answer: Answer, seq: int) -> dict:
 
 def answer_stats(answer: Answer) -> dict:
     return {
+        "cost": answer.cost_display,
+        "model": answer.model_name,
         "input_tokens": answer.input_tokens,
         "output_tokens": answer.output_tokens,
         "tokens_estimated": answer.tokens_estimated,

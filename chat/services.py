@@ -4,8 +4,6 @@ import logging
 
 from django.db import transaction
 
-from panels import local_models
-
 from .models import Answer, Conversation, Message, Run
 
 log = logging.getLogger(__name__)
@@ -13,7 +11,7 @@ log = logging.getLogger(__name__)
 
 def start_run(conversation: Conversation, content: str) -> Message:
     """Save the message and its run, and enqueue the run once the rows are committed."""
-    model = local_models.get(conversation.model_key)
+    model = conversation.model
     with transaction.atomic():
         message = Message.objects.create(conversation=conversation, content=content)
         if not conversation.title:
@@ -22,8 +20,10 @@ def start_run(conversation: Conversation, content: str) -> Message:
         run = Run.objects.create(message=message)
         Answer.objects.create(
             run=run,
-            model_key=conversation.model_key,
-            model_name=model.display_name if model else conversation.model_key,
+            catalog_model=model,
+            model_key=model.model_id if model else "",
+            model_name=model.display_name if model else "(model removed)",
+            provider_name=model.provider.name if model else "",
         )
         transaction.on_commit(lambda: enqueue(run.pk))
     return message

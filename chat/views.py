@@ -33,18 +33,18 @@ def _turns(conversation: Conversation):
 @require_GET
 @login_required
 def home(request):
-    form = NewConversationForm()
+    form = NewConversationForm(user=request.user)
     return render(request, "chat/home.html", {"form": form, **_sidebar(request)})
 
 
 @require_POST
 @login_required
 def start(request):
-    form = NewConversationForm(request.POST)
+    form = NewConversationForm(request.POST, user=request.user)
     if not form.is_valid():
         return render(request, "chat/home.html", {"form": form, **_sidebar(request)}, status=400)
     conversation = Conversation.objects.create(
-        owner=request.user, model_key=form.cleaned_data["model"]
+        owner=request.user, model=form.cleaned_data["model"]
     )
     start_run(conversation, form.cleaned_data["content"])
     return redirect(conversation)

@@ -195,6 +195,31 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
+# Fernet keys for provider API keys at rest, newest first (panels/crypto.py).
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", [])
+for _key in FIELD_ENCRYPTION_KEYS:
+    try:
+        from cryptography.fernet import Fernet
+
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEYS holds a value that is not a Fernet key; make one with: "
+            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+        ) from None
+
+# Attribution headers OpenRouter shows on its leaderboards.
+SITE_URL = env_str("SITE_URL", "https://github.com/fusionroom/fusionroom")
+SITE_NAME = env_str("SITE_NAME", "Fusion Room")
+
+# Fault tolerance of model calls (panels/calls.py); per-seat settings override.
+COOLDOWN_AFTER = env_int("COOLDOWN_AFTER", 3, minimum=1)
+CALL_CONNECT_TIMEOUT_S = env_int("CALL_CONNECT_TIMEOUT_S", 10, minimum=1)
+CALL_FIRST_TOKEN_TIMEOUT_S = env_int("CALL_FIRST_TOKEN_TIMEOUT_S", 120, minimum=1)
+CALL_IDLE_TIMEOUT_S = env_int("CALL_IDLE_TIMEOUT_S", 60, minimum=1)
+CALL_TOTAL_TIMEOUT_S = env_int("CALL_TOTAL_TIMEOUT_S", 600, minimum=1)
+CALL_MAX_RETRIES = env_int("CALL_MAX_RETRIES", 2, minimum=0, maximum=10)
+
 # Limits a person meets in the chat.
 MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 32_000, minimum=100)
 

@@ -43,6 +43,16 @@ def charlie(db):
     return get_user_model().objects.create_user("charlie", password=PASSWORD)
 
 
+@pytest.fixture
+def smollm2(db):
+    """The bundled SmolLM2's catalog entry (a flushed test database loses it)."""
+    from panels.catalog import sync_site_providers
+    from panels.models import CatalogModel
+
+    sync_site_providers()
+    return CatalogModel.objects.get(model_id="smollm2-135m")
+
+
 def pytest_collection_modifyitems(config, items):
     """Browser tests last: they are the slowest, and Playwright's event loop must
     not outlive them into async tests."""

@@ -1,14 +1,21 @@
-"""A scripted OpenAI-compatible HTTP server on loopback, for provider tests.
-
-A real socket and real HTTP, so the client code under test runs exactly as in
-production; only the upstream's behaviour is scripted:
+"""A scripted upstream on loopback: OpenAI- and Anthropic-compatible SSE whose
+behaviour each test scripts per request. Real sockets and real HTTP, so the code
+under test runs exactly as in production; only the upstream is scripted.
 
     with ScriptedServer() as server:
-        server.enqueue(Reply.stream(["Hel", "lo"]))
-        server.enqueue(Reply(status=429, headers={"Retry-After": "2"}, body=b"{}"))
+        server.enqueue(Reply.stream(["Hel", "lo"], delay=0.01, first_delay=0.2))
+        server.enqueue(Reply(status=429, headers={"Retry-After": "2"}))
+        server.enqueue(Reply.stream(["a", "b"], drop_after=1))   # connection cut mid-stream
+        server.enqueue(Reply.stream(["a"], hang=True))           # a stream that never ends
+
+Requests are recorded (`server.requests`); for each, `server.disconnects` tells
+when the client closed the connection, so tests can check cancellation reached
+the socket.
 """
 
 import json
+import select
+import socket
 import threading
 import time
 from collections import deque
@@ -16,34 +23,112 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def _sse(data: dict | str, event: str | None = None) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
 @dataclass
 class Reply:
     status: int = 200
     headers: dict = field(default_factory=dict)
     body: bytes = b""
-    # For streams: raw SSE byte chunks written one by one, with `delay` between.
+    # For streams: raw byte chunks written one by one.
     chunks: list[bytes] = field(default_factory=list)
-    delay: float = 0.0
+    delay: float = 0.0  # between chunks
+    first_delay: float = 0.0  # before the first chunk (after the headers)
+    drop_after: int | None = None  # cut the connection after this many chunks
+    hang: bool = False  # after the chunks, send nothing more and never end
 
     @classmethod
-    def stream(cls, texts, usage=None, comments=(), done=True, delay=0.0) -> "Reply":
+    def stream(cls, texts, usage=None, comments=(), done=True, finish="stop", **options):
+        """An OpenAI-compatible chat.completions stream."""
         chunks = [f": {c}\n\n".encode() for c in comments]
         for text in texts:
-            event = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
-            chunks.append(f"data: {json.dumps(event)}\n\n".encode())
-        final = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        chunks.append(f"data: {json.dumps(final)}\n\n".encode())
+            chunks.append(_sse({"choices": [{"index": 0, "delta": {"content": text}}]}))
+        if finish:
+            chunks.append(_sse({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}))
         if usage:
-            chunks.append(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
+            chunks.append(_sse({"choices": [], "usage": usage}))
         if done:
             chunks.append(b"data: [DONE]\n\n")
-        return cls(headers={"Content-Type": "text/event-stream"}, chunks=chunks, delay=delay)
+        return cls(headers={"Content-Type": "text/event-stream"}, chunks=chunks, **options)
+
+    @classmethod
+    def anthropic_stream(cls, texts, input_tokens=10, output_tokens=None, stop="end_turn",
+                         tool_uses=(), **options):  # fmt: skip
+        """An Anthropic Messages API stream. tool_uses: [(id, name, [json parts])]."""
+        chunks = [
+            _sse(
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "msg_1",
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [],
+                        "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                    },
+                },
+                "message_start",
+            ),  # fmt: skip
+            _sse(
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+                "content_block_start",
+            ),  # fmt: skip
+            _sse({"type": "ping"}, "ping"),
+        ]
+        for text in texts:
+            chunks.append(_sse({"type": "content_block_delta", "index": 0,
+                                "delta": {"type": "text_delta", "text": text}},
+                               "content_block_delta"))  # fmt: skip
+        chunks.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+        for offset, (tool_id, name, parts) in enumerate(tool_uses, start=1):
+            chunks.append(_sse({"type": "content_block_start", "index": offset,
+                                "content_block": {"type": "tool_use", "id": tool_id,
+                                                  "name": name, "input": {}}},
+                               "content_block_start"))  # fmt: skip
+            for part in parts:
+                chunks.append(_sse({"type": "content_block_delta", "index": offset,
+                                    "delta": {"type": "input_json_delta", "partial_json": part}},
+                                   "content_block_delta"))  # fmt: skip
+            chunks.append(_sse({"type": "content_block_stop", "index": offset},
+                               "content_block_stop"))  # fmt: skip
+        out = len(texts) if output_tokens is None else output_tokens
+        chunks.append(_sse({"type": "message_delta", "delta": {"stop_reason": stop},
+                            "usage": {"output_tokens": out}}, "message_delta"))  # fmt: skip
+        chunks.append(_sse({"type": "message_stop"}, "message_stop"))
+        return cls(headers={"Content-Type": "text/event-stream"}, chunks=chunks, **options)
+
+    @classmethod
+    def json(cls, status: int, data, headers=None) -> "Reply":
+        return cls(
+            status=status,
+            headers={"Content-Type": "application/json", **(headers or {})},
+            body=json.dumps(data).encode(),
+        )
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # clients hanging up mid-stream is what many tests do on purpose
 
 
 class ScriptedServer:
     def __init__(self):
         self.replies: deque[Reply] = deque()
-        self.requests: list[dict] = []  # {"path", "headers", "json"}
+        self.requests: list[dict] = []  # {"method", "path", "headers", "json"}
+        self.disconnects: dict[int, float] = {}  # request index -> monotonic time
+        self.default: Reply | None = None  # served when the queue is empty
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,41 +137,93 @@ class ScriptedServer:
             def log_message(self, *args):
                 pass
 
+            def do_GET(self):
+                self._serve(None)
+
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
-                server.requests.append(
-                    {"path": self.path, "headers": dict(self.headers), "json": json.loads(raw)}
-                )
-                reply = server.replies.popleft() if server.replies else Reply(status=500)
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                self._serve(body)
+
+            def _serve(self, body):
+                with server._lock:
+                    index = len(server.requests)
+                    server.requests.append({
+                        "method": self.command, "path": self.path,
+                        "headers": dict(self.headers), "json": body,
+                    })  # fmt: skip
+                    if server.replies:
+                        reply = server.replies.popleft()
+                    else:
+                        reply = server.default or Reply.json(500, {"error": "no reply scripted"})
+                try:
+                    self._write(reply)
+                except (BrokenPipeError, ConnectionResetError):
+                    server.disconnects.setdefault(index, time.monotonic())
+                    self.close_connection = True
+                    return
+                if reply.hang:
+                    self._wait_for_hangup(index)
+
+            def _write(self, reply: Reply):
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
-                if reply.chunks:
-                    self.send_header("Transfer-Encoding", "chunked")
-                    self.end_headers()
-                    for chunk in reply.chunks:
-                        self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-                        self.wfile.flush()
-                        if reply.delay:
-                            time.sleep(reply.delay)
-                    self.wfile.write(b"0\r\n\r\n")
-                else:
+                if not reply.chunks and not reply.hang:
                     self.send_header("Content-Length", str(len(reply.body)))
                     self.end_headers()
                     self.wfile.write(reply.body)
+                    return
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.flush()
+                if reply.first_delay:
+                    time.sleep(reply.first_delay)
+                for n, chunk in enumerate(reply.chunks):
+                    if reply.drop_after is not None and n >= reply.drop_after:
+                        # An abrupt end: no terminating chunk, connection reset.
+                        self.connection.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                        )
+                        self.close_connection = True
+                        return
+                    self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                    self.wfile.flush()
+                    if reply.delay:
+                        time.sleep(reply.delay)
+                if not reply.hang:
+                    self.wfile.write(b"0\r\n\r\n")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+            def _wait_for_hangup(self, index: int):
+                sock = self.connection
+                while not server._stopping.is_set():
+                    readable, _, _ = select.select([sock], [], [], 0.02)
+                    if readable:
+                        try:
+                            data = sock.recv(1024)
+                        except OSError:
+                            data = b""
+                        if not data:
+                            server.disconnects.setdefault(index, time.monotonic())
+                            break
+                self.close_connection = True
 
-    def enqueue(self, reply: Reply) -> None:
-        self.replies.append(reply)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def enqueue(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
 
     def __enter__(self) -> "ScriptedServer":
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()

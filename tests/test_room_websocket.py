@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 @sync_to_async
 def make_room(username: str = "alice"):
     user = get_user_model().objects.create_user(username, password="pw-long-enough-1")
-    room = Conversation.objects.create(owner=user, model_key="smollm2-135m")
+    room = Conversation.objects.create(owner=user)
     run = Run.objects.create(message=Message.objects.create(conversation=room, content="hi"))
     answer = Answer.objects.create(
         run=run, model_key="smollm2-135m", model_name="SmolLM2", status=Answer.Status.STREAMING

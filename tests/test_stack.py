@@ -32,9 +32,9 @@ async def _listen(group: str, timeout: float) -> list[dict]:
         await layer.group_discard(group, channel)
 
 
-def test_a_message_streams_through_worker_model_and_channel_layer(live_stack):
+def test_a_message_streams_through_worker_model_and_channel_layer(live_stack, smollm2):
     alice = get_user_model().objects.create_user("alice", password="pw-long-enough-1")
-    room = Conversation.objects.create(owner=alice, model_key="smollm2-135m")
+    room = Conversation.objects.create(owner=alice, model=smollm2)
 
     async def scenario():
         listener = asyncio.create_task(_listen(room.group_name, timeout=120))
@@ -59,11 +59,14 @@ def test_a_message_streams_through_worker_model_and_channel_layer(live_stack):
 
 
 @pytest.mark.usefixtures("redis_ready")
-def test_model_server_down_fails_the_answer_in_words(settings, django_capture_on_commit_callbacks):
+def test_model_server_down_fails_the_answer_in_words(
+    settings, smollm2, django_capture_on_commit_callbacks
+):
     """The pipeline itself (in this process) against a port where no model serves."""
     settings.LOCAL_MODELS_PORT = 9
+    settings.CALL_MAX_RETRIES = 0
     alice = get_user_model().objects.create_user("alice", password="pw-long-enough-1")
-    room = Conversation.objects.create(owner=alice, model_key="smollm2-135m")
+    room = Conversation.objects.create(owner=alice, model=smollm2)
     with django_capture_on_commit_callbacks(execute=False):
         message = start_run(room, "hello?")
     asyncio.run(pipeline.execute(message.run.pk))
@@ -73,3 +76,5 @@ def test_model_server_down_fails_the_answer_in_words(settings, django_capture_on
     assert run.status == Run.Status.FAILED and answer.status == Answer.Status.FAILED
     assert "is not reachable" in answer.error and "model server running" in answer.error
     assert run.message.content == "hello?"  # what the user wrote is kept
+    assert answer.attempts[0]["outcome"] == "failed"
+    assert answer.error_kind == "connection"

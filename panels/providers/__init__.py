@@ -11,11 +11,13 @@ from .base import (
     ChatMessage,
     ChatRequest,
     Endpoint,
+    ErrorKind,
     Event,
     Finish,
     Provider,
     ProviderError,
     TextDelta,
+    ToolCall,
     Usage,
 )
 from .openai import OpenAICompatibleProvider
@@ -24,19 +26,27 @@ from .openai import OpenAICompatibleProvider
 def provider_for(endpoint: Endpoint, client) -> Provider:
     if endpoint.kind == "openai":
         return OpenAICompatibleProvider(endpoint, client)
-    raise ProviderError(f"Unknown provider kind {endpoint.kind!r}.", retryable=False)
+    if endpoint.kind == "anthropic":
+        from .anthropic import AnthropicProvider
+
+        return AnthropicProvider(endpoint, client)
+    raise ProviderError(
+        f"Unknown provider kind {endpoint.kind!r}.", retryable=False, kind=ErrorKind.UNAVAILABLE
+    )
 
 
 __all__ = [
     "ChatMessage",
     "ChatRequest",
     "Endpoint",
+    "ErrorKind",
     "Event",
     "Finish",
     "OpenAICompatibleProvider",
     "Provider",
     "ProviderError",
     "TextDelta",
+    "ToolCall",
     "Usage",
     "provider_for",
 ]

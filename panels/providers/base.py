@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 # Depth of nested fusion calls; every outgoing call carries the incremented value
@@ -22,21 +23,37 @@ class ChatRequest:
     max_tokens: int
     temperature: float | None = None
     depth: int = 0  # the incoming depth; the provider sends depth + 1
+    # Tools in OpenAI's function format: {"type": "function", "function": {...}}.
+    tools: tuple[dict, ...] = ()
+    # How long to wait for the TCP/TLS connection; the other limits live in calls.py.
+    connect_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
 class Endpoint:
     """Where a model is served. `api_key` is plaintext only in memory, never logged."""
 
-    kind: str  # "openai" (any OpenAI-compatible server); "anthropic" arrives later
+    kind: str  # "openai" (any OpenAI-compatible server) | "anthropic"
     base_url: str
     api_key: str = field(default="", repr=False)
     name: str = ""
+    # User-supplied URLs may only reach public addresses (see netguard.py).
+    public_only: bool = False
+    extra_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class TextDelta:
     text: str
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One complete tool call, the same shape for every provider kind."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
 
 
 @dataclass(frozen=True)
@@ -53,27 +70,59 @@ class Finish:
     reason: str  # "stop", "length", "tool_calls", ...
 
 
-Event = TextDelta | Usage | Finish
+Event = TextDelta | ToolCall | Usage | Finish
+
+
+class ErrorKind(StrEnum):
+    AUTH = "auth"  # the key was refused
+    MODEL_NOT_FOUND = "model_not_found"
+    RATE_LIMITED = "rate_limited"
+    CONTEXT_LENGTH = "context_length"
+    BAD_REQUEST = "bad_request"
+    SERVER = "server_error"
+    CONNECTION = "connection"
+    TIMEOUT = "timeout"
+    STREAM = "stream_error"  # malformed or cut-off stream, mid-stream error event
+    REFUSED_URL = "refused_url"  # SSRF guard: the base URL may not be reached
+    COOLDOWN = "cooldown"  # skipped: the model is cooling down after failures
+    CANCELLED = "cancelled"
+    UNAVAILABLE = "unavailable"  # no such model or provider configured
 
 
 class ProviderError(Exception):
-    """One error type for every provider failure, worded for a person."""
+    """One error type for every provider failure, worded for a person.
+
+    `message` is what a person reads ("OpenRouter refused the key: 401 …");
+    `provider_message` is the upstream's own words, when it gave any.
+    """
 
     def __init__(
         self,
         message: str,
         *,
         retryable: bool,
+        kind: ErrorKind = ErrorKind.SERVER,
         status: int | None = None,
         code: str = "",
         retry_after: float | None = None,
+        provider_message: str = "",
     ):
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+        self.kind = kind
         self.status = status
         self.code = code
         self.retry_after = retry_after
+        self.provider_message = provider_message
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": str(self.kind),
+            "message": self.message,
+            "status": self.status,
+            "retryable": self.retryable,
+        }
 
 
 class Provider(Protocol):

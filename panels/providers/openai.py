@@ -1,8 +1,8 @@
 """Streaming chat completions from any OpenAI-compatible server.
 
-Covers OpenAI, OpenRouter, Together, Groq, DeepSeek, vLLM, Ollama, LM Studio and
-llama.cpp's server (the bundled local models). SSE parsing is httpx-sse's, which
-already drops comment lines such as `: ping` and `: OPENROUTER PROCESSING`.
+Covers OpenAI, OpenRouter, Together, Groq, DeepSeek, Gemini's compatible endpoint,
+Mistral, vLLM, Ollama, LM Studio and llama.cpp's server (the bundled local models).
+httpx-sse already drops comment lines such as `: ping` and `: OPENROUTER PROCESSING`.
 """
 
 import json
@@ -10,54 +10,47 @@ import math
 from collections.abc import AsyncIterator
 
 import httpx
-from httpx_sse import SSEError, aconnect_sse
 
 from .base import (
     DEPTH_HEADER,
     ChatRequest,
     Endpoint,
+    ErrorKind,
     Event,
     Finish,
     ProviderError,
     TextDelta,
+    ToolCall,
     Usage,
 )
-
-RETRYABLE_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
-_ERROR_BODY_LIMIT = 4096
-
-
-def parse_retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait, from `retry-after-ms` or `Retry-After` (seconds form)."""
-    if ms := headers.get("retry-after-ms"):
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    if seconds := headers.get("retry-after"):
-        try:
-            return max(0.0, float(seconds))
-        except ValueError:
-            return None  # an HTTP date: rare from LLM APIs; fall back to backoff
-    return None
-
-
-def _error_message(body: bytes) -> tuple[str, str]:
-    """(message, code) out of an OpenAI-style error body, or the raw text."""
-    text = body[:_ERROR_BODY_LIMIT].decode("utf-8", "replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text[:300], ""
-    error = data.get("error", data) if isinstance(data, dict) else data
-    if isinstance(error, dict):
-        return str(error.get("message") or text)[:300], str(error.get("code") or "")
-    return str(error)[:300], ""
+from .errors import upstream_message
+from .http import open_sse, where
 
 
 def estimate_tokens(text: str) -> int:
     """Rough token count (~4 characters a token) for servers that report no usage."""
     return math.ceil(len(text) / 4) if text else 0
+
+
+class _ToolCallParts:
+    """OpenAI streams a tool call in pieces keyed by index; join them."""
+
+    def __init__(self):
+        self.calls: dict[int, dict] = {}
+
+    def add(self, delta: dict) -> None:
+        call = self.calls.setdefault(delta.get("index", 0), {"id": "", "name": "", "args": []})
+        call["id"] = delta.get("id") or call["id"]
+        function = delta.get("function") or {}
+        call["name"] = function.get("name") or call["name"]
+        if function.get("arguments"):
+            call["args"].append(function["arguments"])
+
+    def complete(self) -> list[ToolCall]:
+        return [
+            ToolCall(id=c["id"], name=c["name"], arguments="".join(c["args"]) or "{}")
+            for _, c in sorted(self.calls.items())
+        ]
 
 
 class OpenAICompatibleProvider:
@@ -81,77 +74,68 @@ class OpenAICompatibleProvider:
         }
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.tools:
+            body["tools"] = list(request.tools)
         return body
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        url = self.endpoint.base_url.rstrip("/") + "/chat/completions"
-        where = self.endpoint.name or self.endpoint.base_url
+        name = where(self.endpoint)
         content_chunks = 0
         usage: Usage | None = None
         finish: str | None = None
-        try:
-            async with aconnect_sse(
-                self.client,
-                "POST",
-                url,
-                json=self._body(request),
-                headers=self._headers(request),
-            ) as source:
-                response = source.response
-                if response.status_code >= 400:
-                    body = await response.aread()
-                    message, code = _error_message(body)
+        tool_parts = _ToolCallParts()
+        async with open_sse(
+            self.client,
+            self.endpoint,
+            "/chat/completions",
+            self._body(request),
+            self._headers(request),
+            request.model,
+            request.connect_timeout_s,
+        ) as source:
+            async for sse in source.aiter_sse():
+                data = sse.data.strip()
+                if not data:
+                    continue
+                if data == "[DONE]":
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
                     raise ProviderError(
-                        f"{where} answered HTTP {response.status_code}: {message}",
-                        retryable=response.status_code in RETRYABLE_STATUSES,
-                        status=response.status_code,
+                        f"{name} sent a malformed event: {data[:120]!r}",
+                        retryable=True,
+                        kind=ErrorKind.STREAM,
+                    ) from None
+                if not isinstance(chunk, dict):
+                    continue
+                if "error" in chunk:
+                    message, code = upstream_message(json.dumps(chunk).encode())
+                    raise ProviderError(
+                        f"{name} failed mid-answer: {message}",
+                        retryable=True,
+                        kind=ErrorKind.STREAM,
                         code=code,
-                        retry_after=parse_retry_after(response.headers),
+                        provider_message=message,
                     )
-                async for sse in source.aiter_sse():
-                    data = sse.data.strip()
-                    if not data:
-                        continue
-                    if data == "[DONE]":
-                        break
-                    try:
-                        chunk = json.loads(data)
-                    except ValueError:
-                        raise ProviderError(
-                            f"{where} sent a malformed event: {data[:120]!r}", retryable=True
-                        ) from None
-                    if "error" in chunk:
-                        message, code = _error_message(json.dumps(chunk).encode())
-                        raise ProviderError(
-                            f"{where} failed mid-answer: {message}", retryable=True, code=code
-                        )
-                    for choice in chunk.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            content_chunks += 1
-                            yield TextDelta(text)
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
-                    if chunk.get("usage"):
-                        u = chunk["usage"]
-                        usage = Usage(
-                            input_tokens=int(u.get("prompt_tokens") or 0),
-                            output_tokens=int(u.get("completion_tokens") or 0),
-                            cost=u.get("cost"),
-                        )
-        except SSEError as exc:
-            raise ProviderError(
-                f"{where} did not answer with a stream: {exc}", retryable=False
-            ) from None
-        except httpx.TimeoutException as exc:
-            raise ProviderError(
-                f"{where} timed out ({type(exc).__name__})", retryable=True
-            ) from None
-        except httpx.TransportError as exc:
-            raise ProviderError(
-                f"could not reach {where}: {exc or type(exc).__name__}", retryable=True
-            ) from None
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    if text := delta.get("content"):
+                        content_chunks += 1
+                        yield TextDelta(text)
+                    for part in delta.get("tool_calls") or []:
+                        tool_parts.add(part)
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                if u := chunk.get("usage"):
+                    usage = Usage(
+                        input_tokens=int(u.get("prompt_tokens") or 0),
+                        output_tokens=int(u.get("completion_tokens") or 0),
+                        cost=u.get("cost"),
+                    )
 
+        for call in tool_parts.complete():
+            yield call
         if usage is None:
             # llama.cpp's server sends no usage on streams: one chunk is one token
             # there; elsewhere this is an estimate, and marked as one.

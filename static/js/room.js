@@ -62,6 +62,7 @@ function formatStats(stats) {
     parts.push(`${approx}${stats.input_tokens} in · ${stats.output_tokens} out tokens`);
   }
   if (stats.first_token_ms != null) parts.push(`first token ${(stats.first_token_ms / 1000).toFixed(1)} s`);
+  if (stats.cost) parts.push(stats.cost);
   if (stats.latency_ms != null) parts.push(`total ${(stats.latency_ms / 1000).toFixed(1)} s`);
   return parts.map((text) => Object.assign(document.createElement("span"), { textContent: text }));
 }

@@ -1,0 +1,280 @@
+"""One model call made reliable: time limits, retries, fallbacks and cooldowns.
+
+    result = CallResult()
+    await call(targets, request, result, client=client, cooldowns=cooldowns, on_text=send)
+
+`targets` is the seat's model followed by its fallbacks. `result` is filled as the
+call goes, so a cancelled call still leaves its partial text, usage and cost.
+Rules, in the order they apply:
+- a model in cooldown is skipped, and the skip recorded;
+- a retryable failure (408/409/429/5xx, connection, timeout, cut stream) is retried
+  with exponential backoff and full jitter, or after `Retry-After` when given,
+  within a cap on count and total wait, and only while no text was passed on;
+- when a model gives up, the next target is tried (again only before any text);
+- the answer records which model really answered, and every attempt.
+"""
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+import httpx
+from django.conf import settings
+
+from . import pricing
+from .cooldown import Cooldowns
+from .providers import (
+    ChatRequest,
+    Endpoint,
+    ErrorKind,
+    Event,
+    Finish,
+    ProviderError,
+    TextDelta,
+    ToolCall,
+    Usage,
+    provider_for,
+)
+from .providers.openai import estimate_tokens
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    connect_s: float
+    first_token_s: float
+    idle_s: float
+    total_s: float
+
+    @classmethod
+    def from_settings(cls, **overrides: float | None) -> "CallLimits":
+        values = {
+            "connect_s": settings.CALL_CONNECT_TIMEOUT_S,
+            "first_token_s": settings.CALL_FIRST_TOKEN_TIMEOUT_S,
+            "idle_s": settings.CALL_IDLE_TIMEOUT_S,
+            "total_s": settings.CALL_TOTAL_TIMEOUT_S,
+        }
+        values.update({k: float(v) for k, v in overrides.items() if v})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 2
+    base_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+    max_total_wait_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls) -> "RetryPolicy":
+        return cls(max_retries=settings.CALL_MAX_RETRIES)
+
+    def backoff(self, retry: int) -> float:
+        """Full jitter: spreads retries of many callers hit by the same outage."""
+        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**retry))
+
+
+@dataclass(frozen=True)
+class Target:
+    """One model at one provider, ready to call."""
+
+    provider_id: int
+    model_id: str
+    display_name: str
+    endpoint: Endpoint
+    prices: tuple[Decimal, Decimal] | None  # USD per token, None when unknown
+    context_length: int = 8192
+
+
+@dataclass
+class Attempt:
+    model: str  # display name
+    model_id: str
+    provider_id: int
+    outcome: str = "running"  # answered | failed | skipped | cancelled
+    error: dict | None = None
+    started_ms: int = 0
+    first_token_ms: int | None = None
+    ended_ms: int | None = None
+    waited_s: float = 0.0  # backoff slept before this attempt
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class CallResult:
+    parts: list[str] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage | None = None
+    cost: pricing.Cost = pricing.UNKNOWN
+    answered_by: Target | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    error: ProviderError | None = None
+    finish_reason: str = ""
+    first_token_ms: int | None = None
+    latency_ms: int | None = None
+    _started: float = field(default_factory=time.monotonic, repr=False)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.answered_by is not None
+
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self._started) * 1000)
+
+
+async def _limited(stream: AsyncIterator[Event], limits: CallLimits, name: str):
+    """The provider's events, with first-token, idle-gap and total limits.
+
+    A limit that runs out cancels the pending read, which unwinds the provider's
+    `async with` and closes the upstream connection at once.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.total_s
+    started = False
+    try:
+        while True:
+            left = deadline - loop.time()
+            wait, what = (limits.idle_s, "idle") if started else (limits.first_token_s, "first")
+            try:
+                async with asyncio.timeout(min(wait, max(left, 0))):
+                    event = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if left <= wait:
+                    message = f"{name} did not finish within {limits.total_s:g} s"
+                elif what == "first":
+                    message = f"{name} sent no first token within {wait:g} s"
+                else:
+                    message = f"{name} stalled: nothing for {wait:g} s mid-answer"
+                raise ProviderError(message, retryable=True, kind=ErrorKind.TIMEOUT) from None
+            if isinstance(event, TextDelta | ToolCall):
+                started = True
+            yield event
+    finally:
+        await stream.aclose()
+
+
+def _settle_usage(result: CallResult, request: ChatRequest, target: Target | None) -> None:
+    """Usage and cost for what was received, also when the call did not finish."""
+    if result.usage is None and result.parts:
+        prompt = "".join(m.content for m in request.messages)
+        result.usage = Usage(estimate_tokens(prompt), len(result.parts), estimated=True)
+    if result.usage is not None and target is not None:
+        result.cost = pricing.cost_of(
+            result.usage.input_tokens, result.usage.output_tokens, result.usage.cost, target.prices
+        )
+
+
+async def _attempt(target: Target, request: ChatRequest, result: CallResult,
+                   attempt: Attempt, client: httpx.AsyncClient, limits: CallLimits,
+                   on_text: Callable[[str], Awaitable[None]]) -> None:  # fmt: skip
+    provider = provider_for(target.endpoint, client)
+    stream = provider.stream(request).__aiter__()
+    async for event in _limited(stream, limits, target.endpoint.name or target.display_name):
+        if isinstance(event, TextDelta):
+            if attempt.first_token_ms is None:
+                attempt.first_token_ms = result.elapsed_ms()
+                result.first_token_ms = attempt.first_token_ms
+            result.parts.append(event.text)
+            await on_text(event.text)
+        elif isinstance(event, ToolCall):
+            result.tool_calls.append(event)
+        elif isinstance(event, Usage):
+            result.usage = event
+        elif isinstance(event, Finish):
+            result.finish_reason = event.reason
+
+
+async def call(
+    targets: list[Target],
+    request: ChatRequest,
+    result: CallResult,
+    *,
+    client: httpx.AsyncClient,
+    cooldowns: Cooldowns,
+    on_text: Callable[[str], Awaitable[None]],
+    limits: CallLimits | None = None,
+    retry: RetryPolicy | None = None,
+) -> CallResult:
+    limits = limits or CallLimits.from_settings()
+    retry = retry or RetryPolicy.from_settings()
+    request = _with_connect_timeout(request, limits.connect_s)
+    target: Target | None = None
+    try:
+        for target in targets:
+            model_request = _for_model(request, target.model_id)
+            remaining = await cooldowns.remaining(target.provider_id, target.model_id)
+            if remaining > 0:
+                result.attempts.append(Attempt(
+                    target.display_name, target.model_id, target.provider_id, outcome="skipped",
+                    started_ms=result.elapsed_ms(), ended_ms=result.elapsed_ms(),
+                    error={"kind": ErrorKind.COOLDOWN.value, "retryable": True, "status": None,
+                           "message": f"{target.display_name} is cooling down after repeated "
+                                      f"failures ({remaining:.0f} s left); skipped"},
+                ))  # fmt: skip
+                result.error = ProviderError(
+                    result.attempts[-1].error["message"], retryable=True, kind=ErrorKind.COOLDOWN
+                )
+                continue
+            retries, waited = 0, 0.0
+            while True:
+                attempt = Attempt(target.display_name, target.model_id, target.provider_id,
+                                  started_ms=result.elapsed_ms(), waited_s=waited)  # fmt: skip
+                result.attempts.append(attempt)
+                try:
+                    await _attempt(target, model_request, result, attempt, client, limits, on_text)
+                except ProviderError as error:
+                    attempt.outcome, attempt.error = "failed", error.as_dict()
+                    attempt.ended_ms = result.elapsed_ms()
+                    result.error = error
+                    cooling = 0.0
+                    if error.retryable:
+                        cooling = await cooldowns.failed(target.provider_id, target.model_id)
+                    if result.parts:
+                        return result  # text was passed on: no retry, no fallback
+                    if error.retryable and not cooling and retries < retry.max_retries:
+                        delay = error.retry_after
+                        if delay is None:
+                            delay = retry.backoff(retries)
+                        if waited + delay <= retry.max_total_wait_s:
+                            retries, waited = retries + 1, waited + delay
+                            await asyncio.sleep(delay)
+                            continue
+                    break  # give up on this model; try the next target
+                attempt.outcome, attempt.ended_ms = "answered", result.elapsed_ms()
+                result.answered_by, result.error = target, None
+                await cooldowns.succeeded(target.provider_id, target.model_id)
+                return result
+        if result.error is None:
+            result.error = ProviderError(
+                "No model was configured for this call.", retryable=False,
+                kind=ErrorKind.UNAVAILABLE,
+            )  # fmt: skip
+        return result
+    except asyncio.CancelledError:
+        if result.attempts and result.attempts[-1].outcome == "running":
+            result.attempts[-1].outcome = "cancelled"
+            result.attempts[-1].ended_ms = result.elapsed_ms()
+        result.error = ProviderError("Cancelled.", retryable=False, kind=ErrorKind.CANCELLED)
+        raise
+    finally:
+        result.latency_ms = result.elapsed_ms()
+        answered = result.answered_by or (target if result.parts else None)
+        _settle_usage(result, request, answered)
+
+
+def _with_connect_timeout(request: ChatRequest, seconds: float) -> ChatRequest:
+    return replace(request, connect_timeout_s=seconds)
+
+
+def _for_model(request: ChatRequest, model_id: str) -> ChatRequest:
+    return replace(request, model=model_id)

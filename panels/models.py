@@ -1,0 +1,152 @@
+"""Providers (where models are served, with whose key) and the model catalog."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from . import crypto, local_models
+from .providers import Endpoint
+
+
+class Provider(models.Model):
+    class Kind(models.TextChoices):
+        OPENAI = "openai", "OpenAI-compatible"
+        ANTHROPIC = "anthropic", "Anthropic (Messages API)"
+
+    class Source(models.TextChoices):
+        ADMIN = "admin", "Added by an administrator"
+        ENV = "env", "From an environment variable"
+        LOCAL = "local", "Bundled local model"
+        USER = "user", "A user's own key"
+
+    # No owner: a site-wide provider every user may call. With an owner: that
+    # user's own key (bring your own key), reachable only at public addresses.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="providers",
+    )
+    name = models.CharField(max_length=80)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.OPENAI)
+    base_url = models.URLField(max_length=300)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.ADMIN)
+    # The key itself is only ever stored encrypted; the hint is what may be shown.
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    key_hint = models.CharField(max_length=16, blank=True, editable=False)
+    local_model_key = models.CharField(max_length=64, blank=True, editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(owner__isnull=True), name="unique_site_provider_name"
+            ),
+            models.UniqueConstraint(fields=["owner", "name"], name="unique_user_provider_name"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_site_wide(self) -> bool:
+        return self.owner_id is None
+
+    def set_api_key(self, plaintext: str) -> None:
+        plaintext = plaintext.strip()
+        self.api_key_encrypted = crypto.encrypt(plaintext)
+        self.key_hint = crypto.hint(plaintext)
+
+    def reveal_api_key(self, *, purpose: str) -> str:
+        """The plaintext key, for an outgoing call only. Takes an argument so that a
+        template can never call it: `{{ provider.reveal_api_key }}` renders nothing."""
+        assert purpose, "say why the key is needed"
+        return crypto.decrypt(self.api_key_encrypted)
+
+    def clean(self):
+        from .providers import netguard
+
+        try:
+            self.base_url = netguard.check_url_shape(self.base_url)
+            if not self.is_site_wide:
+                self.base_url = netguard.validate_public_base_url(self.base_url)
+        except ValueError as exc:
+            raise ValidationError({"base_url": str(exc)}) from None
+
+    def endpoint(self) -> Endpoint:
+        base_url = self.base_url
+        if self.source == self.Source.LOCAL and (model := local_models.get(self.local_model_key)):
+            base_url = model.base_url  # follows LOCAL_MODELS_PORT, whatever was stored
+        headers: tuple[tuple[str, str], ...] = ()
+        if "openrouter.ai" in base_url:
+            headers = (("HTTP-Referer", settings.SITE_URL), ("X-Title", settings.SITE_NAME))
+        return Endpoint(
+            kind=self.kind,
+            base_url=base_url,
+            api_key=self.reveal_api_key(purpose="outgoing call"),
+            name=self.name,
+            public_only=not self.is_site_wide,
+            extra_headers=headers,
+        )
+
+
+class CatalogModelQuerySet(models.QuerySet):
+    def usable_by(self, user) -> "CatalogModelQuerySet":
+        """Models on site-wide providers and on the user's own providers."""
+        reachable = Q(provider__owner__isnull=True)
+        if user is not None and user.is_authenticated:
+            reachable |= Q(provider__owner=user)
+        return self.filter(reachable, is_active=True, provider__is_active=True)
+
+
+class CatalogModel(models.Model):
+    class Source(models.TextChoices):
+        CURATED = "curated", "Shipped list"
+        OPENROUTER = "openrouter", "OpenRouter sync"
+        LOCAL = "local", "Bundled local model"
+        MANUAL = "manual", "Added by hand"
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    model_id = models.CharField(max_length=200, help_text="The id the provider's API expects.")
+    display_name = models.CharField(max_length=200)
+    context_length = models.PositiveIntegerField(default=8192)
+    # USD per million tokens; empty means unknown (never silently zero).
+    input_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    output_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    supports_tools = models.BooleanField(default=False)
+    source = models.CharField(max_length=12, choices=Source.choices, default=Source.MANUAL)
+    is_active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CatalogModelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["display_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model_id"], name="unique_provider_model")
+        ]
+
+    def __str__(self):
+        return f"{self.display_name} ({self.provider})"
+
+    @property
+    def ref(self) -> str:
+        """A stable, readable reference: "<provider id>:<model id>"."""
+        return f"{self.provider_id}:{self.model_id}"
+
+    @property
+    def price_known(self) -> bool:
+        return self.input_price is not None and self.output_price is not None
+
+    def price_per_token(self) -> tuple[Decimal, Decimal] | None:
+        if not self.price_known:
+            return None
+        million = Decimal(1_000_000)
+        return self.input_price / million, self.output_price / million

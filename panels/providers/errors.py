@@ -1,0 +1,93 @@
+"""Turning an upstream's HTTP error into a ProviderError a person can act on."""
+
+import json
+import re
+
+import httpx
+
+from .base import ErrorKind, ProviderError
+
+RETRYABLE_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+_BODY_LIMIT = 4096
+
+
+def parse_retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait, from `retry-after-ms` or `Retry-After` (seconds form)."""
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    if seconds := headers.get("retry-after"):
+        try:
+            return max(0.0, float(seconds))
+        except ValueError:
+            return None  # an HTTP date: rare from LLM APIs; fall back to backoff
+    return None
+
+
+def upstream_message(body: bytes) -> tuple[str, str]:
+    """(message, code) from an OpenAI- or Anthropic-style error body, else its text."""
+    text = body[:_BODY_LIMIT].decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        if text.lstrip().lower().startswith(("<!doctype", "<html")):
+            return "an HTML page instead of an API answer (is the base URL right?)", ""
+        return text[:300], ""
+    error = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("detail") or text
+        code = error.get("code") or error.get("type") or ""
+        return str(message)[:300], str(code)
+    return str(error)[:300], ""
+
+
+_CONTEXT_NUMBERS = re.compile(r"(\d[\d,]*)\D+?(\d[\d,]*)\s*tokens", re.I)
+
+
+def error_from_status(where: str, status: int, body: bytes, headers: httpx.Headers,
+                      model: str) -> ProviderError:  # fmt: skip
+    message, code = upstream_message(body)
+    retry_after = parse_retry_after(headers)
+    lowered = f"{message} {code}".lower()
+    if status in (401, 403):
+        kind, text = ErrorKind.AUTH, f"{where} refused the key: {status} {message}"
+    elif "context" in lowered and ("length" in lowered or "window" in lowered) or (
+        code == "context_length_exceeded"
+    ):
+        kind = ErrorKind.CONTEXT_LENGTH
+        text = f"context too long for {model} at {where}: {message}"
+    elif status == 404 or "model_not_found" in lowered or "does not exist" in lowered:
+        kind, text = ErrorKind.MODEL_NOT_FOUND, f"model not found at {where}: {model} ({message})"
+    elif status == 429:
+        wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
+        kind, text = ErrorKind.RATE_LIMITED, f"{where} is rate limiting: {message}{wait}"
+    elif status >= 500 or status in RETRYABLE_STATUSES:
+        kind, text = ErrorKind.SERVER, f"{where} failed with HTTP {status}: {message}"
+    else:
+        kind, text = ErrorKind.BAD_REQUEST, f"{where} rejected the request: {status} {message}"
+    return ProviderError(
+        text,
+        retryable=status in RETRYABLE_STATUSES,
+        kind=kind,
+        status=status,
+        code=code,
+        retry_after=retry_after,
+        provider_message=message,
+    )
+
+
+def error_from_transport(where: str, exc: httpx.HTTPError) -> ProviderError:
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderError(
+            f"{where} timed out ({type(exc).__name__})", retryable=True, kind=ErrorKind.TIMEOUT
+        )
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return ProviderError(
+            f"{where} cut the stream off: {exc}", retryable=True, kind=ErrorKind.STREAM
+        )
+    detail = str(exc) or type(exc).__name__
+    return ProviderError(
+        f"could not reach {where}: {detail}", retryable=True, kind=ErrorKind.CONNECTION
+    )

@@ -1,0 +1,78 @@
+"""Opening an upstream SSE stream: the one place both provider kinds meet HTTP.
+
+Redirects are never followed; a user's endpoint is resolved, checked and pinned to
+a public address first (netguard.py); HTTP and transport failures become typed
+ProviderErrors.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from httpx_sse import EventSource, SSEError, aconnect_sse
+
+from .base import Endpoint, ErrorKind, ProviderError
+from .errors import error_from_status, error_from_transport
+
+
+def where(endpoint: Endpoint) -> str:
+    return endpoint.name or endpoint.base_url
+
+
+@asynccontextmanager
+async def open_sse(
+    client: httpx.AsyncClient,
+    endpoint: Endpoint,
+    path: str,
+    body: dict,
+    headers: dict[str, str],
+    model: str,
+    connect_timeout_s: float | None = None,
+) -> AsyncIterator[EventSource]:
+    url = endpoint.base_url.rstrip("/") + path
+    headers = {**dict(endpoint.extra_headers), **headers}
+    extensions: dict = {}
+    if endpoint.public_only:
+        from . import netguard
+
+        target = await netguard.pin(url)
+        url = target.url
+        headers["Host"] = target.host_header
+        extensions = target.extensions
+    name = where(endpoint)
+    try:
+        async with aconnect_sse(
+            client,
+            "POST",
+            url,
+            json=body,
+            headers=headers,
+            extensions=extensions,
+            follow_redirects=False,
+            # Only the connection has an httpx timeout: first-token, idle-gap and
+            # total limits are enforced around the stream (panels/calls.py).
+            timeout=httpx.Timeout(None, connect=connect_timeout_s or 10.0),
+        ) as source:
+            response = source.response
+            if response.is_redirect:
+                raise ProviderError(
+                    f"{name} redirected to {response.headers.get('location', '?')}; "
+                    "redirects are not followed: fix the base URL",
+                    retryable=False,
+                    kind=ErrorKind.BAD_REQUEST,
+                    status=response.status_code,
+                )
+            if response.status_code >= 400:
+                raise error_from_status(
+                    name, response.status_code, await response.aread(), response.headers, model
+                )
+            yield source
+    except SSEError:
+        raise ProviderError(
+            f"{name} did not answer with a stream (got "
+            f"{response.headers.get('content-type', 'no content type')}): is the base URL right?",
+            retryable=False,
+            kind=ErrorKind.STREAM,
+        ) from None
+    except httpx.HTTPError as exc:
+        raise error_from_transport(name, exc) from None

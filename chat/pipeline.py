@@ -57,7 +57,8 @@ class RunContext:
         self.layer = get_channel_layer()
         self.redis = streams.redis_client()
         self.cooldowns = Cooldowns(self.redis)
-        self.http = httpx.AsyncClient(limits=POOL_LIMITS, follow_redirects=False)
+        # trust_env off: a proxy from the environment would bypass the SSRF pinning.
+        self.http = httpx.AsyncClient(limits=POOL_LIMITS, follow_redirects=False, trust_env=False)
 
     async def announce(self, event: dict) -> None:
         try:

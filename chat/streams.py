@@ -21,10 +21,18 @@ def _seq_key(answer_id: int) -> str:
 
 
 def redis_client():
-    """A redis.asyncio client bound to the running event loop."""
+    """A redis.asyncio client for the running event loop. The pool blocks (briefly)
+    instead of failing when hundreds of streams of one run want Redis at once."""
     import redis.asyncio as aioredis
 
-    return aioredis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL,
+        max_connections=50,
+        timeout=20,
+        socket_connect_timeout=2,
+        socket_timeout=10,
+    )
+    return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
 
 
 async def append(redis, answer_id: int, text: str) -> int:

@@ -43,9 +43,7 @@ def start(request):
     form = NewConversationForm(request.POST, user=request.user)
     if not form.is_valid():
         return render(request, "chat/home.html", {"form": form, **_sidebar(request)}, status=400)
-    conversation = Conversation.objects.create(
-        owner=request.user, model=form.cleaned_data["model"]
-    )
+    conversation = Conversation.objects.create(owner=request.user, model=form.cleaned_data["model"])
     start_run(conversation, form.cleaned_data["content"])
     return redirect(conversation)
 

@@ -205,7 +205,8 @@ for _key in FIELD_ENCRYPTION_KEYS:
     except ValueError:
         raise ImproperlyConfigured(
             "FIELD_ENCRYPTION_KEYS holds a value that is not a Fernet key; make one with: "
-            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+            "python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'"
         ) from None
 
 # Attribution headers OpenRouter shows on its leaderboards.

@@ -26,7 +26,9 @@ class ProviderForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.owner = owner
         if self.instance.key_hint:
-            self.fields["api_key"].help_text = (
+            self.fields[
+                "api_key"
+            ].help_text = (
                 f"Stored key: {self.instance.key_hint}. Write-only; leave blank to keep it."
             )
 

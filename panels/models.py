@@ -1,6 +1,7 @@
 """Providers (where models are served, with whose key) and the model catalog."""
 
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -85,7 +86,8 @@ class Provider(models.Model):
         if self.source == self.Source.LOCAL and (model := local_models.get(self.local_model_key)):
             base_url = model.base_url  # follows LOCAL_MODELS_PORT, whatever was stored
         headers: tuple[tuple[str, str], ...] = ()
-        if "openrouter.ai" in base_url:
+        host = urlsplit(base_url).hostname or ""
+        if host == "openrouter.ai" or host.endswith(".openrouter.ai"):
             headers = (("HTTP-Referer", settings.SITE_URL), ("X-Title", settings.SITE_NAME))
         return Endpoint(
             kind=self.kind,

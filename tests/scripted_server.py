@@ -116,6 +116,7 @@ class Reply:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 512  # the default backlog of 5 refuses bursts of connects
 
     def handle_error(self, request, client_address):
         pass  # clients hanging up mid-stream is what many tests do on purpose
@@ -127,6 +128,8 @@ class ScriptedServer:
         self.requests: list[dict] = []  # {"method", "path", "headers", "json"}
         self.disconnects: dict[int, float] = {}  # request index -> monotonic time
         self.default: Reply | None = None  # served when the queue is empty
+        self.open_connections = 0  # client connections the server holds right now
+        self.request_times: list[float] = []  # monotonic arrival time of each request
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         server = self
@@ -136,6 +139,18 @@ class ScriptedServer:
 
             def log_message(self, *args):
                 pass
+
+            def setup(self):
+                super().setup()
+                with server._lock:
+                    server.open_connections += 1
+
+            def finish(self):
+                try:
+                    super().finish()
+                finally:
+                    with server._lock:
+                        server.open_connections -= 1
 
             def do_GET(self):
                 self._serve(None)
@@ -151,6 +166,7 @@ class ScriptedServer:
 
             def _serve(self, body):
                 with server._lock:
+                    server.request_times.append(time.monotonic())
                     index = len(server.requests)
                     server.requests.append({
                         "method": self.command, "path": self.path,
@@ -220,7 +236,9 @@ class ScriptedServer:
         self.replies.extend(replies)
 
     def __enter__(self) -> "ScriptedServer":
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def __exit__(self, *exc) -> None:

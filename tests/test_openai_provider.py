@@ -139,3 +139,41 @@ async def _stream(server):
     async with httpx.AsyncClient(timeout=5) as client:
         async for event in OpenAICompatibleProvider(endpoint, client).stream(REQUEST):
             yield event
+
+
+async def test_tool_call_pieces_are_joined_per_index(server):
+    from panels.providers import ToolCall  # appended test; the import block above is shared
+
+    def chunk(delta: dict, finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return f"data: {json.dumps({'choices': [choice]})}\n\n".encode()
+
+    def piece(index: int, arguments: str, **first) -> dict:
+        function = {"arguments": arguments}
+        if first:
+            function["name"] = first["name"]
+            return {"tool_calls": [{"index": index, "id": first["id"], "function": function}]}
+        return {"tool_calls": [{"index": index, "function": function}]}
+
+    server.enqueue(
+        Reply(
+            headers={"Content-Type": "text/event-stream"},
+            chunks=[
+                chunk({"role": "assistant", **piece(0, "", id="call_a", name="search")}),
+                chunk(piece(0, '{"q": ')),
+                chunk(piece(0, '"fusion')),
+                chunk(piece(0, ' room"}')),
+                chunk(piece(1, '{"tz": ', id="call_b", name="clock")),
+                chunk(piece(1, '"UTC"}')),
+                chunk({}, finish="tool_calls"),
+                b"data: [DONE]\n\n",
+            ],
+        )
+    )
+    events = await collect(server)
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    assert calls == [
+        ToolCall(id="call_a", name="search", arguments='{"q": "fusion room"}'),
+        ToolCall(id="call_b", name="clock", arguments='{"tz": "UTC"}'),
+    ]
+    assert events[-1] == Finish("tool_calls")

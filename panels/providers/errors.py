@@ -53,8 +53,8 @@ def error_from_status(where: str, status: int, body: bytes, headers: httpx.Heade
     lowered = f"{message} {code}".lower()
     if status in (401, 403):
         kind, text = ErrorKind.AUTH, f"{where} refused the key: {status} {message}"
-    elif "context" in lowered and ("length" in lowered or "window" in lowered) or (
-        code == "context_length_exceeded"
+    elif code == "context_length_exceeded" or (
+        "context" in lowered and ("length" in lowered or "window" in lowered)
     ):
         kind = ErrorKind.CONTEXT_LENGTH
         text = f"context too long for {model} at {where}: {message}"

@@ -39,6 +39,9 @@ async def open_sse(
         url = target.url
         headers["Host"] = target.host_header
         extensions = target.extensions
+        # httpcore pools connections by address: never hand a connection made for
+        # one user's host to another host that pins to the same address.
+        headers["Connection"] = "close"
     name = where(endpoint)
     try:
         async with aconnect_sse(

@@ -1,0 +1,197 @@
+"""Streaming from Anthropic's native Messages API.
+
+The request differs from OpenAI's (a top-level system prompt, strictly alternating
+turns, `input_schema` tools) and the stream is a sequence of typed events: content
+blocks open, grow by deltas and close; usage comes at the start (input) and in
+`message_delta` (output, cumulative).
+"""
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+
+from .base import (
+    DEPTH_HEADER,
+    ChatRequest,
+    Endpoint,
+    ErrorKind,
+    Event,
+    Finish,
+    ProviderError,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
+from .http import open_sse, where
+from .openai import estimate_tokens
+
+API_VERSION = "2023-06-01"
+
+# Anthropic's stop reasons in the OpenAI vocabulary the rest of the code speaks.
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+}
+
+# Mid-stream error types worth another try; anything else (e.g. invalid_request_error)
+# would fail the same way again.
+RETRYABLE_ERRORS = {"overloaded_error", "api_error", "rate_limit_error"}
+
+
+def convert_tool(tool: dict) -> dict:
+    """OpenAI's {"type": "function", "function": {...}} to Anthropic's tool shape."""
+    function = tool.get("function", tool)
+    converted = {
+        "name": function["name"],
+        # input_schema is required by Anthropic; OpenAI allows leaving parameters out.
+        "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+    }
+    if function.get("description"):
+        converted["description"] = function["description"]
+    return converted
+
+
+class AnthropicProvider:
+    def __init__(self, endpoint: Endpoint, client: httpx.AsyncClient):
+        self.endpoint = endpoint
+        self.client = client
+
+    def _headers(self, request: ChatRequest) -> dict[str, str]:
+        headers = {
+            "anthropic-version": API_VERSION,
+            "Accept": "text/event-stream",
+            DEPTH_HEADER: str(request.depth + 1),
+        }
+        if self.endpoint.api_key:
+            headers["x-api-key"] = self.endpoint.api_key
+        return headers
+
+    def _body(self, request: ChatRequest) -> dict:
+        system = [m.content for m in request.messages if m.role == "system"]
+        messages: list[dict] = []
+        for m in request.messages:
+            # The API rejects empty text turns, and requires user/assistant to alternate.
+            if m.role == "system" or not m.content:
+                continue
+            if messages and messages[-1]["role"] == m.role:
+                messages[-1]["content"] += "\n\n" + m.content
+            else:
+                messages.append({"role": m.role, "content": m.content})
+        body = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "stream": True,
+            "messages": messages,
+        }
+        if system:
+            body["system"] = "\n\n".join(system)
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.tools:
+            body["tools"] = [convert_tool(t) for t in request.tools]
+        return body
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        name = where(self.endpoint)
+        text_chunks = 0
+        input_tokens: int | None = None
+        output_tokens: int | None = None
+        finish: str | None = None
+        tools: dict[int, dict] = {}  # open tool_use blocks by content-block index
+        stopped = False
+        async with open_sse(
+            self.client,
+            self.endpoint,
+            "/messages",
+            self._body(request),
+            self._headers(request),
+            request.model,
+            request.connect_timeout_s,
+        ) as source:
+            async for sse in source.aiter_sse():
+                if not sse.data.strip():
+                    continue
+                try:
+                    data = json.loads(sse.data)
+                except ValueError:
+                    raise ProviderError(
+                        f"{name} sent a malformed event: {sse.data[:120]!r}",
+                        retryable=True,
+                        kind=ErrorKind.STREAM,
+                    ) from None
+                if not isinstance(data, dict):
+                    continue
+                kind = data.get("type") or sse.event
+                if kind == "error":
+                    raise _stream_error(name, data)
+                if kind == "message_start":
+                    usage = (data.get("message") or {}).get("usage") or {}
+                    if usage.get("input_tokens") is not None:
+                        input_tokens = int(usage["input_tokens"])
+                elif kind == "content_block_start":
+                    block = data.get("content_block") or {}
+                    if block.get("type") == "tool_use":
+                        tools[data.get("index", 0)] = {
+                            "id": block.get("id", ""),
+                            "name": block.get("name", ""),
+                            "parts": [],
+                        }
+                    elif block.get("type") == "text" and block.get("text"):
+                        text_chunks += 1
+                        yield TextDelta(block["text"])
+                elif kind == "content_block_delta":
+                    delta = data.get("delta") or {}
+                    if delta.get("type") == "text_delta" and delta.get("text"):
+                        text_chunks += 1
+                        yield TextDelta(delta["text"])
+                    elif delta.get("type") == "input_json_delta" and (
+                        call := tools.get(data.get("index", 0))
+                    ):
+                        call["parts"].append(delta.get("partial_json") or "")
+                elif kind == "content_block_stop":
+                    if call := tools.pop(data.get("index", 0), None):
+                        arguments = "".join(call["parts"]) or "{}"
+                        yield ToolCall(id=call["id"], name=call["name"], arguments=arguments)
+                elif kind == "message_delta":
+                    reason = (data.get("delta") or {}).get("stop_reason")
+                    finish = FINISH_REASONS.get(reason, reason) if reason else finish
+                    usage = data.get("usage") or {}
+                    if usage.get("output_tokens") is not None:
+                        output_tokens = int(usage["output_tokens"])
+                elif kind == "message_stop":
+                    stopped = True
+                    break
+                # ping, thinking blocks and event types added later are ignored.
+
+        if not stopped:
+            # A clean close before message_stop still means a cut-off answer.
+            raise ProviderError(
+                f"{name} cut the stream off before the answer ended",
+                retryable=True,
+                kind=ErrorKind.STREAM,
+            )
+        estimated = input_tokens is None or output_tokens is None
+        if input_tokens is None:
+            input_tokens = estimate_tokens("".join(m.content for m in request.messages))
+        if output_tokens is None:
+            output_tokens = text_chunks
+        yield Usage(input_tokens=input_tokens, output_tokens=output_tokens, estimated=estimated)
+        yield Finish(finish or "stop")
+
+
+def _stream_error(name: str, data: dict) -> ProviderError:
+    """An `error` event: the request was accepted, then failed mid-answer."""
+    error = data.get("error")
+    error = error if isinstance(error, dict) else {"message": str(error or "unknown error")}
+    code = str(error.get("type") or "")
+    message = str(error.get("message") or code or "unknown error")[:300]
+    return ProviderError(
+        f"{name} failed mid-answer: {message}",
+        retryable=code in RETRYABLE_ERRORS,
+        kind=ErrorKind.RATE_LIMITED if code == "rate_limit_error" else ErrorKind.STREAM,
+        code=code,
+        provider_message=message,
+    )

@@ -1,0 +1,220 @@
+"""The call layer against a scripted upstream on a real socket: retries, Retry-After,
+fallbacks, cooldowns, time limits, cancellation and many concurrent streams."""
+
+import asyncio
+import time
+from decimal import Decimal
+
+import httpx
+import pytest
+from django.conf import settings
+
+from chat import streams
+from panels.calls import CallLimits, CallResult, RetryPolicy, Target, call
+from panels.cooldown import Cooldowns
+from panels.providers import ChatMessage, ChatRequest, Endpoint, ErrorKind
+from tests.scripted_server import Reply, ScriptedServer
+
+pytestmark = pytest.mark.usefixtures("redis_ready")
+
+REQUEST = ChatRequest(model="m", messages=(ChatMessage("user", "hi"),), max_tokens=16)
+FAST_RETRY = RetryPolicy(max_retries=2, base_delay_s=0.01, max_delay_s=0.05)
+LIMITS = CallLimits(connect_s=2, first_token_s=5, idle_s=5, total_s=20)
+PRICES = (Decimal("0.000001"), Decimal("0.000002"))  # $1 / $2 per million tokens
+
+
+@pytest.fixture
+def server():
+    with ScriptedServer() as s:
+        yield s
+
+
+@pytest.fixture
+async def redis():
+    client = streams.redis_client()
+    await client.flushdb()  # the test Redis database: cooldowns start clean
+    yield client
+    await client.flushdb()
+    await client.aclose()
+
+
+def target(server, provider_id=1, model_id="m", name="Primary", prices=PRICES) -> Target:
+    endpoint = Endpoint(kind="openai", base_url=server.base_url, name=name)
+    return Target(provider_id, model_id, name, endpoint, prices)
+
+
+async def run(targets, redis, limits=LIMITS, retry=FAST_RETRY, cooldowns=None):
+    received: list[str] = []
+
+    async def on_text(text):
+        received.append(text)
+
+    result = CallResult()
+    async with httpx.AsyncClient() as client:
+        await call(targets, REQUEST, result, client=client, on_text=on_text, limits=limits,
+                   retry=retry, cooldowns=cooldowns or Cooldowns(redis, threshold=10))  # fmt: skip
+    return result, received
+
+
+async def test_retry_then_success(server, redis):
+    server.enqueue(Reply.json(503, {"error": {"message": "busy"}}), Reply.stream(["ok"]))
+    result, received = await run([target(server)], redis)
+    assert result.ok and received == ["ok"]
+    assert [a.outcome for a in result.attempts] == ["failed", "answered"]
+    assert result.attempts[0].error["status"] == 503
+    assert len(server.requests) == 2
+
+
+async def test_retry_after_is_honoured(server, redis):
+    server.enqueue(Reply.json(429, {"error": "slow"}, {"retry-after-ms": "400"}))
+    server.enqueue(Reply.stream(["ok"]))
+    result, _ = await run([target(server)], redis)
+    assert result.ok
+    gap = server.request_times[1] - server.request_times[0]
+    assert gap >= 0.4  # waited as told, not the 10 ms backoff
+    assert result.attempts[1].waited_s == pytest.approx(0.4)
+
+
+async def test_retries_are_capped(server, redis):
+    server.default = Reply.json(500, {"error": "down"})
+    result, _ = await run([target(server)], redis)
+    assert not result.ok and result.error.kind == ErrorKind.SERVER
+    assert len(server.requests) == 1 + FAST_RETRY.max_retries
+
+
+async def test_no_retry_after_the_first_token(server, redis):
+    server.enqueue(Reply.stream(["Hello", " wor", "ld"], drop_after=2), Reply.stream(["never"]))
+    result, received = await run([target(server)], redis)
+    assert received == ["Hello", " wor"]
+    assert result.text == "Hello wor"  # partial text kept
+    assert result.error.kind == ErrorKind.STREAM
+    assert len(server.requests) == 1
+    assert result.usage.estimated and result.usage.output_tokens == 2
+    assert result.cost.usd is not None  # priced from the estimate
+
+
+async def test_client_errors_are_not_retried(server, redis):
+    server.enqueue(Reply.json(401, {"error": {"message": "invalid key"}}))
+    result, _ = await run([target(server, name="OpenRouter")], redis)
+    assert result.error.kind == ErrorKind.AUTH
+    assert result.error.message.startswith("OpenRouter refused the key: 401")
+    assert len(server.requests) == 1
+
+
+async def test_fallback_is_used_and_recorded(server, redis):
+    with ScriptedServer() as backup:
+        server.default = Reply.json(404, {"error": {"message": "no such model"}})
+        backup.enqueue(Reply.stream(["from backup"], usage={"prompt_tokens": 3,
+                                                             "completion_tokens": 2}))  # fmt: skip
+        primary, fallback = target(server), target(backup, 2, "b", "Backup")
+        result, received = await run([primary, fallback], redis)
+    assert result.ok and received == ["from backup"]
+    assert result.answered_by.display_name == "Backup"
+    assert [(a.model, a.outcome) for a in result.attempts] == [
+        ("Primary", "failed"), ("Backup", "answered"),
+    ]  # fmt: skip
+    assert result.attempts[0].error["kind"] == "model_not_found"
+    assert result.cost.usd == Decimal("0.000007") and result.cost.source == "catalog"
+
+
+async def test_cooldown_skips_then_recovers(server, redis):
+    cooldowns = Cooldowns(redis, threshold=2, steps=(1,))
+    server.enqueue(Reply.json(502, {}), Reply.json(502, {}))
+    no_retry = RetryPolicy(max_retries=0)
+    for _ in range(2):
+        result, _ = await run([target(server)], redis, retry=no_retry, cooldowns=cooldowns)
+        assert result.error.kind == ErrorKind.SERVER
+    assert await cooldowns.remaining(1, "m") > 0
+
+    skipped, _ = await run([target(server)], redis, retry=no_retry, cooldowns=cooldowns)
+    assert skipped.error.kind == ErrorKind.COOLDOWN
+    assert skipped.attempts[0].outcome == "skipped"
+    assert len(server.requests) == 2  # the skip made no request
+
+    await asyncio.sleep(1.1)
+    server.enqueue(Reply.stream(["back"]))
+    recovered, _ = await run([target(server)], redis, retry=no_retry, cooldowns=cooldowns)
+    assert recovered.ok and recovered.text == "back"
+
+
+async def test_a_stall_ends_at_the_idle_limit(server, redis):
+    server.enqueue(Reply.stream(["one"], done=False, finish=None, hang=True))
+    limits = CallLimits(connect_s=2, first_token_s=5, idle_s=0.3, total_s=20)
+    started = time.monotonic()
+    result, received = await run([target(server)], redis, limits=limits)
+    assert received == ["one"]
+    assert result.error.kind == ErrorKind.TIMEOUT and "stalled" in result.error.message
+    assert time.monotonic() - started < 5  # ended by the idle limit, not anything longer
+
+
+async def test_first_token_limit(server, redis):
+    server.default = Reply.stream(["late"], first_delay=2)
+    limits = CallLimits(connect_s=2, first_token_s=0.3, idle_s=5, total_s=20)
+    result, _ = await run([target(server)], redis, limits=limits, retry=RetryPolicy(0))
+    assert result.error.kind == ErrorKind.TIMEOUT and "first token" in result.error.message
+
+
+async def test_cancel_closes_the_upstream_socket_and_keeps_partial_text(server, redis):
+    server.enqueue(Reply.stream(["partial ", "text"], done=False, finish=None, hang=True))
+    received: list[str] = []
+    result = CallResult()
+
+    async def on_text(text):
+        received.append(text)
+
+    async with httpx.AsyncClient() as client:
+        task = asyncio.create_task(call([target(server)], REQUEST, result, client=client,
+                                        cooldowns=Cooldowns(redis), on_text=on_text,
+                                        limits=LIMITS, retry=FAST_RETRY))  # fmt: skip
+        while len(received) < 2:
+            await asyncio.sleep(0.01)
+        cancelled_at = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(100):
+            if 0 in server.disconnects:
+                break
+            await asyncio.sleep(0.01)
+    assert server.disconnects[0] - cancelled_at < 1.0
+    assert result.text == "partial text"
+    assert result.attempts[0].outcome == "cancelled" and result.error.kind == ErrorKind.CANCELLED
+    assert result.usage.output_tokens == 2 and result.cost.usd is not None
+
+
+async def test_unknown_price_is_unknown_not_zero(server, redis):
+    server.enqueue(Reply.stream(["x"], usage={"prompt_tokens": 5, "completion_tokens": 1}))
+    result, _ = await run([target(server, prices=None)], redis)
+    assert result.cost.usd is None and result.cost.display() == "unknown"
+
+
+async def test_provider_reported_cost_wins(server, redis):
+    usage = {"prompt_tokens": 5, "completion_tokens": 1, "cost": 0.0042}
+    server.enqueue(Reply.stream(["x"], usage=usage))
+    result, _ = await run([target(server)], redis)
+    assert result.cost.usd == Decimal("0.0042") and result.cost.source == "provider"
+
+
+async def test_200_concurrent_streams_on_one_loop_leak_no_connections(server, redis):
+    server.default = Reply.stream([f"t{i}" for i in range(5)], delay=0.01)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=20)
+    async with httpx.AsyncClient(limits=limits) as client:
+        results = [CallResult() for _ in range(200)]
+
+        async def one(result):
+            async def on_text(_):
+                pass
+
+            await call([target(server)], REQUEST, result, client=client, on_text=on_text,
+                       cooldowns=Cooldowns(redis), limits=LIMITS, retry=FAST_RETRY)  # fmt: skip
+
+        await asyncio.gather(*(one(r) for r in results))
+        assert all(r.ok and r.text == "t0t1t2t3t4" for r in results)
+        await asyncio.sleep(0.2)
+        assert server.open_connections <= 20  # only the keep-alive pool stays open
+    for _ in range(100):
+        if server.open_connections == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert server.open_connections == 0  # closing the client closed every socket
+    assert settings.REDIS_URL.endswith("/15")

@@ -20,6 +20,9 @@ class ProviderAdmin(admin.ModelAdmin):
     list_filter = ("kind", "source", "is_active")
     search_fields = ("name", "base_url", "owner__username")
     readonly_fields = ("source", "key_hint", "created_at", "updated_at")
+    fields = ("name", "kind", "base_url", "owner", "api_key", "key_hint", "is_active", "source",
+              "created_at", "updated_at")  # fmt: skip
+    raw_id_fields = ("owner",)
     actions = ["sync_openrouter_models"]
     inlines = [CatalogModelInline]
 

@@ -51,6 +51,19 @@ class ProviderForm(forms.ModelForm):
             provider.save()
         return provider
 
+    models = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "openai/gpt-4o-mini"}),
+        help_text="Model ids this provider serves, one per line (added to your model list).",
+    )
+
+    def clean_models(self) -> list[str]:
+        ids = [line.strip() for line in self.cleaned_data["models"].splitlines() if line.strip()]
+        for model_id in ids:
+            if len(model_id) > 200 or any(c.isspace() for c in model_id):
+                raise forms.ValidationError(f"{model_id[:40]!r} is not a model id.")
+        return ids
+
     def _post_clean(self):
         if self.owner is not None:
             self.instance.owner = self.owner

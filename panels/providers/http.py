@@ -19,6 +19,13 @@ def where(endpoint: Endpoint) -> str:
     return endpoint.name or endpoint.base_url
 
 
+def redact(body: bytes, api_key: str) -> bytes:
+    """Some APIs echo the key they refused; it must not reach an error message."""
+    if api_key and len(api_key) >= 8:
+        body = body.replace(api_key.encode(), b"[key]")
+    return body
+
+
 @asynccontextmanager
 async def open_sse(
     client: httpx.AsyncClient,
@@ -66,9 +73,8 @@ async def open_sse(
                     status=response.status_code,
                 )
             if response.status_code >= 400:
-                raise error_from_status(
-                    name, response.status_code, await response.aread(), response.headers, model
-                )
+                body = redact(await response.aread(), endpoint.api_key)
+                raise error_from_status(name, response.status_code, body, response.headers, model)
             yield source
     except SSEError:
         raise ProviderError(

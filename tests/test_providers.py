@@ -1,6 +1,7 @@
 """Provider records: keys encrypted and write-only, site providers from the
 environment, the OpenRouter model sync, users' own providers and who may touch them."""
 
+import io
 from decimal import Decimal
 
 import httpx
@@ -55,7 +56,9 @@ def test_openrouter_model_sync(db):
         provider = Provider(name="OpenRouter", base_url=server.base_url)
         provider.set_api_key(KEY)
         provider.save()
-        call_command("sync_openrouter", stdout=open("/dev/null", "w"))
+        out = io.StringIO()
+        call_command("sync_openrouter", stdout=out)
+        assert "1 models added" not in out.getvalue() and "2 models added" in out.getvalue()
         assert server.requests[0]["path"] == "/v1/models"
         assert server.requests[0]["headers"]["Authorization"] == f"Bearer {KEY}"
     fast = CatalogModel.objects.get(model_id="acme/fast")

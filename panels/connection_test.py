@@ -1,4 +1,4 @@
-""""Test connection": one tiny real call, reported in words."""
+"""The "test connection" button: one tiny real call, reported in words."""
 
 import asyncio
 
@@ -61,4 +61,3 @@ def check_connection(provider: Provider, model_id: str = "") -> tuple[bool, str]
             f"({result.text.strip()[:40]!r})."
         )
     return False, f"Failed: {result.error.message}"
-

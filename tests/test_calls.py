@@ -218,3 +218,34 @@ async def test_200_concurrent_streams_on_one_loop_leak_no_connections(server, re
         await asyncio.sleep(0.02)
     assert server.open_connections == 0  # closing the client closed every socket
     assert settings.REDIS_URL.endswith("/15")
+
+
+@pytest.mark.parametrize(
+    "reply, kind, words",
+    [
+        (Reply(status=200, headers={"Content-Type": "text/html"}, body=b"<html>login</html>"),
+         ErrorKind.STREAM, "did not answer with a stream"),
+        (Reply(status=502, headers={"Content-Type": "text/html"},
+               body=b"<!DOCTYPE html><html>Bad Gateway</html>"),
+         ErrorKind.SERVER, "an HTML page instead of an API answer"),
+        (Reply(status=400, body=b"plain words, not JSON"), ErrorKind.BAD_REQUEST,
+         "plain words, not JSON"),
+        (Reply.json(400, {"error": {"message": "This model's maximum context length is 8192 "
+                                               "tokens", "code": "context_length_exceeded"}}),
+         ErrorKind.CONTEXT_LENGTH, "context too long"),
+        (Reply(status=302, headers={"Location": "http://10.0.0.1/"}), ErrorKind.BAD_REQUEST,
+         "redirects are not followed"),
+    ],
+)  # fmt: skip
+async def test_bad_upstream_answers_end_in_typed_errors(server, redis, reply, kind, words):
+    server.default = reply
+    result, _ = await run([target(server)], redis, retry=RetryPolicy(0))
+    assert result.error.kind == kind
+    assert words in result.error.message
+
+
+async def test_provider_down_is_a_connection_error(redis):
+    endpoint = Endpoint(kind="openai", base_url="http://127.0.0.1:9/v1", name="Down")
+    result, _ = await run([Target(1, "m", "Down", endpoint, None)], redis, retry=RetryPolicy(0))
+    assert result.error.kind == ErrorKind.CONNECTION
+    assert result.error.message.startswith("could not reach Down")

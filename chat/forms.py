@@ -1,7 +1,7 @@
 from django import forms
 from django.conf import settings
 
-from panels.models import CatalogModel
+from panels.models import CatalogModel, Panel
 
 
 class MessageForm(forms.Form):
@@ -25,19 +25,37 @@ class MessageForm(forms.Form):
 
 
 class NewConversationForm(MessageForm):
-    model = forms.ModelChoiceField(
-        queryset=CatalogModel.objects.none(),
-        empty_label=None,
-        error_messages={"invalid_choice": "That model is not available; pick one from the list."},
-    )
+    """A new room answered by a panel ("panel:<id>") or by one model ("model:<id>")."""
+
+    answerer = forms.ChoiceField(label="Answered by", choices=())
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        usable = CatalogModel.objects.usable_by(user).select_related("provider")
-        self.fields["model"].queryset = usable.order_by("provider__source", "display_name")
-        self.fields["model"].label_from_instance = lambda m: (
-            m.display_name if m.provider.source == "local" else f"{m.display_name} · {m.provider}"
-        )
-        default = usable.filter(model_id=settings.DEFAULT_CHAT_MODEL).first()
+        self.user = user
+        panels = Panel.objects.visible_to(user).order_by("owner", "name")
+        models = CatalogModel.objects.usable_by(user).select_related("provider")
+        models = models.order_by("provider__source", "display_name")
+        self.fields["answerer"].choices = [
+            ("Panels", [(f"panel:{p.pk}", f"{p.name} ({p.seats.count()} seats)") for p in panels]),
+            ("Single models", [(f"model:{m.pk}", _model_label(m)) for m in models]),
+        ]
+        default = panels.filter(slug=settings.DEFAULT_PANEL).first()
         if default is not None:
-            self.fields["model"].initial = default.pk
+            self.fields["answerer"].initial = f"panel:{default.pk}"
+
+    def clean_answerer(self) -> Panel | CatalogModel:
+        kind, _, pk = self.cleaned_data["answerer"].partition(":")
+        found = None
+        if kind == "panel" and pk.isdigit():
+            found = Panel.objects.visible_to(self.user).filter(pk=pk).first()
+        elif kind == "model" and pk.isdigit():
+            found = CatalogModel.objects.usable_by(self.user).filter(pk=pk).first()
+        if found is None:
+            raise forms.ValidationError("That panel or model is not available; pick another.")
+        return found
+
+
+def _model_label(model: CatalogModel) -> str:
+    if model.provider.source == "local":
+        return model.display_name
+    return f"{model.display_name} · {model.provider}"

@@ -14,9 +14,10 @@ CHARS_PER_TOKEN = 3
 
 
 def conversation_messages(
-    message: Message, context_length: int, max_tokens: int
+    message: Message, context_length: int, max_tokens: int, system_prompt: str | None = None
 ) -> tuple[ChatMessage, ...]:
-    budget = max(0, (context_length - max_tokens) * CHARS_PER_TOKEN - len(SYSTEM_PROMPT))
+    system_prompt = system_prompt or SYSTEM_PROMPT
+    budget = max(0, (context_length - max_tokens) * CHARS_PER_TOKEN - len(system_prompt))
     earlier = (
         Message.objects.filter(conversation_id=message.conversation_id, pk__lt=message.pk)
         .select_related("run")
@@ -35,4 +36,4 @@ def conversation_messages(
             break
         turns[:0] = [ChatMessage("user", previous.content), ChatMessage("assistant", answer.text)]
         used += size
-    return (ChatMessage("system", SYSTEM_PROMPT), *turns)
+    return (ChatMessage("system", system_prompt), *turns)

@@ -15,12 +15,12 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=120, blank=True)
+    # What answers in this room: a panel, or a single model on its own.
+    panel = models.ForeignKey(
+        "panels.Panel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     model = models.ForeignKey(
-        "panels.CatalogModel",
-        null=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        help_text="Model that answers in this room.",
+        "panels.CatalogModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -34,6 +34,12 @@ class Conversation(models.Model):
 
     def get_absolute_url(self):
         return reverse("chat:room", args=[self.pk])
+
+    @property
+    def answered_by(self) -> str:
+        if self.panel_id:
+            return f"Panel: {self.panel.name}"
+        return self.model.display_name if self.model_id else "nothing (removed)"
 
     @property
     def group_name(self) -> str:
@@ -58,16 +64,44 @@ class Message(models.Model):
 class Run(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
-        RUNNING = "running"
+        PANEL = "panel", "Panel answering"
+        JUDGING = "judging"
+        SYNTHESIZING = "synthesizing"
         DONE = "done"
         FAILED = "failed"
         CANCELLED = "cancelled"
 
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    class Failure(models.TextChoices):
+        ALL_SEATS_FAILED = "all_seats_failed"
+        SYNTHESIS_FAILED = "synthesis_failed"
+        CANCELLED = "cancelled"
+        WORKER_LOST = "worker_lost"
+        QUEUE_UNREACHABLE = "queue_unreachable"
+        INTERNAL = "internal_error"
+        NO_MODEL = "no_model"
+
+    ACTIVE = (Status.QUEUED, Status.PANEL, Status.JUDGING, Status.SYNTHESIZING)
 
     message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="run")
+    panel = models.ForeignKey(
+        "panels.Panel", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    # The panel's configuration when the run started (panels.models.Panel.snapshot).
+    config = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    failure_reason = models.TextField(blank=True)
+    failure_reason = models.CharField(max_length=24, choices=Failure.choices, blank=True)
+    failure_detail = models.TextField(blank=True)
+    # The judge's analysis: structured JSON when it validated, else raw text.
+    analysis = models.JSONField(null=True, blank=True)
+    analysis_raw = models.TextField(blank=True)
+    analysis_structured = models.BooleanField(default=False)
+    # Totals: USD, empty when any call's price is unknown; milliseconds by stage.
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    solo_cost_usd = models.DecimalField(
+        max_digits=14, decimal_places=8, null=True, blank=True,
+        help_text="What the most expensive seat would have cost answering alone.",
+    )  # fmt: skip
+    stage_ms = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -84,9 +118,46 @@ class Run(models.Model):
         return self.status in self.ACTIVE
 
     @property
+    def is_fusion(self) -> bool:
+        return bool(self.config.get("judge"))
+
+    def answers_in(self, role: str) -> list["Answer"]:
+        return [a for a in self.answers.all() if a.role == role]
+
+    @property
+    def seat_answers(self) -> list["Answer"]:
+        return self.answers_in(Answer.Role.SEAT)
+
+    @property
+    def judge_answers(self) -> list["Answer"]:
+        return self.answers_in(Answer.Role.JUDGE)
+
+    @property
+    def synthesis(self) -> "Answer | None":
+        found = self.answers_in(Answer.Role.SYNTHESIZER)
+        return found[0] if found else None
+
+    @property
+    def cost_display(self) -> str:
+        from panels.pricing import Cost
+
+        return Cost(self.cost_usd, "sum").display()
+
+    @property
+    def solo_cost_display(self) -> str:
+        from panels.pricing import Cost
+
+        return Cost(self.solo_cost_usd, "sum").display()
+
+    @property
     def final_answer(self) -> "Answer | None":
+        """The answer the user reads: the synthesis, or the lone seat's answer."""
         answers = list(self.answers.all())
-        return answers[-1] if answers else None
+        for answer in answers:
+            if answer.role == Answer.Role.SYNTHESIZER:
+                return answer
+        seats = [a for a in answers if a.role == Answer.Role.SEAT]
+        return seats[0] if len(seats) == 1 else None
 
 
 class Answer(models.Model):
@@ -95,10 +166,20 @@ class Answer(models.Model):
         STREAMING = "streaming"
         DONE = "done"
         FAILED = "failed"
+        LATE = "late"  # cancelled at the deadline once the quorum had answered
         CANCELLED = "cancelled"
 
+    class Role(models.TextChoices):
+        SEAT = "seat"
+        JUDGE = "judge"
+        SYNTHESIZER = "synthesizer"
+
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="answers")
+    role = models.CharField(max_length=12, choices=Role.choices, default=Role.SEAT)
     position = models.PositiveSmallIntegerField(default=0)
+    # The messages sent, for the judge and the synthesizer: the prompt is part of
+    # the record (and of the prompt-injection tests).
+    prompt = models.JSONField(null=True, blank=True)
     # The model asked for; model_key/model_name say who really answered (a
     # fallback may have), and stay readable if the catalog entry is deleted.
     catalog_model = models.ForeignKey(
@@ -125,7 +206,7 @@ class Answer(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["run", "position"]
+        ordering = ["run", "position", "pk"]
 
     def __str__(self):
         return f"Answer {self.pk} by {self.model_key} ({self.status})"

@@ -1,94 +1,30 @@
-"""Running a run: stream each answer from its model, live, then save it.
-
-Today a run has one answer from one model. The fusion pipeline grows from here:
-more answers streamed side by side, a judge and a synthesizer, all through
-`stream_answer`.
+"""The fusion pipeline: one run = the panel's seats in parallel → the judge's
+analysis → the synthesizer's answer. A single model is a panel of one seat with
+no judge. Every stage streams over the channel layer (chat/streaming.py).
 """
 
 import asyncio
+import contextlib
 import logging
+import math
+import random
+from decimal import Decimal
 
-import httpx
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from panels import calls
-from panels.calls import CallResult, Target
-from panels.cooldown import Cooldowns
+from panels.calls import CallLimits, Target
 from panels.crypto import UnreadableSecret
 from panels.models import CatalogModel
-from panels.providers import ChatRequest, ErrorKind, ProviderError
+from panels.providers import ChatMessage, ChatRequest, ErrorKind, ProviderError
 
-from . import markdown, streams
-from .coalesce import Coalescer
+from . import prompts, runstate
 from .db import in_db
 from .history import conversation_messages
 from .models import Answer, Run
+from .streaming import RunContext, run_answer
 
 log = logging.getLogger(__name__)
-
-FLUSH_INTERVAL_S = 0.05
-# Connections are pooled per run (one client per event loop); limits are enforced
-# per call in panels/calls.py, so httpx itself only bounds the pool.
-POOL_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=20)
-
-
-def friendly_error(error: ProviderError, answer: Answer, local: bool) -> str:
-    if error.kind == ErrorKind.CONTEXT_LENGTH:
-        return (
-            f"The conversation is too long for {answer.model_name}'s context window. "
-            "Start a new conversation or send a shorter message."
-        )
-    if error.kind == ErrorKind.CONNECTION and local:
-        return (
-            f"{answer.model_name} is not reachable ({error.message}). Is its model server "
-            "running? `make run` starts it; /healthz shows which part is down."
-        )
-    return error.message
-
-
-class RunContext:
-    """What the coroutines of one run share: its event loop's clients."""
-
-    def __init__(self, run: Run):
-        self.run = run
-        self.group = run.message.conversation.group_name
-        self.layer = get_channel_layer()
-        self.redis = streams.redis_client()
-        self.cooldowns = Cooldowns(self.redis)
-        # trust_env off: a proxy from the environment would bypass the SSRF pinning.
-        self.http = httpx.AsyncClient(limits=POOL_LIMITS, follow_redirects=False, trust_env=False)
-
-    async def announce(self, event: dict) -> None:
-        try:
-            await streams.announce(self.layer, self.group, event)
-        except Exception:  # a lost frame is recovered from the snapshot
-            log.warning("could not announce %s for run %s", event["type"], self.run.pk)
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
-        await self.redis.aclose()
-
-
-def _load(run_id: int) -> tuple[Run, list[Answer]] | None:
-    run = Run.objects.select_related("message__conversation").get(pk=run_id)
-    if run.status != Run.Status.QUEUED:
-        return None  # already taken (a redelivered task); never run twice
-    run.status = Run.Status.RUNNING
-    run.started_at = timezone.now()
-    run.save(update_fields=["status", "started_at"])
-    answers = list(run.answers.select_related("catalog_model__provider"))
-    return run, answers
-
-
-def _finish_run(run: Run, answers: list[Answer]) -> None:
-    failed = [a for a in answers if a.status != Answer.Status.DONE]
-    run.status = Run.Status.FAILED if failed else Run.Status.DONE
-    run.failure_reason = "; ".join(f"{a.model_name}: {a.error}" for a in failed)
-    run.finished_at = timezone.now()
-    run.save(update_fields=["status", "failure_reason", "finished_at"])
-    run.message.conversation.save(update_fields=["updated_at"])
 
 
 def target_for(model: CatalogModel) -> Target:
@@ -102,126 +38,289 @@ def target_for(model: CatalogModel) -> Target:
     )
 
 
-def _prepare(answer: Answer, run: Run) -> tuple[list[Target], ChatRequest]:
-    model = answer.catalog_model
-    if model is None or not model.is_active or not model.provider.is_active:
+def _targets(refs: list[dict | None]) -> list[Target]:
+    """Callable targets for model references of a run's frozen configuration."""
+    ids = [ref["catalog_id"] for ref in refs if ref]
+    models = CatalogModel.objects.select_related("provider").in_bulk(ids)
+    targets = []
+    for catalog_id in ids:
+        model = models.get(catalog_id)
+        if model is None or not model.is_active or not model.provider.is_active:
+            continue
+        try:
+            targets.append(target_for(model))
+        except UnreadableSecret as exc:
+            raise ProviderError(str(exc), retryable=False, kind=ErrorKind.AUTH) from None
+    if not targets:
         raise ProviderError(
-            f"The model {answer.model_name!r} is no longer available.",
+            "This model was removed from the catalog or switched off.",
             retryable=False,
             kind=ErrorKind.UNAVAILABLE,
         )
-    try:
-        targets = [target_for(model)]
-    except UnreadableSecret as exc:
-        raise ProviderError(str(exc), retryable=False, kind=ErrorKind.AUTH) from None
-    request = ChatRequest(
-        model=model.model_id,
-        messages=conversation_messages(
-            run.message, model.context_length, settings.DEFAULT_MAX_TOKENS
-        ),
-        max_tokens=settings.DEFAULT_MAX_TOKENS,
+    return targets
+
+
+def _seat_call(run: Run, seat: dict) -> tuple[list[Target], ChatRequest, CallLimits]:
+    targets = _targets([seat["model"], *seat.get("fallbacks", [])])
+    max_tokens = seat.get("max_tokens") or settings.DEFAULT_MAX_TOKENS
+    messages = conversation_messages(
+        run.message, targets[0].context_length, max_tokens, seat.get("system_prompt") or None
     )
-    return targets, request
+    request = ChatRequest(
+        model=targets[0].model_id,
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=seat.get("temperature"),
+    )
+    return targets, request, CallLimits.from_settings(**(seat.get("limits") or {}))
 
 
-async def stream_answer(ctx: RunContext, answer: Answer) -> None:
-    answer.status = Answer.Status.STREAMING
-    await in_db(lambda: answer.save(update_fields=["status"]))
+def _json_format(ref: dict, drafts: bool) -> dict | None:
+    """Ask for JSON the way the judge's server understands: llama.cpp constrains its
+    output with the schema itself; OpenAI-compatible APIs take json_object."""
+    if ref.get("local"):
+        schema = dict(prompts.ANALYSIS_SCHEMA)
+        if drafts:
+            schema = {**schema, "properties": {**schema["properties"], "draft": {"type": "string"}},
+                      "required": [*schema["required"], "draft"]}  # fmt: skip
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_object"}
 
-    async def flush(text: str) -> None:
-        seq = await streams.append(ctx.redis, answer.pk, text)
-        await ctx.announce({"type": "answer.delta", "answer": answer.pk, "seq": seq, "text": text})
 
-    async def on_text(text: str) -> None:
-        coalescer.push(text)
+# --- database steps (run in a thread through in_db) ------------------------------
 
-    coalescer = Coalescer(flush, FLUSH_INTERVAL_S)
-    coalescer.start()
-    result = CallResult()
-    local = False
-    try:
-        targets, request = await in_db(_prepare, answer, ctx.run)
-        local = answer.catalog_model.provider.source == "local"
-        await calls.call(
-            targets, request, result, client=ctx.http, cooldowns=ctx.cooldowns, on_text=on_text
+
+def _start(run_id: int) -> tuple[Run, list[Answer]] | None:
+    run = Run.objects.select_related("message__conversation").get(pk=run_id)
+    if run.status != Run.Status.QUEUED:
+        return None  # already taken (a redelivered task): never run twice
+    run.status = Run.Status.PANEL
+    run.started_at = timezone.now()
+    run.save(update_fields=["status", "started_at"])
+    return run, list(run.answers.filter(role=Answer.Role.SEAT).order_by("position"))
+
+
+def _set_status(run: Run, status: str) -> None:
+    run.status = status
+    run.save(update_fields=["status"])
+
+
+def _new_answer(run: Run, role: str, position: int, ref: dict, prompt) -> Answer:
+    return Answer.objects.create(
+        run=run, role=role, position=position, model_key=ref["model_id"],
+        model_name=ref["name"], provider_name=ref["provider"],
+        prompt=[{"role": m.role, "content": m.content} for m in prompt],
+    )  # fmt: skip
+
+
+def _finish(run: Run, status: str, reason: str = "", detail: str = "") -> None:
+    answers = list(run.answers.all())
+    called = [a for a in answers if a.attempts]
+    costs = [a.cost_usd for a in called]
+    run.cost_usd = None if any(c is None for c in costs) else sum(costs, Decimal(0))
+    seat_costs = [a.cost_usd for a in called if a.role == Answer.Role.SEAT]
+    known = seat_costs and all(c is not None for c in seat_costs)
+    run.solo_cost_usd = max(seat_costs) if known else None
+    run.status, run.failure_reason, run.failure_detail = status, reason, detail
+    run.finished_at = timezone.now()
+    run.stage_ms["total"] = int((run.finished_at - run.started_at).total_seconds() * 1000)
+    run.save()
+    run.message.conversation.save(update_fields=["updated_at"])
+
+
+# --- stages ---------------------------------------------------------------------
+
+
+async def _panel(ctx: RunContext, seats: list[Answer]) -> None:
+    """All seats at once; then the quorum and deadline rule decides when to stop."""
+    config = ctx.run.config
+    tasks: dict[asyncio.Task, Answer] = {}
+    for answer, seat in zip(seats, config["seats"], strict=True):
+        try:
+            targets, request, limits = await in_db(_seat_call, ctx.run, seat)
+        except ProviderError as error:
+            answer.status, answer.error = Answer.Status.FAILED, error.message
+            answer.error_kind = str(error.kind)
+            await in_db(answer.save)
+            continue
+        task = asyncio.create_task(run_answer(ctx, answer, targets, request, limits))
+        tasks[task] = answer
+    if tasks:
+        await _quorum(ctx, tasks, config)
+
+
+async def _quorum(ctx: RunContext, tasks: dict[asyncio.Task, Answer], config: dict) -> None:
+    """Wait until every seat ended, or until `min_answers` answered and the deadline
+    passed; then cut the stragglers off and mark them late."""
+    loop = asyncio.get_running_loop()
+    wanted = min(config.get("min_answers") or len(tasks), len(tasks))
+    deadline = loop.time() + (config.get("deadline_s") or math.inf)
+    pending = set(tasks)
+    while pending:
+        answered = sum(1 for a in tasks.values() if a.status == Answer.Status.DONE)
+        timeout = None
+        if answered >= wanted:
+            timeout = deadline - loop.time()
+            if timeout <= 0:
+                break
+        _, pending = await asyncio.wait(
+            pending, timeout=None if timeout == math.inf else timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )  # fmt: skip
+    for task in pending:
+        answer = tasks[task]
+        ctx.late.add(answer.pk)
+        if call := ctx.running.get(answer.pk):
+            call.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _judge(ctx: RunContext, question: str, labelled, first_position: int):
+    """The analysis: structured JSON, with one repair attempt; else the raw text."""
+    config = ctx.run.config
+    ref, drafts = config["judge"], config.get("judge_drafts", False)
+    messages = prompts.judge_messages(question, labelled, drafts)
+    known = [label for label, _, _ in labelled]
+    request_options = {"max_tokens": settings.JUDGE_MAX_TOKENS, "temperature": 0.0,
+                       "response_format": _json_format(ref, drafts)}  # fmt: skip
+    raw = ""
+    for attempt in range(2):
+        answer = await in_db(
+            _new_answer, ctx.run, Answer.Role.JUDGE, first_position + attempt, ref, messages
         )
-    except ProviderError as exc:
-        result.error = exc
-    finally:
-        await coalescer.close()
-        _record(answer, result, local)
-        _, last_seq = await streams.live_state(ctx.redis, answer.pk)
+        await ctx.announce({"type": "answer.created", "answer": answer.pk, "role": "judge"})
+        try:
+            targets = await in_db(_targets, [ref])
+        except ProviderError as error:
+            answer.status, answer.error = Answer.Status.FAILED, error.message
+            await in_db(answer.save)
+            return None, f"The judge could not run: {error.message}"
+        request = ChatRequest(model=targets[0].model_id, messages=messages, **request_options)
+        result = await run_answer(ctx, answer, targets, request)
+        if not result.ok:
+            return None, f"The judge failed: {answer.error}"
+        raw = result.text
+        try:
+            return prompts.parse_analysis(raw, known, drafts), raw
+        except prompts.AnalysisError as problem:
+            repair = prompts.REPAIR_PROMPT.format(problem=problem)
+            messages = (*messages, ChatMessage("assistant", raw), ChatMessage("user", repair))
+    return None, raw
+
+
+async def _synthesize(ctx: RunContext, question: str, labelled, analysis, raw, position):
+    config = ctx.run.config
+    if config.get("judge_drafts") and analysis and analysis.get("draft"):
+        # The judge already wrote the answer: no second call.
+        return await in_db(_drafted_answer, ctx.run, config["judge"], analysis["draft"], position)
+    refs = [config["synthesizer"], config.get("synthesizer_fallback")]
+    messages = prompts.synthesizer_messages(
+        question, labelled, prompts.analysis_as_text(analysis, raw)
+    )
+    answer = await in_db(_new_answer, ctx.run, Answer.Role.SYNTHESIZER, position, refs[0], messages)
+    await ctx.announce({"type": "answer.created", "answer": answer.pk, "role": "synthesizer"})
+    try:
+        targets = await in_db(_targets, refs)
+    except ProviderError as error:
+        answer.status, answer.error = Answer.Status.FAILED, error.message
         await in_db(answer.save)
-    await ctx.announce(answer_event(answer, last_seq))
+        return answer
+    request = ChatRequest(
+        model=targets[0].model_id, messages=messages, max_tokens=settings.SYNTHESIZER_MAX_TOKENS
+    )
+    await run_answer(ctx, answer, targets, request)
+    return answer
 
 
-def _record(answer: Answer, result: CallResult, local: bool) -> None:
-    """Copy a call's outcome onto the answer: partial text is kept on failure too."""
-    answer.text = result.text
-    answer.attempts = [a.as_dict() for a in result.attempts]
-    answer.first_token_ms = result.first_token_ms
-    answer.latency_ms = result.latency_ms
-    answer.finish_reason = result.finish_reason
-    if result.usage is not None:
-        answer.input_tokens = result.usage.input_tokens
-        answer.output_tokens = result.usage.output_tokens
-        answer.tokens_estimated = result.usage.estimated
-    answer.cost_usd, answer.cost_source = result.cost.usd, result.cost.source
-    if result.answered_by is not None:
-        answer.model_key = result.answered_by.model_id
-        answer.model_name = result.answered_by.display_name
-        answer.provider_name = result.answered_by.endpoint.name
-    if result.error is None:
-        answer.status, answer.error, answer.error_kind = Answer.Status.DONE, "", ""
-    else:
-        cancelled = result.error.kind == ErrorKind.CANCELLED
-        answer.status = Answer.Status.CANCELLED if cancelled else Answer.Status.FAILED
-        answer.error = friendly_error(result.error, answer, local)
-        answer.error_kind = str(result.error.kind)
+def _drafted_answer(run: Run, ref: dict, draft: str, position: int) -> Answer:
+    return Answer.objects.create(
+        run=run, role=Answer.Role.SYNTHESIZER, position=position, model_key=ref["model_id"],
+        model_name=ref["name"], provider_name=ref["provider"], text=draft,
+        status=Answer.Status.DONE, cost_usd=Decimal(0), cost_source="in judge",
+    )  # fmt: skip
 
 
-def answer_event(answer: Answer, seq: int) -> dict:
-    return {
-        "type": "answer.done" if answer.status == Answer.Status.DONE else "answer.failed",
-        "answer": answer.pk,
-        "seq": seq,
-        "status": answer.status,
-        "html": markdown.render(answer.text),
-        "error": answer.error,
-        "stats": answer_stats(answer),
-    }
-
-
-def answer_stats(answer: Answer) -> dict:
-    return {
-        "cost": answer.cost_display,
-        "model": answer.model_name,
-        "input_tokens": answer.input_tokens,
-        "output_tokens": answer.output_tokens,
-        "tokens_estimated": answer.tokens_estimated,
-        "first_token_ms": answer.first_token_ms,
-        "latency_ms": answer.latency_ms,
-    }
+# --- the run ----------------------------------------------------------------------
 
 
 async def execute(run_id: int) -> None:
-    loaded = await in_db(_load, run_id)
+    loaded = await in_db(_start, run_id)
     if loaded is None:
         log.info("run %s is not queued; skipping", run_id)
         return
-    run, answers = loaded
+    run, seats = loaded
     ctx = RunContext(run)
+    watcher = asyncio.create_task(runstate.watch(ctx.redis, run.pk, ctx.cancel_all))
     try:
-        await ctx.announce({"type": "run.started", "run": run.pk, "status": run.status})
-        await asyncio.gather(*(stream_answer(ctx, answer) for answer in answers))
-        await in_db(_finish_run, run, answers)
-        await ctx.announce(
-            {
-                "type": "run.done",
-                "run": run.pk,
-                "status": run.status,
-                "failure_reason": run.failure_reason,
-            }
-        )
+        await _execute(ctx, seats)
     finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
         await ctx.aclose()
+
+
+async def _stage(ctx: RunContext, status: str) -> None:
+    await in_db(_set_status, ctx.run, status)
+    await ctx.announce({"type": "run.status", "status": status})
+
+
+async def _end(ctx: RunContext, status: str, reason: str = "", detail: str = "") -> None:
+    run = ctx.run
+    await in_db(_finish, run, status, reason, detail)
+    await ctx.announce({
+        "type": "run.done", "status": run.status, "failure_reason": run.failure_reason,
+        "failure_detail": run.failure_detail,
+        "cost": None if run.cost_usd is None else str(run.cost_usd),
+        "solo_cost": None if run.solo_cost_usd is None else str(run.solo_cost_usd),
+        "stage_ms": run.stage_ms,
+    })  # fmt: skip
+
+
+async def _execute(ctx: RunContext, seats: list[Answer]) -> None:
+    run, loop = ctx.run, asyncio.get_running_loop()
+    started = loop.time()
+    await ctx.announce({
+        "type": "run.started", "status": run.status,
+        "answers": [{"answer": a.pk, "role": a.role, "model": a.model_name} for a in seats],
+    })  # fmt: skip
+    await _panel(ctx, seats)
+    run.stage_ms["panel"] = int((loop.time() - started) * 1000)
+    if ctx.cancelled:
+        return await _end(ctx, Run.Status.CANCELLED, Run.Failure.CANCELLED, "Stopped by the user.")
+    answered = [a for a in seats if a.status == Answer.Status.DONE and a.text.strip()]
+    if not answered:
+        detail = "; ".join(f"{a.model_name}: {a.error or 'an empty answer'}" for a in seats)
+        return await _end(ctx, Run.Status.FAILED, Run.Failure.ALL_SEATS_FAILED,
+                          f"Every seat failed. {detail}")  # fmt: skip
+    if not run.config.get("judge"):
+        return await _end(ctx, Run.Status.DONE)  # a single model: its answer is final
+
+    question = run.message.content
+    labelled = prompts.anonymise([(a.pk, a.text) for a in answered], random.Random(run.pk))
+    await _stage(ctx, Run.Status.JUDGING)
+    mark = loop.time()
+    analysis, raw = await _judge(ctx, question, labelled, len(seats))
+    run.stage_ms["judging"] = int((loop.time() - mark) * 1000)
+    run.analysis = None if analysis is None else {
+        **analysis, "labels": {label: answer_id for label, answer_id, _ in labelled}
+    }  # fmt: skip
+    run.analysis_raw, run.analysis_structured = raw, analysis is not None
+    await in_db(lambda: run.save(update_fields=["analysis", "analysis_raw",
+                                                "analysis_structured"]))  # fmt: skip
+    await ctx.announce({"type": "analysis.ready", "structured": run.analysis_structured,
+                        "analysis": run.analysis, "raw": "" if analysis else raw})  # fmt: skip
+    if ctx.cancelled:
+        return await _end(ctx, Run.Status.CANCELLED, Run.Failure.CANCELLED, "Stopped by the user.")
+
+    await _stage(ctx, Run.Status.SYNTHESIZING)
+    mark = loop.time()
+    final = await _synthesize(ctx, question, labelled, analysis, raw, len(seats) + 2)
+    run.stage_ms["synthesizing"] = int((loop.time() - mark) * 1000)
+    if final.status == Answer.Status.DONE:
+        return await _end(ctx, Run.Status.DONE)
+    if ctx.cancelled:
+        return await _end(ctx, Run.Status.CANCELLED, Run.Failure.CANCELLED, "Stopped by the user.")
+    await _end(ctx, Run.Status.FAILED, Run.Failure.SYNTHESIS_FAILED,
+               f"No synthesis: {final.error} The panel's answers are shown above.")  # fmt: skip

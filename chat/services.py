@@ -4,28 +4,59 @@ import logging
 
 from django.db import transaction
 
+from panels.models import solo_snapshot
+
 from .models import Answer, Conversation, Message, Run
 
 log = logging.getLogger(__name__)
 
 
+def run_config(conversation: Conversation) -> dict:
+    """Freeze what answers in this room now: later edits never change this run."""
+    if conversation.panel_id:
+        return conversation.panel.snapshot()
+    if conversation.model_id:
+        return solo_snapshot(conversation.model)
+    return {"seats": []}
+
+
 def start_run(conversation: Conversation, content: str) -> Message:
-    """Save the message and its run, and enqueue the run once the rows are committed."""
-    model = conversation.model
+    """Save the message, its run and the seats' answers, and enqueue the run once
+    the rows are committed, so a worker never looks for rows not there yet."""
+    with transaction.atomic():
+        message = create_run(conversation, content)
+        if message.run.status == Run.Status.QUEUED:
+            transaction.on_commit(lambda: enqueue(message.run.pk))
+    return message
+
+
+def create_run(conversation: Conversation, content: str) -> Message:
+    """The rows of a new turn: message, run (with the frozen configuration), and one
+    queued answer per seat. Nothing is enqueued."""
+    config = run_config(conversation)
     with transaction.atomic():
         message = Message.objects.create(conversation=conversation, content=content)
         if not conversation.title:
             conversation.title = _title_from(content)
         conversation.save(update_fields=["title", "updated_at"])
-        run = Run.objects.create(message=message)
-        Answer.objects.create(
-            run=run,
-            catalog_model=model,
-            model_key=model.model_id if model else "",
-            model_name=model.display_name if model else "(model removed)",
-            provider_name=model.provider.name if model else "",
-        )
-        transaction.on_commit(lambda: enqueue(run.pk))
+        run = Run.objects.create(message=message, panel_id=conversation.panel_id, config=config)
+        for position, seat in enumerate(config["seats"]):
+            ref = seat.get("model") or {}
+            Answer.objects.create(
+                run=run,
+                role=Answer.Role.SEAT,
+                position=position,
+                catalog_model_id=ref.get("catalog_id"),
+                model_key=ref.get("model_id", ""),
+                model_name=ref.get("name", "(model removed)"),
+                provider_name=ref.get("provider", ""),
+            )
+        if not config["seats"]:
+            run.status, run.failure_reason = Run.Status.FAILED, Run.Failure.NO_MODEL
+            run.failure_detail = (
+                "The model or panel of this conversation was removed; start a new conversation."
+            )
+            run.save()
     return message
 
 
@@ -43,6 +74,7 @@ def enqueue(run_id: int) -> None:
         log.error("could not enqueue run %s: %s", run_id, exc)
         mark_failed(
             run_id,
+            Run.Failure.QUEUE_UNREACHABLE,
             "The task queue is unreachable, so nobody could pick this message up "
             f"({type(exc).__name__}). Check that Redis is running (see /healthz).",
         )

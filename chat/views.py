@@ -4,6 +4,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_POST
 
+from panels.models import CatalogModel, Panel
+
 from .forms import MessageForm, NewConversationForm
 from .models import Conversation, Message
 from .services import start_run
@@ -43,7 +45,12 @@ def start(request):
     form = NewConversationForm(request.POST, user=request.user)
     if not form.is_valid():
         return render(request, "chat/home.html", {"form": form, **_sidebar(request)}, status=400)
-    conversation = Conversation.objects.create(owner=request.user, model=form.cleaned_data["model"])
+    answerer = form.cleaned_data["answerer"]
+    conversation = Conversation.objects.create(
+        owner=request.user,
+        panel=answerer if isinstance(answerer, Panel) else None,
+        model=answerer if isinstance(answerer, CatalogModel) else None,
+    )
     start_run(conversation, form.cleaned_data["content"])
     return redirect(conversation)
 

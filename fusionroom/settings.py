@@ -152,6 +152,11 @@ CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# The sweeper closes runs whose worker died (chat.tasks.sweep_abandoned_runs);
+# the `beat` process of the Procfile schedules it.
+CELERY_BEAT_SCHEDULE = {
+    "sweep-abandoned-runs": {"task": "chat.sweep_abandoned_runs", "schedule": 30.0},
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -221,6 +226,10 @@ CALL_IDLE_TIMEOUT_S = env_int("CALL_IDLE_TIMEOUT_S", 60, minimum=1)
 CALL_TOTAL_TIMEOUT_S = env_int("CALL_TOTAL_TIMEOUT_S", 600, minimum=1)
 CALL_MAX_RETRIES = env_int("CALL_MAX_RETRIES", 2, minimum=0, maximum=10)
 
+# The judge's and the synthesizer's answers may be longer than a seat's.
+JUDGE_MAX_TOKENS = env_int("JUDGE_MAX_TOKENS", 1500, minimum=64, maximum=32768)
+SYNTHESIZER_MAX_TOKENS = env_int("SYNTHESIZER_MAX_TOKENS", 1500, minimum=64, maximum=32768)
+
 # Limits a person meets in the chat.
 MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 32_000, minimum=100)
 
@@ -230,7 +239,7 @@ LOCAL_MODELS_ENABLED = env_bool("LOCAL_MODELS_ENABLED", True)
 LOCAL_MODELS_HOST = env_str("LOCAL_MODELS_HOST", "127.0.0.1")
 LOCAL_MODELS_PORT = env_int("LOCAL_MODELS_PORT", 8081, minimum=1024, maximum=65000)
 LOCAL_MODELS_CTX = env_int("LOCAL_MODELS_CTX", 8192, minimum=2048, maximum=32768)
-DEFAULT_CHAT_MODEL = env_str("DEFAULT_CHAT_MODEL", "qwen2.5-coder-0.5b")
+DEFAULT_PANEL = env_str("DEFAULT_PANEL", "local")
 # Every request carries an explicit cap: llama.cpp's server is unbounded otherwise.
 DEFAULT_MAX_TOKENS = env_int("DEFAULT_MAX_TOKENS", 512, minimum=16, maximum=32768)
 

@@ -4,8 +4,10 @@ from django.db.models.signals import post_migrate
 
 def _sync_site_providers(sender, **kwargs):
     from .catalog import sync_site_providers
+    from .presets import sync_presets
 
     sync_site_providers()
+    sync_presets()
 
 
 class PanelsConfig(AppConfig):

@@ -32,6 +32,14 @@ class ProviderForm(forms.ModelForm):
                 f"Stored key: {self.instance.key_hint}. Write-only; leave blank to keep it."
             )
 
+    def clean_api_key(self):
+        key = self.cleaned_data["api_key"]
+        if key and (not (key.isascii() and key.isprintable()) or " " in key):
+            raise forms.ValidationError(
+                "An API key is one word of printable characters: check what was pasted."
+            )
+        return key
+
     def clean_name(self):
         name = self.cleaned_data["name"]
         owner = self.owner if self.owner is not None else self.instance.owner

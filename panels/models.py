@@ -62,6 +62,10 @@ class Provider(models.Model):
 
     def set_api_key(self, plaintext: str) -> None:
         plaintext = plaintext.strip()
+        # A key with spaces or control characters would make HTTP libraries raise
+        # errors that quote the header, key included.
+        if plaintext and not (plaintext.isascii() and plaintext.isprintable()) or " " in plaintext:
+            raise ValueError("An API key is one word of printable ASCII characters.")
         self.api_key_encrypted = crypto.encrypt(plaintext)
         self.key_hint = crypto.hint(plaintext)
 
@@ -81,7 +85,7 @@ class Provider(models.Model):
         except ValueError as exc:
             raise ValidationError({"base_url": str(exc)}) from None
 
-    def endpoint(self) -> Endpoint:
+    def endpoint(self) -> Endpoint:  # (never called from templates, see below)
         base_url = self.base_url
         if self.source == self.Source.LOCAL and (model := local_models.get(self.local_model_key)):
             base_url = model.base_url  # follows LOCAL_MODELS_PORT, whatever was stored
@@ -97,6 +101,10 @@ class Provider(models.Model):
             public_only=not self.is_site_wide,
             extra_headers=headers,
         )
+
+    # The endpoint carries the plaintext key: `{{ provider.endpoint.api_key }}` must
+    # render nothing.
+    endpoint.do_not_call_in_templates = True
 
 
 class CatalogModelQuerySet(models.QuerySet):
@@ -152,3 +160,154 @@ class CatalogModel(models.Model):
             return None
         million = Decimal(1_000_000)
         return self.input_price / million, self.output_price / million
+
+
+class PanelQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "PanelQuerySet":
+        """Presets and the user's own panels. (Shared panels come with sharing.)"""
+        mine = Q(owner__isnull=True)
+        if user is not None and user.is_authenticated:
+            mine |= Q(owner=user)
+        return self.filter(mine)
+
+
+class Panel(models.Model):
+    """A recipe: seats that answer in parallel, a judge, a synthesizer."""
+
+    class Visibility(models.TextChoices):
+        PRIVATE = "private"
+        UNLISTED = "unlisted"
+        PUBLIC = "public"
+
+    # No owner: a preset every user sees and nobody edits.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="panels",
+    )
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=80)
+    description = models.TextField(blank=True)
+    visibility = models.CharField(
+        max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE
+    )
+    judge = models.ForeignKey(
+        CatalogModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Empty: the judge model also writes the synthesis.
+    synthesizer = models.ForeignKey(
+        CatalogModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    synthesizer_fallback = models.ForeignKey(
+        CatalogModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    judge_drafts = models.BooleanField(
+        default=False, help_text="The judge writes the final answer too: one call instead of two."
+    )
+    # Empty: wait for every seat.
+    min_answers = models.PositiveSmallIntegerField(null=True, blank=True)
+    deadline_s = models.FloatField(default=120.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PanelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_preset(self) -> bool:
+        return self.owner_id is None
+
+    def snapshot(self) -> dict:
+        """The frozen configuration a run keeps: later edits never change history."""
+        seats = list(self.seats.select_related("model__provider"))
+        return {
+            "panel": {"id": self.pk, "slug": self.slug, "name": self.name},
+            "seats": [seat.snapshot() for seat in seats],
+            "judge": _model_ref(self.judge),
+            "synthesizer": _model_ref(self.synthesizer or self.judge),
+            "synthesizer_fallback": _model_ref(self.synthesizer_fallback),
+            "judge_drafts": self.judge_drafts,
+            "min_answers": self.min_answers,
+            "deadline_s": self.deadline_s,
+        }
+
+
+def _model_ref(model: "CatalogModel | None") -> dict | None:
+    if model is None:
+        return None
+    return {
+        "catalog_id": model.pk,
+        "provider_id": model.provider_id,
+        "provider": model.provider.name,
+        "model_id": model.model_id,
+        "name": model.display_name,
+        "context_length": model.context_length,
+        "local": model.provider.source == Provider.Source.LOCAL,
+    }
+
+
+def solo_snapshot(model: CatalogModel) -> dict:
+    """One model answering alone: a panel of one seat, no judge, no synthesis."""
+    return {
+        "panel": None,
+        "seats": [
+            {
+                "model": _model_ref(model),
+                "fallbacks": [],
+                "system_prompt": "",
+                "temperature": None,
+                "max_tokens": None,
+                "limits": {},
+            }  # fmt: skip
+        ],
+        "judge": None,
+        "synthesizer": None,
+        "synthesizer_fallback": None,
+        "judge_drafts": False,
+        "min_answers": None,
+        "deadline_s": None,
+    }
+
+
+class Seat(models.Model):
+    panel = models.ForeignKey(Panel, on_delete=models.CASCADE, related_name="seats")
+    position = models.PositiveSmallIntegerField(default=0)
+    # Empty when its catalog entry was deleted: the seat then fails in words.
+    model = models.ForeignKey(CatalogModel, null=True, on_delete=models.SET_NULL, related_name="+")
+    # Catalog ids tried in order when the seat's model fails before answering.
+    fallback_ids = models.JSONField(default=list, blank=True)
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    first_token_timeout_s = models.FloatField(null=True, blank=True)
+    idle_timeout_s = models.FloatField(null=True, blank=True)
+    total_timeout_s = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["panel", "position", "pk"]
+
+    def __str__(self):
+        return f"{self.panel} seat {self.position + 1}: {self.model.display_name}"
+
+    def snapshot(self) -> dict:
+        fallbacks = CatalogModel.objects.filter(pk__in=self.fallback_ids).select_related("provider")
+        by_id = {m.pk: m for m in fallbacks}
+        return {
+            "model": _model_ref(self.model),
+            "fallbacks": [_model_ref(by_id[i]) for i in self.fallback_ids if i in by_id],
+            "system_prompt": self.system_prompt,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "limits": {
+                "first_token_s": self.first_token_timeout_s,
+                "idle_s": self.idle_timeout_s,
+                "total_s": self.total_timeout_s,
+            },
+        }

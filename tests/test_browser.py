@@ -12,6 +12,7 @@ from tests.conftest import ARTIFACTS, PASSWORD
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
+QWEN = "Qwen2.5-Coder 0.5B Instruct (local)"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 # Record every websocket frame the page receives, to prove streaming happened.
 RECORD_FRAMES = """
@@ -78,6 +79,7 @@ def sign_up(page, base: str, username: str) -> None:
 def test_sign_up_ask_and_watch_the_answer_stream(live_stack, page):
     ARTIFACTS.mkdir(exist_ok=True)
     sign_up(page, live_stack.url, "alice")
+    page.select_option("#id_answerer", label=QWEN)
     page.fill("#id_content", "What is the capital of Australia?")
     page.click(".composer button[type=submit]")
     page.wait_for_url("**/c/*/")
@@ -94,6 +96,7 @@ def test_sign_up_ask_and_watch_the_answer_stream(live_stack, page):
 
 def test_reload_mid_answer_shows_what_arrived_and_continues(live_stack, page):
     sign_up(page, live_stack.url, "bob")
+    page.select_option("#id_answerer", label=QWEN)
     page.fill("#id_content", "Write a long story about a lighthouse keeper and a storm.")
     page.click(".composer button[type=submit]")
     page.wait_for_url("**/c/*/")

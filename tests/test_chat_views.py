@@ -22,7 +22,7 @@ def test_new_conversation_saves_message_and_queues_a_run(
     client.force_login(alice)
     with django_capture_on_commit_callbacks() as callbacks:
         response = client.post(
-            reverse("chat:start"), {"content": "What is 2+2?", "model": smollm2.pk}
+            reverse("chat:start"), {"content": "What is 2+2?", "answerer": f"model:{smollm2.pk}"}
         )
     conversation = Conversation.objects.get(owner=alice)
     assert response.status_code == 302 and response.url == conversation.get_absolute_url()
@@ -79,7 +79,7 @@ def test_someone_elses_room_is_not_found(client, bob, room):
 
 def test_unknown_model_is_refused(client, alice):
     client.force_login(alice)
-    response = client.post(reverse("chat:start"), {"content": "hi", "model": "999999"})
+    response = client.post(reverse("chat:start"), {"content": "hi", "answerer": "model:999999"})
     assert response.status_code == 400
     assert not Conversation.objects.exists()
 
@@ -89,7 +89,7 @@ def test_unreachable_queue_fails_the_run_in_words_and_keeps_the_message(room):
     """In a separate process whose REDIS_URL points where nothing listens."""
     message = Message.objects.create(conversation=room, content="keep me")
     run = Run.objects.create(message=message)
-    Answer.objects.create(run=run, catalog_model=room.model, model_name="SmolLM2")
+    Answer.objects.create(run=run, model_name="SmolLM2")
     env = child_env(
         DATABASE_URL=database_url(connection.settings_dict), REDIS_URL="redis://127.0.0.1:9/0"
     )
@@ -100,7 +100,8 @@ def test_unreachable_queue_fails_the_run_in_words_and_keeps_the_message(room):
     assert result.returncode == 0, result.stderr
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED
-    assert "task queue is unreachable" in run.failure_reason
+    assert run.failure_reason == "queue_unreachable"
+    assert "task queue is unreachable" in run.failure_detail
     assert run.answers.get().status == Answer.Status.FAILED
     assert Message.objects.get(pk=message.pk).content == "keep me"
 

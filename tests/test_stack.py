@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 
 from chat import pipeline
 from chat.models import Answer, Conversation, Run
-from chat.services import start_run
+from chat.services import create_run, start_run
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 
@@ -59,16 +59,13 @@ def test_a_message_streams_through_worker_model_and_channel_layer(live_stack, sm
 
 
 @pytest.mark.usefixtures("redis_ready")
-def test_model_server_down_fails_the_answer_in_words(
-    settings, smollm2, django_capture_on_commit_callbacks
-):
+def test_model_server_down_fails_the_answer_in_words(settings, smollm2):
     """The pipeline itself (in this process) against a port where no model serves."""
     settings.LOCAL_MODELS_PORT = 9
     settings.CALL_MAX_RETRIES = 0
     alice = get_user_model().objects.create_user("alice", password="pw-long-enough-1")
     room = Conversation.objects.create(owner=alice, model=smollm2)
-    with django_capture_on_commit_callbacks(execute=False):
-        message = start_run(room, "hello?")
+    message = create_run(room, "hello?")  # run here, not by the live worker
     asyncio.run(pipeline.execute(message.run.pk))
 
     run = Run.objects.get(pk=message.run.pk)

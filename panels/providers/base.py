@@ -25,6 +25,8 @@ class ChatRequest:
     depth: int = 0  # the incoming depth; the provider sends depth + 1
     # Tools in OpenAI's function format: {"type": "function", "function": {...}}.
     tools: tuple[dict, ...] = ()
+    # OpenAI's response_format, passed as is (e.g. {"type": "json_object"}).
+    response_format: dict | None = None
     # How long to wait for the TCP/TLS connection; the other limits live in calls.py.
     connect_timeout_s: float = 10.0
 

@@ -2,12 +2,27 @@
 
 import json
 import re
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 
 from .base import ErrorKind, ProviderError
 
-RETRYABLE_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+RETRYABLE_STATUSES = {408, 409, 425, 429}
+NOT_RETRYABLE_5XX = {501, 505}  # "not implemented", "version not supported": final
+
+
+def is_retryable_status(status: int) -> bool:
+    # Every other 5xx, Cloudflare's 520-524 and Anthropic's 529 included, is transient.
+    return status in RETRYABLE_STATUSES or (status >= 500 and status not in NOT_RETRYABLE_5XX)
+
+
+def is_retryable_code(code: str) -> bool:
+    """For errors reported inside a stream: a numeric code is an HTTP status."""
+    return is_retryable_status(int(code)) if code.isdigit() else True
+
+
 _BODY_LIMIT = 4096
 
 
@@ -18,11 +33,16 @@ def parse_retry_after(headers: httpx.Headers) -> float | None:
             return max(0.0, float(ms) / 1000)
         except ValueError:
             pass
-    if seconds := headers.get("retry-after"):
+    if value := headers.get("retry-after"):
         try:
-            return max(0.0, float(seconds))
+            return max(0.0, float(value))
         except ValueError:
-            return None  # an HTTP date: rare from LLM APIs; fall back to backoff
+            pass
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
     return None
 
 
@@ -58,18 +78,22 @@ def error_from_status(where: str, status: int, body: bytes, headers: httpx.Heade
     ):
         kind = ErrorKind.CONTEXT_LENGTH
         text = f"context too long for {model} at {where}: {message}"
-    elif status == 404 or "model_not_found" in lowered or "does not exist" in lowered:
+    elif "model" in lowered and (status == 404 or "not found" in lowered or "exist" in lowered):
         kind, text = ErrorKind.MODEL_NOT_FOUND, f"model not found at {where}: {model} ({message})"
+    elif status == 404:
+        kind = ErrorKind.BAD_REQUEST
+        text = (f"{where} has nothing at this address (404: {message}); check the base URL, "
+                "which usually ends in /v1")  # fmt: skip
     elif status == 429:
         wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
         kind, text = ErrorKind.RATE_LIMITED, f"{where} is rate limiting: {message}{wait}"
-    elif status >= 500 or status in RETRYABLE_STATUSES:
+    elif status >= 500 or is_retryable_status(status):
         kind, text = ErrorKind.SERVER, f"{where} failed with HTTP {status}: {message}"
     else:
         kind, text = ErrorKind.BAD_REQUEST, f"{where} rejected the request: {status} {message}"
     return ProviderError(
         text,
-        retryable=status in RETRYABLE_STATUSES,
+        retryable=is_retryable_status(status),
         kind=kind,
         status=status,
         code=code,

@@ -76,6 +76,8 @@ async def open_sse(
                 body = redact(await response.aread(), endpoint.api_key)
                 raise error_from_status(name, response.status_code, body, response.headers, model)
             yield source
+    except ProviderError as error:
+        raise _scrubbed(error, endpoint.api_key) from None
     except SSEError:
         raise ProviderError(
             f"{name} did not answer with a stream (got "
@@ -84,4 +86,20 @@ async def open_sse(
             kind=ErrorKind.STREAM,
         ) from None
     except httpx.HTTPError as exc:
-        raise error_from_transport(name, exc) from None
+        raise _scrubbed(error_from_transport(name, exc), endpoint.api_key) from None
+    except (UnicodeError, ValueError) as exc:
+        # e.g. a header that cannot be encoded; never quote the request back.
+        raise ProviderError(
+            f"{name}: the request could not be sent ({type(exc).__name__}); check the key "
+            "and the base URL for unusual characters.",
+            retryable=False,
+            kind=ErrorKind.BAD_REQUEST,
+        ) from None
+
+
+def _scrubbed(error: ProviderError, api_key: str) -> ProviderError:
+    if api_key and len(api_key) >= 8:
+        error.message = error.message.replace(api_key, "[key]")
+        error.provider_message = error.provider_message.replace(api_key, "[key]")
+        error.args = (error.message,)
+    return error

@@ -23,7 +23,7 @@ from .base import (
     ToolCall,
     Usage,
 )
-from .errors import upstream_message
+from .errors import is_retryable_code, upstream_message
 from .http import open_sse, where
 
 
@@ -76,6 +76,8 @@ class OpenAICompatibleProvider:
             body["temperature"] = request.temperature
         if request.tools:
             body["tools"] = list(request.tools)
+        if request.response_format:
+            body["response_format"] = request.response_format
         return body
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
@@ -83,6 +85,7 @@ class OpenAICompatibleProvider:
         content_chunks = 0
         usage: Usage | None = None
         finish: str | None = None
+        ended = False
         tool_parts = _ToolCallParts()
         async with open_sse(
             self.client,
@@ -98,6 +101,7 @@ class OpenAICompatibleProvider:
                 if not data:
                     continue
                 if data == "[DONE]":
+                    ended = True
                     break
                 try:
                     chunk = json.loads(data)
@@ -113,7 +117,7 @@ class OpenAICompatibleProvider:
                     message, code = upstream_message(json.dumps(chunk).encode())
                     raise ProviderError(
                         f"{name} failed mid-answer: {message}",
-                        retryable=True,
+                        retryable=is_retryable_code(code),
                         kind=ErrorKind.STREAM,
                         code=code,
                         provider_message=message,
@@ -134,6 +138,12 @@ class OpenAICompatibleProvider:
                         cost=u.get("cost"),
                     )
 
+        if not ended and finish is None:
+            raise ProviderError(
+                f"{name} ended the stream before the answer was complete",
+                retryable=True,
+                kind=ErrorKind.STREAM,
+            )
         for call in tool_parts.complete():
             yield call
         if usage is None:

@@ -13,9 +13,11 @@ const connection = room.querySelector("[data-role=connection]");
 const composer = room.querySelector("form[data-composer=room]");
 const composerError = room.querySelector("[data-role=composer-error]");
 const seqs = new Map(); // answer id -> last sequence number applied
-const STATUS_LABELS = { queued: "Queued", streaming: "Streaming", done: "Done", failed: "Failed", cancelled: "Cancelled" };
+const RUN_LABELS = { queued: "Queued", panel: "The panel is answering…", judging: "The judge is analysing the answers…", synthesizing: "Writing the final answer…", done: "Done", failed: "Failed", cancelled: "Stopped" };
+const STATUS_LABELS = { queued: "Queued", streaming: "Streaming", done: "Done", failed: "Failed", late: "Late", cancelled: "Cancelled" };
 
 let socket = null;
+let lastEvent = Date.now();
 let retry = 0;
 let resyncPending = false;
 
@@ -124,11 +126,23 @@ function handle(event) {
       seqs.set(event.answer, Infinity);
       return scrollDown(stick);
     }
+    case "answer.started": {
+      const el = answerEl(event.answer);
+      if (!el) return refreshThread();
+      if (el.dataset.status === "queued") setStatus(el, "streaming");
+      return;
+    }
+    case "answer.created":   // the judge or the synthesizer starts: render it
+    case "analysis.ready":
+    case "run.done":
+      return refreshThread();
     case "run.started":
-    case "run.done": {
+    case "run.status": {
       const run = thread.querySelector(`[data-run="${event.run}"]`);
       if (!run) return refreshThread();
       run.dataset.status = event.status;
+      const label = run.querySelector("[data-role=run-status]");
+      if (label) label.textContent = RUN_LABELS[event.status] || event.status;
       return;
     }
     case "error": return console.warn("room:", event.error);
@@ -171,7 +185,10 @@ function connect() {
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
   socket = new WebSocket(`${scheme}://${window.location.host}${room.dataset.wsPath}`);
   socket.addEventListener("open", () => { retry = 0; setConnection("open", "Live"); });
-  socket.addEventListener("message", (message) => handle(JSON.parse(message.data)));
+  socket.addEventListener("message", (message) => {
+    lastEvent = Date.now();
+    handle(JSON.parse(message.data));
+  });
   socket.addEventListener("close", (event) => {
     if (event.code === 4401 || event.code === 4404 || event.code === 1006 && retry > 8) {
       setConnection("closed", "Disconnected — reload the page");
@@ -214,6 +231,17 @@ async function send(form, button) {
     textarea.focus();
   }
 }
+
+// The channel layer may drop a frame (at most once delivery). A gap in deltas is
+// noticed by the next delta; a lost final event is not, so when a live answer has
+// been quiet for a while, ask for a fresh snapshot.
+window.setInterval(() => {
+  const live = thread.querySelector('.answer[data-status="streaming"], .answer[data-status="queued"]');
+  if (live && Date.now() - lastEvent > 15000) {
+    lastEvent = Date.now();
+    resync();
+  }
+}, 5000);
 
 enhanceComposer(composer, send);
 scrollDown(true);

@@ -1,0 +1,50 @@
+"""A run's life signals in Redis: the cancel request and the worker's heartbeat.
+
+The worker running a run refreshes its heartbeat every few seconds and watches
+for a cancel request; the sweeper closes runs whose heartbeat has gone (a worker
+killed mid-run), so no run stays "in progress" forever.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+HEARTBEAT_TTL_S = 30
+HEARTBEAT_EVERY_S = 5
+CANCEL_POLL_S = 0.2  # a stop reaches every upstream call well within 1 s
+
+
+def _cancel_key(run_id: int) -> str:
+    return f"fr:run:{run_id}:cancel"
+
+
+def _alive_key(run_id: int) -> str:
+    return f"fr:run:{run_id}:alive"
+
+
+def request_cancel(redis_sync, run_id: int) -> None:
+    redis_sync.set(_cancel_key(run_id), "1", ex=3600)
+
+
+def is_alive(redis_sync, run_id: int) -> bool:
+    return bool(redis_sync.exists(_alive_key(run_id)))
+
+
+async def watch(redis, run_id: int, on_cancel: Callable[[], None]) -> None:
+    """Keep the heartbeat and call on_cancel once when a stop is requested. Runs
+    until cancelled by the pipeline."""
+    loop = asyncio.get_running_loop()
+    next_beat = 0.0
+    cancelled = False
+    try:
+        while True:
+            if loop.time() >= next_beat:
+                await redis.set(_alive_key(run_id), "1", ex=HEARTBEAT_TTL_S)
+                next_beat = loop.time() + HEARTBEAT_EVERY_S
+            if not cancelled and await redis.exists(_cancel_key(run_id)):
+                cancelled = True
+                on_cancel()  # the heartbeat goes on while the run winds down
+            await asyncio.sleep(CANCEL_POLL_S)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(redis.delete(_alive_key(run_id)))

@@ -1,0 +1,228 @@
+"""Running one answer (a seat, the judge or the synthesizer) live.
+
+Text flows model → coalescer → Redis (live text + sequence number) → channel
+layer → every tab in the room; when the call ends, its outcome is saved on the
+Answer and announced. A cancelled answer (a stop, or a seat cut at the deadline)
+keeps its partial text, usage and cost.
+"""
+
+import asyncio
+import contextlib
+import logging
+
+import httpx
+from channels.layers import get_channel_layer
+
+from panels import calls
+from panels.calls import CallLimits, CallResult, Target
+from panels.cooldown import Cooldowns
+from panels.providers import ChatRequest, ErrorKind, ProviderError
+
+from . import markdown, streams
+from .coalesce import Coalescer
+from .db import in_db
+from .models import Answer, Run
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.05
+# One client per run's event loop; limits are enforced per call in panels/calls.py.
+POOL_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=20)
+
+
+class RunContext:
+    """What the coroutines of one run share: its event loop's clients, and which
+    of its answers are running (so a stop can cancel them all at once)."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.group = run.message.conversation.group_name
+        self.layer = get_channel_layer()
+        self.redis = streams.redis_client()
+        self.cooldowns = Cooldowns(self.redis)
+        # trust_env off: a proxy from the environment would bypass the SSRF pinning.
+        self.http = httpx.AsyncClient(limits=POOL_LIMITS, follow_redirects=False, trust_env=False)
+        self.running: dict[int, asyncio.Task] = {}
+        self.late: set[int] = set()
+        self.cancelled = False
+
+    async def announce(self, event: dict) -> None:
+        try:
+            await streams.announce(self.layer, self.group, {"run": self.run.pk, **event})
+        except Exception:  # a lost frame is recovered from the snapshot
+            log.warning("could not announce %s for run %s", event["type"], self.run.pk)
+
+    def cancel_all(self) -> None:
+        self.cancelled = True
+        for task in self.running.values():
+            task.cancel()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self.redis.aclose()
+
+
+def friendly_error(
+    error: ProviderError, answer: Answer, local: bool, site_wide: bool = True
+) -> str:
+    if error.kind == ErrorKind.CONTEXT_LENGTH:
+        return (
+            f"The conversation is too long for {answer.model_name}'s context window. "
+            "Start a new conversation or send a shorter message."
+        )
+    if error.kind == ErrorKind.AUTH and site_wide:
+        provider = answer.provider_name or "this provider"
+        return (
+            f"{error.message}. This is the site's key for {provider}: tell the administrator. "
+            "(Your own keys live on the API keys page.)"
+        )
+    if error.kind == ErrorKind.AUTH:
+        return f"{error.message}. Check the key of this provider on the API keys page."
+    if error.kind == ErrorKind.CONNECTION and local:
+        return (
+            f"{answer.model_name} is not reachable ({error.message}). Is its model server "
+            "running? `make run` starts it; /healthz shows which part is down."
+        )
+    return error.message
+
+
+def record(answer: Answer, result: CallResult, local: bool, site_wide: bool = True) -> None:
+    """Copy a call's outcome onto the answer: partial text is kept on failure too."""
+    answer.text = result.text
+    answer.attempts = [a.as_dict() for a in result.attempts]
+    answer.first_token_ms = result.first_token_ms
+    answer.latency_ms = result.latency_ms
+    answer.finish_reason = result.finish_reason
+    if result.usage is not None:
+        answer.input_tokens = result.usage.input_tokens
+        answer.output_tokens = result.usage.output_tokens
+        answer.tokens_estimated = result.usage.estimated
+    answer.cost_usd, answer.cost_source = result.cost.usd, result.cost.source
+    if result.answered_by is not None:
+        answer.model_key = result.answered_by.model_id
+        answer.model_name = result.answered_by.display_name
+        answer.provider_name = result.answered_by.endpoint.name
+    if result.error is None and result.answered_by is not None:
+        answer.status, answer.error, answer.error_kind = Answer.Status.DONE, "", ""
+        return
+    if result.error is None:  # nothing answered and nothing said why
+        result.error = ProviderError(
+            "No model answered.", retryable=False, kind=ErrorKind.UNAVAILABLE
+        )
+    answer.error_kind = str(result.error.kind)
+    if result.error.kind == ErrorKind.CANCELLED:
+        late = answer.status == Answer.Status.LATE
+        answer.status = Answer.Status.LATE if late else Answer.Status.CANCELLED
+        answer.error = (
+            "Cut off at the panel's deadline: the quorum had already answered."
+            if late
+            else "Stopped before it finished."
+        )
+    else:
+        answer.status = Answer.Status.FAILED
+        answer.error = friendly_error(result.error, answer, local, site_wide)
+
+
+def answer_stats(answer: Answer) -> dict:
+    return {
+        "cost": answer.cost_display,
+        "model": answer.model_name,
+        "input_tokens": answer.input_tokens,
+        "output_tokens": answer.output_tokens,
+        "tokens_estimated": answer.tokens_estimated,
+        "first_token_ms": answer.first_token_ms,
+        "latency_ms": answer.latency_ms,
+    }
+
+
+def answer_event(answer: Answer, seq: int) -> dict:
+    return {
+        "type": "answer.done" if answer.status == Answer.Status.DONE else "answer.failed",
+        "answer": answer.pk,
+        "role": answer.role,
+        "seq": seq,
+        "status": answer.status,
+        "html": markdown.render(answer.text),
+        "error": answer.error,
+        "stats": answer_stats(answer),
+    }
+
+
+async def run_answer(
+    ctx: RunContext,
+    answer: Answer,
+    targets: list[Target],
+    request: ChatRequest,
+    limits: CallLimits | None = None,
+) -> CallResult:
+    """Call the model(s) for one answer, streaming its text, and save the outcome.
+    Runs as its own task so that a stop or the deadline can cancel it alone."""
+    answer.status = Answer.Status.STREAMING
+    await in_db(lambda: answer.save(update_fields=["status"]))
+    await ctx.announce(
+        {"type": "answer.started", "answer": answer.pk, "role": answer.role,
+         "model": answer.model_name}
+    )  # fmt: skip
+
+    async def flush(text: str) -> None:
+        # Redis holds only the live copy (the call keeps every part): a failure
+        # here costs the live view, never the answer.
+        try:
+            seq = await streams.append(ctx.redis, answer.pk, text)
+        except Exception:
+            log.warning("could not store live text of answer %s", answer.pk)
+            return
+        await ctx.announce({"type": "answer.delta", "answer": answer.pk, "seq": seq, "text": text})
+
+    async def on_text(text: str) -> None:
+        coalescer.push(text)
+
+    coalescer = Coalescer(flush, FLUSH_INTERVAL_S)
+    coalescer.start()
+    result = CallResult()
+    task = asyncio.create_task(
+        calls.call(
+            targets,
+            request,
+            result,
+            client=ctx.http,
+            cooldowns=ctx.cooldowns,
+            on_text=on_text,
+            limits=limits,
+        )  # fmt: skip
+    )
+    ctx.running[answer.pk] = task
+    try:
+        await task
+    except asyncio.CancelledError:
+        # The call was cancelled (a stop, or the deadline): record it and go on.
+        # If this coroutine itself is being cancelled (the worker is shutting
+        # down), still record, then let the cancellation through.
+        if answer.pk in ctx.late:
+            answer.status = Answer.Status.LATE
+        if asyncio.current_task().cancelling():
+            raise
+    except Exception as exc:  # a bug, not an upstream failure: say so, keep the text
+        log.exception("answer %s failed unexpectedly", answer.pk)
+        result.error = ProviderError(
+            f"Internal error while calling {answer.model_name}: {type(exc).__name__}.",
+            retryable=False,
+            kind=ErrorKind.SERVER,
+        )
+    finally:
+        ctx.running.pop(answer.pk, None)
+        with contextlib.suppress(Exception):
+            await coalescer.close()
+        first = targets[0] if targets else None
+        record(answer, result, local=bool(first and _is_local(first)),
+               site_wide=not (first and first.endpoint.public_only))  # fmt: skip
+        last_seq = 0
+        with contextlib.suppress(Exception):
+            _, last_seq = await streams.live_state(ctx.redis, answer.pk)
+        await in_db(answer.save)
+        await ctx.announce(answer_event(answer, last_seq))
+    return result
+
+
+def _is_local(target: Target) -> bool:
+    return target.endpoint.base_url.startswith(("http://127.0.0.1", "http://localhost"))

@@ -1,0 +1,89 @@
+"""The read-only panels everyone sees, as data.
+
+- Local: the bundled models; works with no key at all.
+- Quality: frontier models through OpenRouter; a frontier judge and synthesizer.
+- Budget: three low-cost models through OpenRouter; a frontier synthesizer (most of
+  fusion's gain comes from the synthesis step, so that is where money goes).
+
+A preset whose models are missing (no OPENROUTER_API_KEY) is simply not offered.
+"""
+
+from dataclasses import dataclass
+
+from django.db import transaction
+
+
+@dataclass(frozen=True)
+class SeatSpec:
+    model_id: str
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    slug: str
+    name: str
+    description: str
+    seats: tuple[SeatSpec, ...]
+    judge: str
+    synthesizer: str
+    deadline_s: float
+
+
+PRESETS = (
+    PresetSpec(
+        "local", "Local",
+        "The bundled models on this machine: Qwen2.5-Coder 0.5B and SmolLM2 135M answer, "
+        "Qwen judges and synthesizes. Free, private, and weak: a demonstration of the "
+        "pipeline more than of fusion's quality.",
+        (SeatSpec("qwen2.5-coder-0.5b", 0.3), SeatSpec("smollm2-135m", 0.5)),
+        judge="qwen2.5-coder-0.5b", synthesizer="qwen2.5-coder-0.5b", deadline_s=180,
+    ),
+    PresetSpec(
+        "quality", "Quality",
+        "Frontier models side by side (Claude Sonnet 4, GPT-4.1, Gemini 2.5 Flash); "
+        "Claude Sonnet 4 judges and synthesizes. Needs OPENROUTER_API_KEY.",
+        (SeatSpec("anthropic/claude-sonnet-4"), SeatSpec("openai/gpt-4.1"),
+         SeatSpec("google/gemini-2.5-flash")),
+        judge="anthropic/claude-sonnet-4", synthesizer="anthropic/claude-sonnet-4",
+        deadline_s=120,
+    ),
+    PresetSpec(
+        "budget", "Budget",
+        "Three low-cost models (GPT-4o mini, DeepSeek V3, Llama 3.3 70B); GPT-4o mini "
+        "judges, Claude Sonnet 4 synthesizes. Needs OPENROUTER_API_KEY.",
+        (SeatSpec("openai/gpt-4o-mini"), SeatSpec("deepseek/deepseek-chat"),
+         SeatSpec("meta-llama/llama-3.3-70b-instruct")),
+        judge="openai/gpt-4o-mini", synthesizer="anthropic/claude-sonnet-4", deadline_s=90,
+    ),
+)  # fmt: skip
+
+
+def sync_presets() -> list[str]:
+    """Create or refresh every preset whose models the site has. Idempotent."""
+    from .models import CatalogModel, Panel, Seat
+
+    site_models = CatalogModel.objects.filter(provider__owner=None, is_active=True)
+    done = []
+    for spec in PRESETS:
+        wanted = {s.model_id for s in spec.seats} | {spec.judge, spec.synthesizer}
+        found = {m.model_id: m for m in site_models.filter(model_id__in=wanted)}
+        if wanted - set(found):
+            Panel.objects.filter(owner=None, slug=spec.slug).delete()
+            continue
+        with transaction.atomic():
+            panel, _ = Panel.objects.update_or_create(
+                owner=None, slug=spec.slug,
+                defaults={
+                    "name": spec.name, "description": spec.description,
+                    "visibility": Panel.Visibility.PUBLIC, "judge": found[spec.judge],
+                    "synthesizer": found[spec.synthesizer], "deadline_s": spec.deadline_s,
+                },
+            )  # fmt: skip
+            panel.seats.all().delete()
+            Seat.objects.bulk_create(
+                Seat(panel=panel, position=i, model=found[s.model_id], temperature=s.temperature)
+                for i, s in enumerate(spec.seats)
+            )
+        done.append(f"preset {spec.name}: {len(spec.seats)} seats")
+    return done

@@ -75,15 +75,11 @@ def _seat_call(run: Run, seat: dict) -> tuple[list[Target], ChatRequest, CallLim
     return targets, request, CallLimits.from_settings(**(seat.get("limits") or {}))
 
 
-def _json_format(ref: dict, drafts: bool) -> dict | None:
+def _json_format(ref: dict, known_labels: list[str], drafts: bool) -> dict | None:
     """Ask for JSON the way the judge's server understands: llama.cpp constrains its
     output with the schema itself; OpenAI-compatible APIs take json_object."""
     if ref.get("local"):
-        schema = dict(prompts.ANALYSIS_SCHEMA)
-        if drafts:
-            schema = {**schema, "properties": {**schema["properties"], "draft": {"type": "string"}},
-                      "required": [*schema["required"], "draft"]}  # fmt: skip
-        return {"type": "json_object", "schema": schema}
+        return {"type": "json_object", "schema": prompts.analysis_schema(known_labels, drafts)}
     return {"type": "json_object"}
 
 
@@ -183,7 +179,7 @@ async def _judge(ctx: RunContext, question: str, labelled, first_position: int):
     messages = prompts.judge_messages(question, labelled, drafts)
     known = [label for label, _, _ in labelled]
     request_options = {"max_tokens": settings.JUDGE_MAX_TOKENS, "temperature": 0.0,
-                       "response_format": _json_format(ref, drafts)}  # fmt: skip
+                       "response_format": _json_format(ref, known, drafts)}  # fmt: skip
     raw = ""
     for attempt in range(2):
         answer = await in_db(

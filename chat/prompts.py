@@ -173,6 +173,22 @@ def analysis_as_text(analysis: dict | None, raw: str) -> str:
     return json.dumps(shown, indent=1, ensure_ascii=False)
 
 
+def analysis_schema(known_labels: list[str], drafts: bool) -> dict:
+    """The schema for this run, for servers that constrain their output to it
+    (llama.cpp turns it into a grammar): labels are the run's, one score each."""
+    schema = json.loads(json.dumps(ANALYSIS_SCHEMA))
+    label = {"type": "string", "enum": known_labels}
+    properties = schema["properties"]
+    for key in ("unique_insights", "errors", "scores"):
+        properties[key]["items"]["properties"]["label"] = label
+    properties["scores"]["minItems"] = properties["scores"]["maxItems"] = len(known_labels)
+    properties["consensus"]["maxItems"] = properties["blind_spots"]["maxItems"] = 6
+    if drafts:
+        properties["draft"] = {"type": "string"}
+        schema["required"].append("draft")
+    return schema
+
+
 # A schema for servers that can constrain their output (llama.cpp grammars).
 ANALYSIS_SCHEMA = {
     "type": "object",

@@ -71,9 +71,6 @@ def _keep_live_text(answers: list[Answer]) -> None:
         client.close()
 
 
-SWEEP_GRACE = timedelta(seconds=runstate.HEARTBEAT_TTL_S)
-
-
 @shared_task(name="chat.sweep_abandoned_runs")
 def sweep_abandoned_runs() -> int:
     """Close runs whose worker died: started, not finished, and no heartbeat."""
@@ -82,7 +79,7 @@ def sweep_abandoned_runs() -> int:
     try:
         stale = Run.objects.filter(
             status__in=[s for s in Run.ACTIVE if s != Run.Status.QUEUED],
-            started_at__lt=timezone.now() - SWEEP_GRACE,
+            started_at__lt=timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TTL_S),
         ).values_list("pk", flat=True)
         for run_id in stale:
             if not runstate.is_alive(client, run_id):

@@ -226,6 +226,9 @@ CALL_IDLE_TIMEOUT_S = env_int("CALL_IDLE_TIMEOUT_S", 60, minimum=1)
 CALL_TOTAL_TIMEOUT_S = env_int("CALL_TOTAL_TIMEOUT_S", 600, minimum=1)
 CALL_MAX_RETRIES = env_int("CALL_MAX_RETRIES", 2, minimum=0, maximum=10)
 
+# A run whose worker sent no heartbeat for this long is closed by the sweeper.
+RUN_HEARTBEAT_TTL_S = env_int("RUN_HEARTBEAT_TTL_S", 30, minimum=2)
+
 # The judge's and the synthesizer's answers may be longer than a seat's.
 JUDGE_MAX_TOKENS = env_int("JUDGE_MAX_TOKENS", 1500, minimum=64, maximum=32768)
 SYNTHESIZER_MAX_TOKENS = env_int("SYNTHESIZER_MAX_TOKENS", 1500, minimum=64, maximum=32768)

@@ -177,7 +177,7 @@ class ScriptedServer:
                     else:
                         reply = server.default or Reply.json(500, {"error": "no reply scripted"})
                 try:
-                    self._write(reply)
+                    self._write(reply, index)
                 except (BrokenPipeError, ConnectionResetError):
                     server.disconnects.setdefault(index, time.monotonic())
                     self.close_connection = True
@@ -185,7 +185,7 @@ class ScriptedServer:
                 if reply.hang:
                     self._wait_for_hangup(index)
 
-            def _write(self, reply: Reply):
+            def _write(self, reply: Reply, index: int):
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
@@ -197,8 +197,8 @@ class ScriptedServer:
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 self.wfile.flush()
-                if reply.first_delay:
-                    time.sleep(reply.first_delay)
+                if reply.first_delay and self._hung_up_within(reply.first_delay, index):
+                    return
                 for n, chunk in enumerate(reply.chunks):
                     if reply.drop_after is not None and n >= reply.drop_after:
                         # An abrupt end: no terminating chunk, connection reset.
@@ -209,10 +209,26 @@ class ScriptedServer:
                         return
                     self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                     self.wfile.flush()
-                    if reply.delay:
-                        time.sleep(reply.delay)
+                    if reply.delay and self._hung_up_within(reply.delay, index):
+                        return
                 if not reply.hang:
                     self.wfile.write(b"0\r\n\r\n")
+
+            def _hung_up_within(self, seconds: float, index: int) -> bool:
+                """Wait, noticing at once if the client closes the connection."""
+                deadline = time.monotonic() + seconds
+                while (left := deadline - time.monotonic()) > 0:
+                    readable, _, _ = select.select([self.connection], [], [], min(left, 0.02))
+                    if readable:
+                        try:
+                            data = self.connection.recv(1024, socket.MSG_PEEK)
+                        except OSError:
+                            data = b""
+                        if not data:
+                            server.disconnects.setdefault(index, time.monotonic())
+                            self.close_connection = True
+                            return True
+                return False
 
             def _wait_for_hangup(self, index: int):
                 sock = self.connection

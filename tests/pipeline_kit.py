@@ -1,0 +1,97 @@
+"""Building panels whose seats, judge and synthesizer are scripted upstreams, and
+listening to a run's events as a browser would."""
+
+import asyncio
+import json
+from contextlib import ExitStack
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
+
+from chat.models import Conversation
+from chat.services import create_run
+from panels.models import CatalogModel, Panel, Provider, Seat
+from tests.scripted_server import Reply, ScriptedServer
+
+GOOD_ANALYSIS = {
+    "consensus": ["Canberra is the capital"],
+    "contradictions": [{"point": "which city", "positions": {"A": "Canberra", "B": "Sydney"},
+                        "verdict": "A is right: Canberra is the capital."}],
+    "unique_insights": [{"label": "A", "insight": "mentions 1913"}],
+    "blind_spots": ["nobody mentions the ACT"],
+    "errors": [{"label": "B", "error": "Sydney is not the capital"}],
+    "scores": [{"label": "A", "score": 9, "reason": "right"},
+               {"label": "B", "score": 3, "reason": "wrong"},
+               {"label": "C", "score": 7, "reason": "right but short"}],
+}  # fmt: skip
+
+
+def analysis_reply(analysis=GOOD_ANALYSIS) -> Reply:
+    return Reply.stream([json.dumps(analysis)])
+
+
+class ScriptedPanel:
+    """One scripted upstream per role, so concurrent seats never race for replies."""
+
+    def __init__(self, seats=3, fallback_synthesizer=False, **panel_options):
+        self._stack = ExitStack()
+        self.seats = [self._stack.enter_context(ScriptedServer()) for _ in range(seats)]
+        self.judge = self._stack.enter_context(ScriptedServer())
+        self.synthesizer = self._stack.enter_context(ScriptedServer())
+        self.fallback = (
+            self._stack.enter_context(ScriptedServer()) if fallback_synthesizer else None
+        )
+        self.user = get_user_model().objects.create_user("alice", password="pw-long-enough-1")
+        self.panel = Panel.objects.create(
+            slug="scripted", name="Scripted", owner=self.user,
+            judge=self._model(self.judge, "judge"),
+            synthesizer=self._model(self.synthesizer, "synth"),
+            synthesizer_fallback=self._model(self.fallback, "fallback") if self.fallback else None,
+            **panel_options,
+        )  # fmt: skip
+        for position, server in enumerate(self.seats):
+            Seat.objects.create(panel=self.panel, position=position,
+                                model=self._model(server, f"seat-{position}"))  # fmt: skip
+        self.room = Conversation.objects.create(owner=self.user, panel=self.panel)
+
+    def _model(self, server: ScriptedServer, name: str) -> CatalogModel:
+        provider = Provider.objects.create(name=f"Up {name}", base_url=server.base_url)
+        return CatalogModel.objects.create(
+            provider=provider, model_id=name, display_name=name.title(), context_length=8192,
+            input_price="1", output_price="2",
+        )  # fmt: skip
+
+    def ask(self, question="What is the capital of Australia?") -> int:
+        return create_run(self.room, question).run.pk
+
+    def close(self):
+        self._stack.close()
+
+
+async def collect_events(group: str, until: str = "run.done", timeout: float = 30) -> list[dict]:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    events = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                event = (await layer.receive(channel))["event"]
+                events.append(event)
+                if event["type"] == until:
+                    return events
+    finally:
+        await layer.group_discard(group, channel)
+
+
+async def run_and_listen(kit: ScriptedPanel, run_id: int, timeout: float = 30) -> list[dict]:
+    from chat import pipeline
+
+    listener = asyncio.create_task(collect_events(kit.room.group_name, timeout=timeout))
+    await asyncio.sleep(0.1)  # the listener has joined the group
+    await pipeline.execute(run_id)
+    return await listener
+
+
+__all__ = ["sync_to_async"]

@@ -1,0 +1,62 @@
+"""A worker killed mid-run: the sweeper closes the run, keeping what had arrived."""
+
+import signal
+import sys
+import time
+
+import pytest
+import redis
+from django.db import connection
+
+from chat.models import Answer, Run
+from chat.tasks import execute_run, sweep_abandoned_runs
+from tests.conftest import child_env, database_url, start, wait_for
+from tests.pipeline_kit import ScriptedPanel
+from tests.scripted_server import Reply
+
+pytestmark = [
+    pytest.mark.stack,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("redis_ready"),
+]
+
+QUEUE = "sweeper-test"  # a queue of its own: no other worker may take this run
+
+
+def test_a_run_whose_worker_was_killed_is_swept(settings):
+    settings.RUN_HEARTBEAT_TTL_S = 2
+    kit = ScriptedPanel(seats=2)
+    try:
+        for server in kit.seats:
+            server.enqueue(Reply.stream(["partial answer"], done=False, finish=None, hang=True))
+        run_id = kit.ask()
+        env = child_env(DATABASE_URL=database_url(connection.settings_dict),
+                        RUN_HEARTBEAT_TTL_S="2")  # fmt: skip
+        worker = start("sweeper-worker", [
+            sys.executable, "-m", "celery", "-A", "fusionroom", "worker", "--pool", "threads",
+            "-Q", QUEUE, "-n", "sweeper@localhost", "--without-gossip", "--without-mingle",
+        ], env)  # fmt: skip
+        try:
+            execute_run.apply_async(args=[run_id], queue=QUEUE)
+            client = redis.Redis.from_url(settings.REDIS_URL)
+            seat_ids = list(Answer.objects.filter(run_id=run_id).values_list("pk", flat=True))
+            wait_for(lambda: all(client.get(f"fr:answer:{pk}:text") for pk in seat_ids),
+                     "the seats to stream", 60, [("sweeper-worker", worker)])  # fmt: skip
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+        assert Run.objects.get(pk=run_id).status == Run.Status.PANEL  # stuck, as feared
+
+        assert sweep_abandoned_runs() == 0  # the heartbeat has not expired yet
+        time.sleep(2.5)
+        assert sweep_abandoned_runs() == 1
+        run = Run.objects.get(pk=run_id)
+        assert run.status == Run.Status.FAILED and run.failure_reason == "worker_lost"
+        assert "stopped before it finished" in run.failure_detail
+        for answer in run.seat_answers:
+            assert answer.status == Answer.Status.FAILED
+            assert answer.text == "partial answer"  # recovered from the live copy
+        assert sweep_abandoned_runs() == 0
+        client.close()
+    finally:
+        kit.close()

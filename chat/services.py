@@ -60,6 +60,32 @@ def create_run(conversation: Conversation, content: str) -> Message:
     return message
 
 
+def stop_run(run: Run) -> bool:
+    """Ask the worker running `run` to stop it; a run still in the queue is closed
+    here and then skipped by the worker. Returns whether there was anything to stop."""
+    import redis
+    from django.conf import settings
+    from django.utils import timezone
+
+    from . import runstate
+
+    if not run.is_active:
+        return False
+    closed = Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+        status=Run.Status.CANCELLED, failure_reason=Run.Failure.CANCELLED,
+        failure_detail="Stopped before it started.", finished_at=timezone.now(),
+    )  # fmt: skip
+    if closed:
+        Answer.objects.filter(run=run).update(status=Answer.Status.CANCELLED)
+        return True
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+    try:
+        runstate.request_cancel(client, run.pk)
+    finally:
+        client.close()
+    return True
+
+
 def enqueue(run_id: int) -> None:
     from .tasks import execute_run, mark_failed
 

@@ -9,4 +9,5 @@ urlpatterns = [
     path("c/<int:pk>/", views.room, name="room"),
     path("c/<int:pk>/messages/", views.send, name="send"),
     path("c/<int:pk>/delete/", views.delete, name="delete"),
+    path("runs/<int:pk>/cancel/", views.cancel, name="cancel"),
 ]

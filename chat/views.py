@@ -7,8 +7,8 @@ from django.views.decorators.http import require_GET, require_POST
 from panels.models import CatalogModel, Panel
 
 from .forms import MessageForm, NewConversationForm
-from .models import Conversation, Message
-from .services import start_run
+from .models import Conversation, Message, Run
+from .services import start_run, stop_run
 
 
 def _conversation_for(request, pk: int) -> Conversation:
@@ -92,6 +92,17 @@ def send(request, pk: int):
         html = render_to_string("chat/_turn.html", {"turn": message}, request=request)
         return JsonResponse({"html": html, "run": message.run.pk}, status=201)
     return redirect(conversation)
+
+
+@require_POST
+@login_required
+def cancel(request, pk: int):
+    """Stop a run: every upstream call is cancelled within a second."""
+    run = get_object_or_404(Run, pk=pk, message__conversation__owner=request.user)
+    stopped = stop_run(run)
+    if _wants_json(request):
+        return JsonResponse({"run": run.pk, "stopping": stopped})
+    return redirect(run.message.conversation)
 
 
 @require_POST

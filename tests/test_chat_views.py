@@ -111,3 +111,20 @@ def test_delete_removes_the_conversation(client, alice, room):
     response = client.post(reverse("chat:delete", args=[room.pk]))
     assert response.status_code == 302
     assert not Conversation.objects.filter(pk=room.pk).exists()
+
+
+def test_stop_a_queued_run_and_nobody_elses(
+    client, alice, bob, room, django_capture_on_commit_callbacks
+):
+    client.force_login(alice)
+    with django_capture_on_commit_callbacks():
+        client.post(reverse("chat:send", args=[room.pk]), {"content": "hi"})
+    run = Run.objects.get(message__conversation=room)
+    client.force_login(bob)
+    assert client.post(reverse("chat:cancel", args=[run.pk])).status_code == 404
+    client.force_login(alice)
+    response = client.post(reverse("chat:cancel", args=[run.pk]), HTTP_ACCEPT="application/json")
+    assert response.json() == {"run": run.pk, "stopping": True}
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED
+    assert Message.objects.get(pk=run.message_id).content == "hi"

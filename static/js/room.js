@@ -243,6 +243,36 @@ window.setInterval(() => {
   }
 }, 5000);
 
+// Stop: shown while a run of this room is live; stops the newest one.
+const stopButton = composer.querySelector("[data-role=stop]");
+const ACTIVE = ["queued", "panel", "judging", "synthesizing"];
+
+function liveRun() {
+  const runs = [...thread.querySelectorAll(".run[data-run]")];
+  return runs.reverse().find((run) => ACTIVE.includes(run.dataset.status));
+}
+
+function updateStop() {
+  stopButton.hidden = !liveRun();
+}
+
+stopButton.addEventListener("click", async () => {
+  const run = liveRun();
+  if (!run) return;
+  stopButton.disabled = true;
+  try {
+    await fetch(`/runs/${run.dataset.run}/cancel/`, {
+      method: "POST",
+      headers: { Accept: "application/json", "X-CSRFToken": composer.querySelector("[name=csrfmiddlewaretoken]").value },
+      credentials: "same-origin",
+    });
+  } finally {
+    stopButton.disabled = false;
+  }
+});
+new MutationObserver(updateStop).observe(thread, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-status"] });
+updateStop();
+
 enhanceComposer(composer, send);
 scrollDown(true);
 connect();

@@ -1,24 +1,55 @@
 """Database access from inside a run's event loop.
 
-The ORM is synchronous; a run is a coroutine. Each call runs in a worker thread
-and closes that thread's connection afterwards, so the short-lived executor
-threads of a run never leave connections behind.
+The ORM is synchronous; a run is a coroutine. A run does its database work in one
+thread of its own (`database_thread`), so its queries reuse one connection instead
+of opening one per call. With PostgreSQL, each call hands its connection back to
+the pool at once, so hundreds of waiting runs do not hold hundreds of connections.
 """
 
 import asyncio
-from collections.abc import Callable
+import functools
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
-from django.db import connections
+from django.db import connection, connections
 
 T = TypeVar("T")
+_executor: ContextVar[ThreadPoolExecutor | None] = ContextVar("run_db_thread", default=None)
+
+
+@asynccontextmanager
+async def database_thread() -> AsyncIterator[None]:
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-db")
+    token = _executor.set(executor)
+    try:
+        yield
+    finally:
+        _executor.reset(token)
+        await asyncio.get_running_loop().run_in_executor(executor, connections.close_all)
+        executor.shutdown(wait=False)
+
+
+def _call_and_release(fn: Callable[..., T], *args) -> T:
+    try:
+        return fn(*args)
+    finally:
+        if connection.vendor != "sqlite":
+            connections.close_all()  # back to the pool
+
+
+def _call_and_close(fn: Callable[..., T], *args) -> T:
+    try:
+        return fn(*args)
+    finally:
+        connections.close_all()
 
 
 async def in_db(fn: Callable[..., T], *args) -> T:
-    def call() -> T:
-        try:
-            return fn(*args)
-        finally:
-            connections.close_all()
-
-    return await asyncio.to_thread(call)
+    executor = _executor.get()
+    if executor is None:  # outside a run: a fresh thread, and no connection left behind
+        return await asyncio.to_thread(_call_and_close, fn, *args)
+    call = functools.partial(_call_and_release, fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(executor, call)

@@ -13,27 +13,46 @@ SYSTEM_PROMPT = (
 CHARS_PER_TOKEN = 3
 
 
-def conversation_messages(
-    message: Message, context_length: int, max_tokens: int, system_prompt: str | None = None
-) -> tuple[ChatMessage, ...]:
-    system_prompt = system_prompt or SYSTEM_PROMPT
-    budget = max(0, (context_length - max_tokens) * CHARS_PER_TOKEN - len(system_prompt))
+def earlier_turns(message: Message) -> list[tuple[str, str]]:
+    """(question, final answer) of the turns before `message`, newest first; a failed
+    turn carries no answer worth repeating and is left out."""
     earlier = (
         Message.objects.filter(conversation_id=message.conversation_id, pk__lt=message.pk)
         .select_related("run")
         .prefetch_related("run__answers")
         .order_by("-pk")
     )
-    turns: list[ChatMessage] = [ChatMessage("user", message.content)]
-    used = len(message.content)
+    turns = []
     for previous in earlier:
         run = getattr(previous, "run", None)
         answer = run.final_answer if run and run.status == Run.Status.DONE else None
-        if answer is None or not answer.text:
-            continue  # a failed turn carries no answer worth repeating
-        size = len(previous.content) + len(answer.text)
+        if answer is not None and answer.text:
+            turns.append((previous.content, answer.text))
+    return turns
+
+
+def fit_messages(
+    message: Message,
+    turns: list[tuple[str, str]],
+    context_length: int,
+    max_tokens: int,
+    system_prompt: str | None = None,
+) -> tuple[ChatMessage, ...]:
+    """The newest turns that fit this model's context window, oldest first."""
+    system_prompt = system_prompt or SYSTEM_PROMPT
+    budget = max(0, (context_length - max_tokens) * CHARS_PER_TOKEN - len(system_prompt))
+    kept: list[ChatMessage] = [ChatMessage("user", message.content)]
+    used = len(message.content)
+    for question, answer in turns:
+        size = len(question) + len(answer)
         if used + size > budget:
             break
-        turns[:0] = [ChatMessage("user", previous.content), ChatMessage("assistant", answer.text)]
+        kept[:0] = [ChatMessage("user", question), ChatMessage("assistant", answer)]
         used += size
-    return (ChatMessage("system", system_prompt), *turns)
+    return (ChatMessage("system", system_prompt), *kept)
+
+
+def conversation_messages(
+    message: Message, context_length: int, max_tokens: int, system_prompt: str | None = None
+) -> tuple[ChatMessage, ...]:
+    return fit_messages(message, earlier_turns(message), context_length, max_tokens, system_prompt)

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from panels.pricing import Cost
+
 
 class Conversation(models.Model):
     owner = models.ForeignKey(
@@ -139,14 +141,10 @@ class Run(models.Model):
 
     @property
     def cost_display(self) -> str:
-        from panels.pricing import Cost
-
         return Cost(self.cost_usd, "sum").display()
 
     @property
     def solo_cost_display(self) -> str:
-        from panels.pricing import Cost
-
         return Cost(self.solo_cost_usd, "sum").display()
 
     @property
@@ -217,6 +215,4 @@ class Answer(models.Model):
 
     @property
     def cost_display(self) -> str:
-        from panels.pricing import Cost
-
         return Cost(self.cost_usd, self.cost_source or "unknown").display()

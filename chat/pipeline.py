@@ -19,8 +19,8 @@ from panels.models import CatalogModel
 from panels.providers import ChatMessage, ChatRequest, ErrorKind, ProviderError
 
 from . import prompts, runstate
-from .db import in_db
-from .history import conversation_messages
+from .db import database_thread, in_db
+from .history import earlier_turns, fit_messages
 from .models import Answer, Run
 from .streaming import RunContext, run_answer
 
@@ -60,11 +60,25 @@ def _targets(refs: list[dict | None]) -> list[Target]:
     return targets
 
 
-def _seat_call(run: Run, seat: dict) -> tuple[list[Target], ChatRequest, CallLimits]:
+def _seat_calls(run: Run) -> list[tuple[list[Target], ChatRequest, CallLimits] | ProviderError]:
+    """Every seat's call, prepared in one go (one database round trip per run)."""
+    prepared = []
+    turns = earlier_turns(run.message)
+    for seat in run.config["seats"]:
+        try:
+            prepared.append(_seat_call(run, seat, turns))
+        except ProviderError as error:
+            prepared.append(error)
+    return prepared
+
+
+def _seat_call(
+    run: Run, seat: dict, turns: list[tuple[str, str]]
+) -> tuple[list[Target], ChatRequest, CallLimits]:
     targets = _targets([seat["model"], *seat.get("fallbacks", [])])
     max_tokens = seat.get("max_tokens") or settings.DEFAULT_MAX_TOKENS
-    messages = conversation_messages(
-        run.message, targets[0].context_length, max_tokens, seat.get("system_prompt") or None
+    messages = fit_messages(
+        run.message, turns, targets[0].context_length, max_tokens, seat.get("system_prompt")
     )
     request = ChatRequest(
         model=targets[0].model_id,
@@ -131,14 +145,14 @@ async def _panel(ctx: RunContext, seats: list[Answer]) -> None:
     """All seats at once; then the quorum and deadline rule decides when to stop."""
     config = ctx.run.config
     tasks: dict[asyncio.Task, Answer] = {}
-    for answer, seat in zip(seats, config["seats"], strict=True):
-        try:
-            targets, request, limits = await in_db(_seat_call, ctx.run, seat)
-        except ProviderError as error:
-            answer.status, answer.error = Answer.Status.FAILED, error.message
-            answer.error_kind = str(error.kind)
+    prepared = await in_db(_seat_calls, ctx.run)
+    for answer, call in zip(seats, prepared, strict=True):
+        if isinstance(call, ProviderError):
+            answer.status, answer.error = Answer.Status.FAILED, call.message
+            answer.error_kind = str(call.kind)
             await in_db(answer.save)
             continue
+        targets, request, limits = call
         task = asyncio.create_task(run_answer(ctx, answer, targets, request, limits))
         tasks[task] = answer
     if tasks:
@@ -241,6 +255,11 @@ def _drafted_answer(run: Run, ref: dict, draft: str, position: int) -> Answer:
 
 
 async def execute(run_id: int) -> None:
+    async with database_thread():
+        await _execute_run(run_id)
+
+
+async def _execute_run(run_id: int) -> None:
     loaded = await in_db(_start, run_id)
     if loaded is None:
         log.info("run %s is not queued; skipping", run_id)

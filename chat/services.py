@@ -2,10 +2,14 @@
 
 import logging
 
+import redis
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from panels.models import solo_snapshot
 
+from . import runstate
 from .models import Answer, Conversation, Message, Run
 
 log = logging.getLogger(__name__)
@@ -63,12 +67,6 @@ def create_run(conversation: Conversation, content: str) -> Message:
 def stop_run(run: Run) -> bool:
     """Ask the worker running `run` to stop it; a run still in the queue is closed
     here and then skipped by the worker. Returns whether there was anything to stop."""
-    import redis
-    from django.conf import settings
-    from django.utils import timezone
-
-    from . import runstate
-
     if not run.is_active:
         return False
     closed = Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 
-import httpx
 from channels.layers import get_channel_layer
 
 from panels import calls
@@ -18,7 +17,7 @@ from panels.calls import CallLimits, CallResult, Target
 from panels.cooldown import Cooldowns
 from panels.providers import ChatRequest, ErrorKind, ProviderError
 
-from . import markdown, streams
+from . import markdown, streams, worker_loop
 from .coalesce import Coalescer
 from .db import in_db
 from .models import Answer, Run
@@ -26,8 +25,6 @@ from .models import Answer, Run
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.05
-# One client per run's event loop; limits are enforced per call in panels/calls.py.
-POOL_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=20)
 
 
 class RunContext:
@@ -38,10 +35,14 @@ class RunContext:
         self.run = run
         self.group = run.message.conversation.group_name
         self.layer = get_channel_layer()
-        self.redis = streams.redis_client()
+        # In a worker, clients are the shared loop's; elsewhere (tests, commands)
+        # this run owns its own and closes them.
+        self.owns_clients = not worker_loop.is_shared_loop(asyncio.get_running_loop())
+        if self.owns_clients:
+            self.http, self.redis = worker_loop.make_http_client(), streams.redis_client()
+        else:
+            self.http, self.redis = worker_loop.shared_clients()
         self.cooldowns = Cooldowns(self.redis)
-        # trust_env off: a proxy from the environment would bypass the SSRF pinning.
-        self.http = httpx.AsyncClient(limits=POOL_LIMITS, follow_redirects=False, trust_env=False)
         self.running: dict[int, asyncio.Task] = {}
         self.late: set[int] = set()
         self.cancelled = False
@@ -58,8 +59,9 @@ class RunContext:
             task.cancel()
 
     async def aclose(self) -> None:
-        await self.http.aclose()
-        await self.redis.aclose()
+        if self.owns_clients:
+            await self.http.aclose()
+            await self.redis.aclose()
 
 
 def friendly_error(
@@ -157,8 +159,9 @@ async def run_answer(
 ) -> CallResult:
     """Call the model(s) for one answer, streaming its text, and save the outcome.
     Runs as its own task so that a stop or the deadline can cancel it alone."""
+    # "Streaming" lives in the events and in Redis; the database learns the outcome.
+    # (One write fewer per answer, where every run starts all its seats at once.)
     answer.status = Answer.Status.STREAMING
-    await in_db(lambda: answer.save(update_fields=["status"]))
     await ctx.announce(
         {"type": "answer.started", "answer": answer.pk, "role": answer.role,
          "model": answer.model_name}

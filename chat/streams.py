@@ -7,6 +7,7 @@ reads the snapshot second, so nothing falls between the two: deltas it already
 has in the snapshot carry a sequence number it drops, later ones it appends.
 """
 
+import redis.asyncio as aioredis
 from django.conf import settings
 
 LIVE_TTL_S = 3600
@@ -20,14 +21,12 @@ def _seq_key(answer_id: int) -> str:
     return f"fr:answer:{answer_id}:seq"
 
 
-def redis_client():
+def redis_client(max_connections: int = 50):
     """A redis.asyncio client for the running event loop. The pool blocks (briefly)
     instead of failing when hundreds of streams of one run want Redis at once."""
-    import redis.asyncio as aioredis
-
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.REDIS_URL,
-        max_connections=50,
+        max_connections=max_connections,
         timeout=20,
         socket_connect_timeout=2,
         socket_timeout=10,

@@ -1,4 +1,3 @@
-import asyncio
 import logging
 from datetime import timedelta
 
@@ -10,7 +9,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from . import pipeline, runstate, streams
+from . import pipeline, runstate, streams, worker_loop
 from .models import Answer, Run
 
 log = logging.getLogger(__name__)
@@ -20,7 +19,7 @@ log = logging.getLogger(__name__)
 def execute_run(run_id: int) -> None:
     """One run on its own event loop; the worker's threads pool runs many at once."""
     try:
-        asyncio.run(pipeline.execute(run_id))
+        worker_loop.run(pipeline.execute(run_id))
     except Exception as exc:
         log.exception("run %s crashed", run_id)
         mark_failed(run_id, Run.Failure.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}")

@@ -122,6 +122,13 @@ def _database() -> dict:
         return _sqlite_options(config["NAME"])
     if config["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured("DATABASE_URL must be a postgres:// or sqlite:// URL.")
+    # A pool per process: runs take a connection per query and give it back.
+    config.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env_int("DATABASE_POOL_SIZE", 20, minimum=2),
+        "timeout": 20,
+    }
+    config["CONN_HEALTH_CHECKS"] = False  # the pool checks connections itself
     return config
 
 

@@ -22,6 +22,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+STAMP = b"@@STAMP@@"
+
 
 def _sse(data: dict | str, event: str | None = None) -> bytes:
     payload = data if isinstance(data, str) else json.dumps(data)
@@ -40,6 +42,9 @@ class Reply:
     first_delay: float = 0.0  # before the first chunk (after the headers)
     drop_after: int | None = None  # cut the connection after this many chunks
     hang: bool = False  # after the chunks, send nothing more and never end
+    # Replace STAMP in each chunk with the send time (time.monotonic()), so a
+    # benchmark can measure how long a chunk takes to reach a browser.
+    stamp: bool = False
 
     @classmethod
     def stream(cls, texts, usage=None, comments=(), done=True, finish="stop", **options):
@@ -207,6 +212,8 @@ class ScriptedServer:
                         )
                         self.close_connection = True
                         return
+                    if reply.stamp:
+                        chunk = chunk.replace(STAMP, f"{time.monotonic():.6f}".encode())
                     self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                     self.wfile.flush()
                     if reply.delay and self._hung_up_within(reply.delay, index):

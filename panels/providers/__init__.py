@@ -7,6 +7,7 @@
 Errors are always ProviderError, carrying whether a retry may help.
 """
 
+from .anthropic import AnthropicProvider
 from .base import (
     ChatMessage,
     ChatRequest,
@@ -27,8 +28,6 @@ def provider_for(endpoint: Endpoint, client) -> Provider:
     if endpoint.kind == "openai":
         return OpenAICompatibleProvider(endpoint, client)
     if endpoint.kind == "anthropic":
-        from .anthropic import AnthropicProvider
-
         return AnthropicProvider(endpoint, client)
     raise ProviderError(
         f"Unknown provider kind {endpoint.kind!r}.", retryable=False, kind=ErrorKind.UNAVAILABLE

@@ -325,7 +325,10 @@ def main() -> None:
         for process in stack:
             process.terminate()
         for process in stack:
-            process.wait(10)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
         upstream.terminate()
     print(report(results))
     print("\n".join(verdict(results)))

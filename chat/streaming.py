@@ -50,8 +50,8 @@ class RunContext:
     async def announce(self, event: dict) -> None:
         try:
             await streams.announce(self.layer, self.group, {"run": self.run.pk, **event})
-        except Exception:  # a lost frame is recovered from the snapshot
-            log.warning("could not announce %s for run %s", event["type"], self.run.pk)
+        except Exception as exc:  # a lost frame is recovered from the snapshot
+            log.warning("could not announce %s for run %s: %r", event["type"], self.run.pk, exc)
 
     def cancel_all(self) -> None:
         self.cancelled = True

@@ -141,7 +141,9 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # redis-py caps a pool at 100 connections and then fails instead of
+            # waiting: one worker process may run hundreds of streams at once.
+            "hosts": [{"address": REDIS_URL, "max_connections": 1000}],
             # The default of 100 is too small for a room streaming several
             # answers to several tabs; a full channel drops messages silently.
             "capacity": env_int("CHANNEL_CAPACITY", 1500, minimum=100),

@@ -226,6 +226,12 @@ def measure(runs, frames, wall) -> dict:
             "queue": queue_waits, "runs": len(runs)}  # fmt: skip
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values, p) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -242,7 +248,9 @@ def report(results: dict[int, dict]) -> str:
         lines.append(
             f"| {n} | {pct(o, 50):.0f} / {pct(o, 95):.0f} / {pct(o, 99):.0f} "
             f"| {pct(rl, 50):.0f} / {pct(rl, 95):.0f} / {pct(rl, 99):.0f} "
-            f"| {statistics.median(r['queue']):.0f} | {r['wall']:.1f} | {r['broken']} |"
+            f"| {statistics.median(r['queue']):.0f} | {r['wall']:.1f} "
+            f"| {r['cpu'][0] * 1000 / r['runs']:.0f} / {r['cpu'][1] * 1000 / r['runs']:.0f} "
+            f"| {r['broken']} |"
         )  # fmt: skip
     return "\n".join(lines)
 
@@ -319,7 +327,11 @@ def main() -> None:
     try:
         asyncio.run(wait_ready(port))
         for n in levels:
+            before = [_cpu_seconds(p.pid) for p in stack]
             results[n] = asyncio.run(one_level(n, port, user, panels, cookie))
+            results[n]["cpu"] = [
+                _cpu_seconds(p.pid) - b for p, b in zip(stack, before, strict=True)
+            ]
             print(report({n: results[n]}).splitlines()[-1], flush=True)
     finally:
         for process in stack:

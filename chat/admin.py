@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Answer, Conversation, Message, Run
+from .models import Answer, Conversation, Message, Run, Vote
 
 
 class MessageInline(admin.TabularInline):
@@ -41,3 +41,9 @@ class RunAdmin(admin.ModelAdmin):
 class AnswerAdmin(admin.ModelAdmin):
     list_display = ("id", "run", "model_name", "status", "output_tokens", "cost_usd", "latency_ms")
     list_filter = ("status", "model_key")
+
+
+@admin.register(Vote)
+class VoteAdmin(admin.ModelAdmin):
+    list_display = ("id", "run", "user", "answer", "created_at")
+    raw_id_fields = ("run", "user", "answer")

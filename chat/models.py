@@ -17,6 +17,8 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=120, blank=True)
+    # Set: anyone with the link /s/<token>/ may read the conversation (not write).
+    share_token = models.CharField(max_length=64, unique=True, null=True, blank=True)
     # What answers in this room: a panel, or a single model on its own.
     panel = models.ForeignKey(
         "panels.Panel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -65,10 +67,10 @@ class Message(models.Model):
 
 class Run(models.Model):
     class Status(models.TextChoices):
-        QUEUED = "queued"
-        PANEL = "panel", "Panel answering"
-        JUDGING = "judging"
-        SYNTHESIZING = "synthesizing"
+        QUEUED = "queued", "Waiting for a worker…"
+        PANEL = "panel", "The panel is answering…"
+        JUDGING = "judging", "The judge is comparing the answers…"
+        SYNTHESIZING = "synthesizing", "Writing the final answer…"
         DONE = "done"
         FAILED = "failed"
         CANCELLED = "cancelled"
@@ -201,6 +203,8 @@ class Answer(models.Model):
     attempts = models.JSONField(default=list, blank=True)
     first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # When its call started, in ms after the run started: places it on the trace.
+    started_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -216,3 +220,18 @@ class Answer(models.Model):
     @property
     def cost_display(self) -> str:
         return Cost(self.cost_usd, self.cost_source or "unknown").display()
+
+
+class Vote(models.Model):
+    """A user's blind pick of the best answer of a run: the synthesis or a seat."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="votes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="votes")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "user"], name="one_vote_per_run")]
+
+    def __str__(self):
+        return f"{self.user} picked {self.answer.model_name} in run {self.run_id}"

@@ -43,6 +43,7 @@ class RunContext:
         else:
             self.http, self.redis = worker_loop.shared_clients()
         self.cooldowns = Cooldowns(self.redis)
+        self.started = asyncio.get_running_loop().time()
         self.running: dict[int, asyncio.Task] = {}
         self.late: set[int] = set()
         self.cancelled = False
@@ -182,6 +183,7 @@ async def run_answer(
 
     coalescer = Coalescer(flush, FLUSH_INTERVAL_S)
     coalescer.start()
+    answer.started_ms = int((asyncio.get_running_loop().time() - ctx.started) * 1000)
     result = CallResult()
     task = asyncio.create_task(
         calls.call(

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import run_views, views
 
 app_name = "chat"
 urlpatterns = [
@@ -9,5 +9,12 @@ urlpatterns = [
     path("c/<int:pk>/", views.room, name="room"),
     path("c/<int:pk>/messages/", views.send, name="send"),
     path("c/<int:pk>/delete/", views.delete, name="delete"),
+    path("c/<int:pk>/rename/", views.rename, name="rename"),
+    path("c/<int:pk>/share/", views.share, name="share"),
+    path("s/<str:token>/", views.shared, name="shared"),
     path("runs/<int:pk>/cancel/", views.cancel, name="cancel"),
+    path("runs/<int:pk>/trace/", run_views.run_trace, name="trace"),
+    path("runs/<int:pk>/compare/", run_views.compare, name="compare"),
+    path("runs/<int:pk>/vote/", run_views.vote, name="vote"),
+    path("leaderboard/", run_views.leaderboard, name="leaderboard"),
 ]

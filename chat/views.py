@@ -1,3 +1,6 @@
+import secrets
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -21,7 +24,11 @@ def _wants_json(request) -> bool:
 
 
 def _sidebar(request) -> dict:
-    return {"conversations": request.user.conversations.all()[:100]}
+    conversations = request.user.conversations.all()
+    query = request.GET.get("q", "").strip()[:100]
+    if query:
+        conversations = conversations.filter(title__icontains=query)
+    return {"conversations": conversations[:100], "query": query}
 
 
 def _turns(conversation: Conversation):
@@ -103,6 +110,43 @@ def cancel(request, pk: int):
     if _wants_json(request):
         return JsonResponse({"run": run.pk, "stopping": stopped})
     return redirect(run.message.conversation)
+
+
+@require_POST
+@login_required
+def rename(request, pk: int):
+    conversation = _conversation_for(request, pk)
+    title = " ".join(request.POST.get("title", "").split())[:120]
+    if not title:
+        messages.error(request, "A title cannot be empty.")
+    else:
+        conversation.title = title
+        conversation.save(update_fields=["title", "updated_at"])
+    return redirect(conversation)
+
+
+@require_POST
+@login_required
+def share(request, pk: int):
+    """Make (or revoke) a read-only link with an unguessable token."""
+    conversation = _conversation_for(request, pk)
+    if request.POST.get("action") == "revoke":
+        conversation.share_token = None
+        messages.success(request, "The share link was revoked: it no longer works.")
+    else:
+        conversation.share_token = conversation.share_token or secrets.token_urlsafe(24)
+        messages.success(request, "Anyone with the link can now read this conversation.")
+    conversation.save(update_fields=["share_token", "updated_at"])
+    return redirect(conversation)
+
+
+@require_GET
+def shared(request, token: str):
+    """The read-only view of a shared conversation; no login needed."""
+    conversation = get_object_or_404(Conversation, share_token=token)
+    return render(
+        request, "chat/shared.html", {"conversation": conversation, "turns": _turns(conversation)}
+    )
 
 
 @require_POST

@@ -13,7 +13,6 @@ const connection = room.querySelector("[data-role=connection]");
 const composer = room.querySelector("form[data-composer=room]");
 const composerError = room.querySelector("[data-role=composer-error]");
 const seqs = new Map(); // answer id -> last sequence number applied
-const RUN_LABELS = { queued: "Queued", panel: "The panel is answering…", judging: "The judge is analysing the answers…", synthesizing: "Writing the final answer…", done: "Done", failed: "Failed", cancelled: "Stopped" };
 const STATUS_LABELS = { queued: "Queued", streaming: "Streaming", done: "Done", failed: "Failed", late: "Late", cancelled: "Cancelled" };
 
 let socket = null;
@@ -134,16 +133,15 @@ function handle(event) {
     }
     case "answer.created":   // the judge or the synthesizer starts: render it
     case "analysis.ready":
-    case "run.done":
+    case "run.done":         // the run folds into "how this answer was made"
       return refreshThread();
     case "run.started":
-    case "run.status": {
-      const run = thread.querySelector(`[data-run="${event.run}"]`);
-      if (!run) return refreshThread();
-      run.dataset.status = event.status;
-      const label = run.querySelector("[data-role=run-status]");
-      if (label) label.textContent = RUN_LABELS[event.status] || event.status;
       return;
+    case "run.status": {
+      // judging/synthesizing: re-render, so the stage's progress state shows.
+      const run = thread.querySelector(`[data-run="${event.run}"]`);
+      if (run) run.dataset.status = event.status;
+      return refreshThread();
     }
     case "error": return console.warn("room:", event.error);
   }

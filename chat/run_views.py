@@ -1,0 +1,103 @@
+"""Pages about one run: its trace, a comparison of its answers, the blind vote;
+and the leaderboard the votes build."""
+
+import random
+from collections import Counter
+
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from . import trace
+from .models import Answer, Run, Vote
+
+
+def _run_for(request, pk: int) -> Run:
+    """Someone else's run is a 404, like a missing one."""
+    return get_object_or_404(
+        Run.objects.select_related("message__conversation").prefetch_related("answers"),
+        pk=pk,
+        message__conversation__owner=request.user,
+    )
+
+
+@login_required
+def run_trace(request, pk: int):
+    run = _run_for(request, pk)
+    return render(request, "chat/trace.html", {"run": run, "trace": trace.build(run)})
+
+
+@login_required
+def compare(request, pk: int):
+    run = _run_for(request, pk)
+    candidates = [a for a in run.answers.all() if a.role != Answer.Role.JUDGE and a.text]
+    chosen_ids = {int(i) for i in request.GET.getlist("answer") if i.isdigit()}
+    chosen = [a for a in candidates if a.pk in chosen_ids] or candidates[:2]
+    labels = {v: k for k, v in ((run.analysis or {}).get("labels") or {}).items()}
+    for answer in chosen:
+        answer.label = labels.get(answer.pk, "")
+    shown = {a.label for a in chosen if a.label}
+    analysis = run.analysis or {}
+    points = {
+        "consensus": analysis.get("consensus", []),
+        "contradictions": [
+            {**c, "positions": {k: v for k, v in c["positions"].items() if k in shown}}
+            for c in analysis.get("contradictions", [])
+            if shown & set(c["positions"])
+        ],
+        "errors": [e for e in analysis.get("errors", []) if e["label"] in shown],
+        "insights": [i for i in analysis.get("unique_insights", []) if i["label"] in shown],
+    }
+    return render(request, "chat/compare.html", {
+        "run": run, "candidates": candidates, "chosen": chosen, "points": points,
+    })  # fmt: skip
+
+
+def _ballot(run: Run, user_id: int) -> list[Answer]:
+    """The synthesis and every seat that answered, in an order of their own per
+    voter, without names: the vote is blind."""
+    answers = [a for a in run.answers.all()
+               if a.role != Answer.Role.JUDGE and a.status == Answer.Status.DONE]  # fmt: skip
+    random.Random(f"{run.pk}:{user_id}").shuffle(answers)
+    return answers
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def vote(request, pk: int):
+    run = _run_for(request, pk)
+    ballot = _ballot(run, request.user.pk)
+    if request.method == "POST":
+        picked = next((a for a in ballot if str(a.pk) == request.POST.get("answer")), None)
+        if picked is None:
+            return render(request, "chat/vote.html", {
+                "run": run, "ballot": ballot, "error": "Pick one of the answers.",
+            }, status=400)  # fmt: skip
+        Vote.objects.update_or_create(run=run, user=request.user, defaults={"answer": picked})
+        return redirect("chat:vote", pk=run.pk)
+    mine = Vote.objects.filter(run=run, user=request.user).first()
+    return render(request, "chat/vote.html", {"run": run, "ballot": ballot, "vote": mine})
+
+
+@login_required
+def leaderboard(request):
+    """How often each model, and the synthesis, was picked as the best answer."""
+    votes = Vote.objects.select_related("answer").prefetch_related("run__answers")
+    wins, seen = Counter(), Counter()
+    for v in votes:
+        for answer in v.run.answers.all():
+            if answer.status != Answer.Status.DONE or answer.role == Answer.Role.JUDGE:
+                continue
+            seen[_contender(answer)] += 1
+        wins[_contender(v.answer)] += 1
+    rows = sorted(
+        ({"name": name, "wins": wins[name], "seen": seen[name],
+          "rate": round(100 * wins[name] / seen[name]) if seen[name] else 0}
+         for name in seen),
+        key=lambda r: (-r["rate"], -r["wins"]),
+    )  # fmt: skip
+    return render(request, "chat/leaderboard.html", {"rows": rows, "total": len(votes)})
+
+
+def _contender(answer: Answer) -> str:
+    return "Synthesis" if answer.role == Answer.Role.SYNTHESIZER else answer.model_name

@@ -125,7 +125,9 @@ def _new_answer(run: Run, role: str, position: int, ref: dict, prompt) -> Answer
 
 def _finish(run: Run, status: str, reason: str = "", detail: str = "") -> None:
     answers = list(run.answers.all())
-    called = [a for a in answers if a.attempts]
+    # Calls that produced tokens cost something (known or not); one refused before
+    # any token (a 500, a bad key) is not charged.
+    called = [a for a in answers if a.attempts and a.input_tokens is not None]
     costs = [a.cost_usd for a in called]
     run.cost_usd = None if any(c is None for c in costs) else sum(costs, Decimal(0))
     seat_costs = [a.cost_usd for a in called if a.role == Answer.Role.SEAT]

@@ -46,6 +46,8 @@ async def room_snapshot(redis, conversation_id: int) -> dict:
             }
             if answer.is_live:
                 item["text"], item["seq"] = await streams.live_state(redis, answer.pk)
+                if item["text"]:
+                    item["status"] = "streaming"  # the database only learns the outcome
             else:
                 item["html"] = markdown.render(answer.text)
                 item["stats"] = answer_stats(answer)

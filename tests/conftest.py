@@ -53,6 +53,60 @@ def smollm2(db):
     return CatalogModel.objects.get(model_id="smollm2-135m")
 
 
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+# Record every websocket frame the page receives, to prove streaming happened.
+RECORD_FRAMES = """
+window.__frames = [];
+const NativeWebSocket = window.WebSocket;
+window.WebSocket = function (...args) {
+  const socket = new NativeWebSocket(...args);
+  socket.addEventListener("message", (m) => window.__frames.push(JSON.parse(m.data)));
+  return socket;
+};
+window.WebSocket.prototype = NativeWebSocket.prototype;
+Object.assign(window.WebSocket, NativeWebSocket);
+"""
+
+
+# Module scope: Playwright's sync API holds an event loop on the main thread
+# while it runs, which async tests elsewhere cannot share.
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        message = f"{CHROMIUM} is missing: apt-get install chromium (make test does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread; Django's guard
+    # against ORM calls from async code would then refuse the test's own queries.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        yield browser
+        browser.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.add_init_script(RECORD_FRAMES)
+    page.set_default_timeout(60_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    yield page
+    context.close()
+    assert not errors, f"the page reported errors: {errors}"
+
+
 def pytest_collection_modifyitems(config, items):
     """Browser tests last: they are the slowest, and Playwright's event loop must
     not outlive them into async tests."""

@@ -97,3 +97,55 @@ async def test_foreign_origin_is_refused():
     connected, _ = await ws.connect()
     assert not connected
     await ws.disconnect()
+
+
+EVENT_TYPES = [
+    {"type": "run.started", "status": "panel", "answers": []},
+    {"type": "run.status", "status": "judging"},
+    {"type": "answer.created", "answer": 1, "role": "judge"},
+    {"type": "answer.started", "answer": 1, "role": "seat", "model": "M"},
+    {"type": "answer.delta", "answer": 1, "seq": 1, "text": "hi"},
+    {"type": "answer.done", "answer": 1, "role": "seat", "seq": 1, "status": "done",
+     "html": "<p>hi</p>", "error": "", "stats": {}},
+    {"type": "answer.failed", "answer": 1, "role": "seat", "seq": 0, "status": "failed",
+     "html": "", "error": "down", "stats": {}},
+    {"type": "analysis.ready", "structured": True, "analysis": {"consensus": []}, "raw": ""},
+    {"type": "run.done", "status": "done", "failure_reason": "", "failure_detail": "",
+     "cost": "0.01", "solo_cost": "0.02", "stage_ms": {"total": 10}},
+]  # fmt: skip
+
+
+async def test_every_event_type_reaches_the_browser_in_order():
+    user, room, run, _ = await make_room()
+    ws = communicator(f"/ws/conversations/{room.pk}/", await session_cookie(user))
+    assert (await ws.connect())[0]
+    snapshot = await ws.receive_json_from(timeout=5)
+    assert snapshot["runs"][0]["run"] == run.pk and "stage_ms" in snapshot["runs"][0]
+    layer = get_channel_layer()
+    for event in EVENT_TYPES:
+        await streams.announce(layer, room.group_name, {"run": run.pk, **event})
+    for event in EVENT_TYPES:
+        assert await ws.receive_json_from(timeout=5) == {"run": run.pk, **event}
+    await ws.disconnect()
+
+
+async def test_events_of_other_rooms_never_arrive():
+    alice, alices_room, run, _ = await make_room("alice")
+    charlie, charlies_room, _, _ = await make_room("charlie")
+    ws = communicator(f"/ws/conversations/{charlies_room.pk}/", await session_cookie(charlie))
+    assert (await ws.connect())[0]
+    await ws.receive_json_from(timeout=5)  # charlie's own snapshot
+    event = {"type": "answer.delta", "run": run.pk, "answer": 1, "seq": 1, "text": "secret"}
+    await streams.announce(get_channel_layer(), alices_room.group_name, event)
+    assert await ws.receive_nothing(timeout=0.5)
+    await ws.disconnect()
+
+
+async def test_unknown_requests_get_a_clear_error():
+    user, room, _, _ = await make_room()
+    ws = communicator(f"/ws/conversations/{room.pk}/", await session_cookie(user))
+    assert (await ws.connect())[0]
+    await ws.receive_json_from(timeout=5)
+    await ws.send_json_to({"type": "subscribe", "run": 12345})
+    assert await ws.receive_json_from(timeout=5) == {"type": "error", "error": "Unknown request."}
+    await ws.disconnect()

@@ -13,6 +13,8 @@ const connection = room.querySelector("[data-role=connection]");
 const composer = room.querySelector("form[data-composer=room]");
 const composerError = room.querySelector("[data-role=composer-error]");
 const seqs = new Map(); // answer id -> last sequence number applied
+// Keep in step with chat.models.Run.Status labels.
+const RUN_LABELS = { queued: "Waiting for a worker…", panel: "The panel is answering…", judging: "The judge is comparing the answers…", synthesizing: "Writing the final answer…" };
 const STATUS_LABELS = { queued: "Queued", streaming: "Streaming", done: "Done", failed: "Failed", late: "Late", cancelled: "Cancelled" };
 
 let socket = null;
@@ -34,7 +36,9 @@ function scrollDown(stick) {
 
 function setStatus(el, status) {
   el.dataset.status = status;
-  el.querySelector("[data-role=status]").textContent = STATUS_LABELS[status] || status;
+  // Started but no text yet: the model is thinking (or its server is queueing us).
+  const thinking = status === "streaming" && !el.querySelector(".live-text")?.textContent;
+  el.querySelector("[data-role=status]").textContent = thinking ? "Thinking" : STATUS_LABELS[status] || status;
 }
 
 function liveText(el) {
@@ -88,9 +92,9 @@ function applySnapshot(snapshot) {
         finishAnswer(el, item);
         seqs.set(item.answer, Infinity);
       } else {
+        if (item.text) liveText(el).textContent = item.text;
         setStatus(el, item.status);
         setError(el, item.error);
-        liveText(el).textContent = item.text;
         seqs.set(item.answer, item.seq);
       }
     }
@@ -106,8 +110,9 @@ function applyDelta(event) {
   if (event.seq <= have) return; // already shown (snapshot or duplicate)
   if (event.seq > have + 1) return resync();
   const stick = nearBottom();
-  if (el.dataset.status !== "streaming") setStatus(el, "streaming");
+  const first = !el.querySelector(".live-text")?.textContent;
   liveText(el).append(document.createTextNode(event.text));
+  if (first || el.dataset.status !== "streaming") setStatus(el, "streaming");
   seqs.set(event.answer, event.seq);
   scrollDown(stick);
 }
@@ -135,8 +140,14 @@ function handle(event) {
     case "analysis.ready":
     case "run.done":         // the run folds into "how this answer was made"
       return refreshThread();
-    case "run.started":
+    case "run.started": {
+      const run = thread.querySelector(`[data-run="${event.run}"]`);
+      if (!run) return refreshThread();
+      run.dataset.status = event.status;
+      const label = run.querySelector("[data-role=run-status]");
+      if (label) label.textContent = RUN_LABELS[event.status] || event.status;
       return;
+    }
     case "run.status": {
       // judging/synthesizing: re-render, so the stage's progress state shows.
       const run = thread.querySelector(`[data-run="${event.run}"]`);

@@ -93,6 +93,13 @@ def send(request, pk: int):
             **_sidebar(request),
         }
         return render(request, "chat/room.html", context, status=400)
+    if Run.objects.filter(message__conversation=conversation, status__in=Run.ACTIVE).exists():
+        # One answer at a time: the next turn's seats must see this one's answer.
+        error = "Wait for the current answer, or stop it, before sending another message."
+        if _wants_json(request):
+            return JsonResponse({"error": error}, status=409)
+        messages.error(request, error)
+        return redirect(conversation)
     message = start_run(conversation, form.cleaned_data["content"])
     if _wants_json(request):
         message = _turns(conversation).get(pk=message.pk)

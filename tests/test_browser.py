@@ -77,3 +77,24 @@ def test_phone_width_layout(live_stack, browser):
     # Nothing wider than the screen: no sideways scrolling on a phone.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     context.close()
+
+
+def test_the_local_panel_fuses_real_models_in_the_browser(live_stack, page):
+    """The Local preset end to end: two real local models answer side by side, the
+    real judge analyses, the real synthesizer answers."""
+    sign_up(page, live_stack.url, "dora")
+    assert "Local" in page.locator("#id_answerer option:checked").inner_text()
+    page.fill("#id_content", "Is 391 a prime number?")
+    page.click(".composer button[type=submit]")
+    page.wait_for_url("**/c/*/")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.seats .answer .live-text').length === 2"
+    )
+    page.locator(".run[data-status=done], .run[data-status=failed]").wait_for(timeout=240_000)
+    run = page.locator(".run").first
+    assert run.get_attribute("data-status") == "done", run.inner_text()
+    assert page.locator(".answer-synthesizer [data-role=body]").inner_text().strip()
+    page.click(".how > summary")
+    assert page.locator(".seats .answer[data-status=done]").count() == 2
+    assert page.locator(".analysis").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "local-panel-done.png"), full_page=True)

@@ -128,3 +128,26 @@ def test_stop_a_queued_run_and_nobody_elses(
     run.refresh_from_db()
     assert run.status == Run.Status.CANCELLED
     assert Message.objects.get(pk=run.message_id).content == "hi"
+
+
+def test_a_second_message_waits_for_the_live_run(
+    client, alice, room, django_capture_on_commit_callbacks
+):
+    client.force_login(alice)
+    with django_capture_on_commit_callbacks():
+        client.post(reverse("chat:send", args=[room.pk]), {"content": "first"})
+    response = client.post(
+        reverse("chat:send", args=[room.pk]), {"content": "second"}, HTTP_ACCEPT="application/json"
+    )
+    assert response.status_code == 409
+    assert "Wait for the current answer, or stop it" in response.json()["error"]
+    assert list(Message.objects.values_list("content", flat=True)) == ["first"]
+    stop = client.post(
+        reverse("chat:cancel", args=[Run.objects.get().pk]), HTTP_ACCEPT="application/json"
+    )
+    again = client.post(
+        reverse("chat:cancel", args=[Run.objects.get().pk]), HTTP_ACCEPT="application/json"
+    )
+    assert (
+        stop.json()["stopping"] is True and again.json()["stopping"] is False
+    )  # twice is harmless

@@ -222,7 +222,8 @@ async function send(form, button) {
     });
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
-      composerError.textContent = data.error || `Sending failed (HTTP ${response.status}). Your text is still here.`;
+      const gone = response.status === 404 && "This conversation no longer exists (deleted in another tab?). Your text is still here: copy it into a new chat.";
+      composerError.textContent = data.error || gone || `Sending failed (HTTP ${response.status}). Your text is still here.`;
       composerError.hidden = false;
       return;
     }

@@ -47,7 +47,7 @@ class NewConversationForm(MessageForm):
         kind, _, pk = self.cleaned_data["answerer"].partition(":")
         found = None
         if kind == "panel" and pk.isdigit():
-            found = Panel.objects.visible_to(self.user).filter(pk=pk).first()
+            found = Panel.objects.reachable_by(self.user).filter(pk=pk).first()
         elif kind == "model" and pk.isdigit():
             found = CatalogModel.objects.usable_by(self.user).filter(pk=pk).first()
         if found is None:

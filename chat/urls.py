@@ -12,6 +12,7 @@ urlpatterns = [
     path("c/<int:pk>/rename/", views.rename, name="rename"),
     path("c/<int:pk>/share/", views.share, name="share"),
     path("s/<str:token>/", views.shared, name="shared"),
+    path("p/<slug:slug>/use/", views.use_panel, name="use_panel"),
     path("runs/<int:pk>/cancel/", views.cancel, name="cancel"),
     path("runs/<int:pk>/trace/", run_views.run_trace, name="trace"),
     path("runs/<int:pk>/compare/", run_views.compare, name="compare"),

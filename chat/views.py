@@ -2,6 +2,7 @@ import secrets
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import F
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -154,6 +155,15 @@ def shared(request, token: str):
     return render(
         request, "chat/shared.html", {"conversation": conversation, "turns": _turns(conversation)}
     )
+
+
+@require_POST
+@login_required
+def use_panel(request, slug: str):
+    """Start a conversation answered by a panel the user may reach."""
+    panel = get_object_or_404(Panel.objects.reachable_by(request.user), slug=slug)
+    Panel.objects.filter(pk=panel.pk).update(use_count=F("use_count") + 1)
+    return redirect(Conversation.objects.create(owner=request.user, panel=panel))
 
 
 @require_POST

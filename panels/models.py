@@ -164,11 +164,16 @@ class CatalogModel(models.Model):
 
 class PanelQuerySet(models.QuerySet):
     def visible_to(self, user) -> "PanelQuerySet":
-        """Presets and the user's own panels. (Shared panels come with sharing.)"""
-        mine = Q(owner__isnull=True)
+        """What the user may list and pick: presets, their own panels, public ones.
+        (An unlisted panel is reached by its slug only: see `reachable_by`.)"""
+        mine = Q(owner__isnull=True) | Q(visibility="public")
         if user is not None and user.is_authenticated:
             mine |= Q(owner=user)
         return self.filter(mine)
+
+    def reachable_by(self, user) -> "PanelQuerySet":
+        """What the user may open by slug: the visible ones and unlisted ones."""
+        return self.filter(Q(pk__in=self.visible_to(user).values("pk")) | Q(visibility="unlisted"))
 
 
 class Panel(models.Model):
@@ -209,6 +214,11 @@ class Panel(models.Model):
     # Empty: wait for every seat.
     min_answers = models.PositiveSmallIntegerField(null=True, blank=True)
     deadline_s = models.FloatField(default=120.0)
+    forked_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks"
+    )
+    use_count = models.PositiveIntegerField(default=0)
+    version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -228,7 +238,7 @@ class Panel(models.Model):
         """The frozen configuration a run keeps: later edits never change history."""
         seats = list(self.seats.select_related("model__provider"))
         return {
-            "panel": {"id": self.pk, "slug": self.slug, "name": self.name},
+            "panel": {"id": self.pk, "slug": self.slug, "name": self.name, "version": self.version},
             "seats": [seat.snapshot() for seat in seats],
             "judge": _model_ref(self.judge),
             "synthesizer": _model_ref(self.synthesizer or self.judge),
@@ -311,3 +321,22 @@ class Seat(models.Model):
                 "total_s": self.total_timeout_s,
             },
         }
+
+
+class PanelVersion(models.Model):
+    """Each save of a panel keeps its recipe: runs name the version they used."""
+
+    panel = models.ForeignKey(Panel, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    recipe = models.JSONField()
+    changes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["panel", "number"], name="unique_panel_version")
+        ]
+
+    def __str__(self):
+        return f"{self.panel} v{self.number}"

@@ -3,10 +3,9 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import local_models
 from .connection_test import check_connection
 from .forms import ProviderForm
-from .models import CatalogModel, Provider
+from .models import CatalogModel, Panel, Provider
 
 
 def _own_provider(request, pk: int) -> Provider:
@@ -20,7 +19,11 @@ def panel_list(request):
     return render(
         request,
         "panels/list.html",
-        {"local_models": local_models.enabled(), "catalog": models.order_by("provider__name")},
+        {
+            "presets": Panel.objects.filter(owner=None).prefetch_related("seats__model"),
+            "mine": request.user.panels.prefetch_related("seats__model"),
+            "catalog": models.order_by("provider__name"),
+        },
     )
 
 

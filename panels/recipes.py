@@ -1,0 +1,230 @@
+"""Panel recipes: a panel as versioned JSON, to export, share and import.
+
+A recipe names models by provider and model id, never by keys or database ids, so
+it travels between servers. Import validates every field and names the one that
+is wrong; models the importer cannot reach are reported so they can be swapped
+before anything is saved. The schema is documented in docs/RECIPES.md.
+"""
+
+import json
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from .models import CatalogModel, Panel, Seat
+
+SCHEMA_VERSION = 1
+MAX_BYTES = 256 * 1024
+MAX_SEATS = 8
+_TOP = {"schema", "name", "description", "seats", "judge", "synthesizer",
+        "synthesizer_fallback", "judge_drafts", "min_answers", "deadline_s"}  # fmt: skip
+_SEAT = {"model", "fallbacks", "system_prompt", "temperature", "max_tokens", "timeouts"}
+_TIMEOUTS = {"first_token_s", "idle_s", "total_s"}
+
+
+class RecipeError(ValueError):
+    def __init__(self, where: str, message: str):
+        super().__init__(f"{where}: {message}")
+        self.where = where
+
+
+def _ref(model: CatalogModel | None) -> dict | None:
+    if model is None:
+        return None
+    return {"provider": model.provider.name, "model": model.model_id}
+
+
+def to_recipe(panel: Panel) -> dict:
+    seats = panel.seats.select_related("model__provider").order_by("position")
+    fallbacks = CatalogModel.objects.select_related("provider").in_bulk(
+        [i for seat in seats for i in seat.fallback_ids]
+    )
+    return {
+        "schema": SCHEMA_VERSION,
+        "name": panel.name,
+        "description": panel.description,
+        "seats": [
+            {
+                "model": _ref(seat.model),
+                "fallbacks": [_ref(fallbacks[i]) for i in seat.fallback_ids if i in fallbacks],
+                "system_prompt": seat.system_prompt,
+                "temperature": seat.temperature,
+                "max_tokens": seat.max_tokens,
+                "timeouts": {
+                    "first_token_s": seat.first_token_timeout_s,
+                    "idle_s": seat.idle_timeout_s,
+                    "total_s": seat.total_timeout_s,
+                },
+            }
+            for seat in seats
+        ],
+        "judge": _ref(panel.judge),
+        "synthesizer": _ref(panel.synthesizer),
+        "synthesizer_fallback": _ref(panel.synthesizer_fallback),
+        "judge_drafts": panel.judge_drafts,
+        "min_answers": panel.min_answers,
+        "deadline_s": panel.deadline_s,
+    }
+
+
+@dataclass
+class Imported:
+    """A validated recipe, its models resolved for one user."""
+
+    data: dict
+    models: dict[tuple[str, str], CatalogModel] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # "seat 2: Provider / model"
+
+
+def parse(text: str | bytes) -> dict:
+    if len(text) > MAX_BYTES:
+        raise RecipeError("recipe", f"is {len(text):,} bytes; a recipe is at most {MAX_BYTES:,}")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RecipeError("recipe", f"is not valid JSON ({exc})") from None
+    return validate(data)
+
+
+def _number(where: str, value, low: float, high: float, integer=False, optional=True):
+    if value is None and optional:
+        return None
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        kind = "a whole number" if integer else "a number"
+        raise RecipeError(where, f"must be {kind} from {low:g} to {high:g}")
+    return value
+
+
+def _model_ref(where: str, value, optional=False) -> dict | None:
+    if value is None and optional:
+        return None
+    if (not isinstance(value, dict) or set(value) != {"provider", "model"}
+            or not all(isinstance(v, str) and v.strip() for v in value.values())):  # fmt: skip
+        raise RecipeError(where, 'must be {"provider": "...", "model": "..."}')
+    return {"provider": value["provider"].strip(), "model": value["model"].strip()}
+
+
+def _text(where: str, value, limit: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > limit:
+        raise RecipeError(where, f"must be text of at most {limit:,} characters")
+    return value
+
+
+def validate(data) -> dict:
+    """The recipe with every field checked; raises RecipeError naming the field."""
+    if not isinstance(data, dict):
+        raise RecipeError("recipe", "must be a JSON object")
+    if unknown := set(data) - _TOP:
+        raise RecipeError(sorted(unknown)[0], "is not a recipe field")
+    schema = data.get("schema")
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+        raise RecipeError("schema", f"must be the schema version ({SCHEMA_VERSION})")
+    if schema > SCHEMA_VERSION:
+        raise RecipeError("schema", f"is version {schema}, from a newer Fusion Room; this "
+                                    f"server reads version {SCHEMA_VERSION}")  # fmt: skip
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 80:
+        raise RecipeError("name", "must be a name of 1 to 80 characters")
+    seats = data.get("seats")
+    if not isinstance(seats, list) or not seats:
+        raise RecipeError("seats", "must list at least one seat")
+    if len(seats) > MAX_SEATS:
+        raise RecipeError("seats", f"has {len(seats)} seats; a panel has at most {MAX_SEATS}")
+    clean_seats = []
+    for i, seat in enumerate(seats, start=1):
+        where = f"seats[{i}]"
+        if not isinstance(seat, dict):
+            raise RecipeError(where, "must be an object")
+        if unknown := set(seat) - _SEAT:
+            raise RecipeError(f"{where}.{sorted(unknown)[0]}", "is not a seat field")
+        timeouts = seat.get("timeouts") or {}
+        if not isinstance(timeouts, dict) or set(timeouts) - _TIMEOUTS:
+            raise RecipeError(f"{where}.timeouts", f"may only hold {', '.join(sorted(_TIMEOUTS))}")
+        fallbacks = seat.get("fallbacks") or []
+        if not isinstance(fallbacks, list) or len(fallbacks) > 3:
+            raise RecipeError(f"{where}.fallbacks", "must be a list of at most 3 models")
+        clean_seats.append({
+            "model": _model_ref(f"{where}.model", seat.get("model")),
+            "fallbacks": [_model_ref(f"{where}.fallbacks[{j}]", f)
+                          for j, f in enumerate(fallbacks, start=1)],
+            "system_prompt": _text(f"{where}.system_prompt", seat.get("system_prompt"), 8000),
+            "temperature": _number(f"{where}.temperature", seat.get("temperature"), 0, 2),
+            "max_tokens": _number(f"{where}.max_tokens", seat.get("max_tokens"), 16, 32768, True),
+            "timeouts": {k: _number(f"{where}.timeouts.{k}", timeouts.get(k), 1, 3600)
+                         for k in sorted(_TIMEOUTS)},
+        })  # fmt: skip
+    min_answers = _number("min_answers", data.get("min_answers"), 1, len(seats), True)
+    drafts = data.get("judge_drafts", False)
+    if not isinstance(drafts, bool):
+        raise RecipeError("judge_drafts", "must be true or false")
+    return {
+        "schema": SCHEMA_VERSION,
+        "name": name.strip(),
+        "description": _text("description", data.get("description"), 2000),
+        "seats": clean_seats,
+        "judge": _model_ref("judge", data.get("judge")),
+        "synthesizer": _model_ref("synthesizer", data.get("synthesizer"), optional=True),
+        "synthesizer_fallback": _model_ref(
+            "synthesizer_fallback", data.get("synthesizer_fallback"), optional=True
+        ),
+        "judge_drafts": drafts,
+        "min_answers": min_answers,
+        "deadline_s": _number("deadline_s", data.get("deadline_s", 120), 1, 3600, optional=False),
+    }
+
+
+def resolve(data: dict, user) -> Imported:
+    """Find each named model among those the user can reach."""
+    usable = CatalogModel.objects.usable_by(user).select_related("provider")
+    imported = Imported(data)
+
+    def find(where: str, ref: dict | None) -> None:
+        if ref is None:
+            return
+        key = (ref["provider"], ref["model"])
+        match = usable.filter(model_id=ref["model"], provider__name=ref["provider"]).first()
+        match = match or usable.filter(model_id=ref["model"]).first()
+        if match is None:
+            imported.missing.append(f"{where}: {ref['provider']} / {ref['model']}")
+        else:
+            imported.models[key] = match
+
+    for i, seat in enumerate(data["seats"], start=1):
+        find(f"seat {i}", seat["model"])
+        for fallback in seat["fallbacks"]:
+            find(f"seat {i} fallback", fallback)
+    for key in ("judge", "synthesizer", "synthesizer_fallback"):
+        find(key.replace("_", " "), data[key])
+    return imported
+
+
+@transaction.atomic
+def save_as_panel(imported: Imported, owner, slug: str) -> Panel:
+    """All or nothing: a panel is only created when every model resolved."""
+    if imported.missing:
+        raise RecipeError("models", "not reachable here: " + "; ".join(imported.missing))
+    data, found = imported.data, imported.models
+
+    def model(ref):
+        return None if ref is None else found[(ref["provider"], ref["model"])]
+
+    panel = Panel.objects.create(
+        owner=owner, slug=slug, name=data["name"], description=data["description"],
+        judge=model(data["judge"]), synthesizer=model(data["synthesizer"]),
+        synthesizer_fallback=model(data["synthesizer_fallback"]),
+        judge_drafts=data["judge_drafts"], min_answers=data["min_answers"],
+        deadline_s=data["deadline_s"],
+    )  # fmt: skip
+    for position, seat in enumerate(data["seats"]):
+        t = seat["timeouts"]
+        Seat.objects.create(
+            panel=panel, position=position, model=model(seat["model"]),
+            fallback_ids=[model(f).pk for f in seat["fallbacks"]],
+            system_prompt=seat["system_prompt"], temperature=seat["temperature"],
+            max_tokens=seat["max_tokens"], first_token_timeout_s=t["first_token_s"],
+            idle_timeout_s=t["idle_s"], total_timeout_s=t["total_s"],
+        )  # fmt: skip
+    return panel

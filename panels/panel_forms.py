@@ -28,6 +28,7 @@ class PanelForm(forms.ModelForm):
         field_classes = {"judge": _ModelChoice, "synthesizer": _ModelChoice,
                          "synthesizer_fallback": _ModelChoice}  # fmt: skip
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+        labels = {"deadline_s": "Deadline (seconds)", "min_answers": "Quorum (answers)"}
         help_texts = {
             "synthesizer": "Empty: the judge's model writes the final answer too.",
             "min_answers": "Empty: wait for every seat. Else the judge starts once this many "
@@ -77,6 +78,8 @@ class SeatForm(forms.ModelForm):
         if self.instance.pk:
             self.initial["fallbacks"] = self.instance.fallback_ids
             self.initial["position"] = self.instance.position + 1
+        else:
+            self.initial["position"] = None  # new seats go last unless numbered
 
     def clean_temperature(self):
         value = self.cleaned_data["temperature"]

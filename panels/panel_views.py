@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from . import library, recipes
+from .estimate import estimate
 from .models import Panel
 from .panel_forms import ImportForm, PanelForm, SeatFormSet
 
@@ -48,6 +49,7 @@ def detail(request, slug: str):
         "versions": panel.versions.all()[:20], "is_owner": panel.owner_id == request.user.pk,
         "forks": panel.forks.count(), "stats": stats, "votes": votes,
         "avg_latency_ms": sum(latencies) / len(latencies) if latencies else None,
+        "estimate": estimate(panel, request.GET.get("prompt", "")[:20_000]),
         "recent": panel.runs.filter(message__conversation__owner=request.user)
                   .select_related("message__conversation").order_by("-pk")[:10],
     })  # fmt: skip

@@ -190,3 +190,30 @@ def test_a_model_that_no_longer_exists_is_reported(client, alice, alices_panel):
     assert response.status_code == 400
     assert "seat 1: Gone / vanished-model" in response.content.decode()
     assert Panel.objects.filter(owner=alice).count() == 1
+
+
+def test_cost_estimate_per_seat_and_total(client, alice, alices_panel, models):
+    from decimal import Decimal
+
+    from panels.estimate import estimate
+
+    free = estimate(alices_panel)
+    assert free["low"] == 0 and len(free["lines"]) == 5  # 3 seats, judge, synthesis
+    paid_provider = Provider.objects.create(name="Paid", base_url="https://93.184.216.34/v1")
+    paid = CatalogModel.objects.create(
+        provider=paid_provider, model_id="p", display_name="Paid",
+        input_price=Decimal("1"), output_price=Decimal("2"),
+    )  # fmt: skip
+    seat = alices_panel.seats.first()
+    seat.model = paid
+    seat.save()
+    result = estimate(alices_panel, prompt="x" * 400)
+    assert result["question_tokens"] == 100 and result["low"] > 0
+    assert result["high"] > result["low"] and result["solo_high"] == result["lines"][0].high
+    unknown = CatalogModel.objects.create(provider=paid_provider, model_id="u", display_name="U")
+    seat.model = unknown
+    seat.save()
+    assert estimate(alices_panel)["high"] is None  # unknown, not zero
+    client.force_login(alice)
+    page = client.get(reverse("panels:detail", args=[alices_panel.slug])).content.decode()
+    assert "What one run may cost" in page and "unknown" in page

@@ -80,10 +80,22 @@ def parse(text: str | bytes) -> dict:
     if len(text) > MAX_BYTES:
         raise RecipeError("recipe", f"is {len(text):,} bytes; a recipe is at most {MAX_BYTES:,}")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except RecipeError:
+        raise
     except ValueError as exc:
         raise RecipeError("recipe", f"is not valid JSON ({exc})") from None
     return validate(data)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """JSON allows a key twice (the last wins); in a recipe that hides a mistake."""
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise RecipeError(key, "appears twice")
+        seen[key] = value
+    return seen
 
 
 def _number(where: str, value, low: float, high: float, integer=False, optional=True):

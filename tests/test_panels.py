@@ -217,3 +217,11 @@ def test_cost_estimate_per_seat_and_total(client, alice, alices_panel, models):
     client.force_login(alice)
     page = client.get(reverse("panels:detail", args=[alices_panel.slug])).content.decode()
     assert "What one run may cost" in page and "unknown" in page
+
+
+def test_a_field_given_twice_is_named(client, alice, alices_panel):
+    client.force_login(alice)
+    text = json.dumps(recipes.to_recipe(alices_panel))
+    twice = text[:-1] + ', "name": "Other"}'
+    response = client.post(reverse("panels:import"), {"text": twice})
+    assert response.status_code == 400 and "name: appears twice" in response.content.decode()

@@ -56,3 +56,32 @@ def conversation_messages(
     message: Message, context_length: int, max_tokens: int, system_prompt: str | None = None
 ) -> tuple[ChatMessage, ...]:
     return fit_messages(message, earlier_turns(message), context_length, max_tokens, system_prompt)
+
+
+def fit_given_messages(
+    given: list[dict],
+    context_length: int,
+    max_tokens: int,
+    system_prompt: str | None = None,
+) -> tuple[ChatMessage, ...]:
+    """An API caller's own conversation (`given`, ending with the question): its
+    system messages first (after the seat's own prompt), then the newest turns
+    that fit, oldest first."""
+    system = (
+        "\n\n".join(
+            [system_prompt]
+            if system_prompt
+            else [] + [m["content"] for m in given if m["role"] == "system"]
+        )
+        or SYSTEM_PROMPT
+    )
+    turns = [m for m in given if m["role"] != "system"]
+    budget = max(0, (context_length - max_tokens) * CHARS_PER_TOKEN - len(system))
+    kept: list[ChatMessage] = [ChatMessage(turns[-1]["role"], turns[-1]["content"])]
+    used = len(turns[-1]["content"])
+    for message in reversed(turns[:-1]):
+        if used + len(message["content"]) > budget:
+            break
+        kept.insert(0, ChatMessage(message["role"], message["content"]))
+        used += len(message["content"])
+    return (ChatMessage("system", system), *kept)

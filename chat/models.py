@@ -235,3 +235,27 @@ class Vote(models.Model):
 
     def __str__(self):
         return f"{self.user} picked {self.answer.model_name} in run {self.run_id}"
+
+
+class ApiKey(models.Model):
+    """A key for the OpenAI-compatible API. Only its hash is stored; the key itself
+    is shown once, when created. The prefix identifies it in lists and logs."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="api_keys")  # fmt: skip
+    name = models.CharField(max_length=80)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

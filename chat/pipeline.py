@@ -20,7 +20,7 @@ from panels.providers import ChatMessage, ChatRequest, ErrorKind, ProviderError
 
 from . import prompts, runstate
 from .db import database_thread, in_db
-from .history import earlier_turns, fit_messages
+from .history import earlier_turns, fit_given_messages, fit_messages
 from .models import Answer, Run
 from .streaming import RunContext, run_answer
 
@@ -63,7 +63,9 @@ def _targets(refs: list[dict | None]) -> list[Target]:
 def _seat_calls(run: Run) -> list[tuple[list[Target], ChatRequest, CallLimits] | ProviderError]:
     """Every seat's call, prepared in one go (one database round trip per run)."""
     prepared = []
-    turns = earlier_turns(run.message)
+    # Through the API the caller sends the whole conversation; in the chatroom it
+    # is the room's earlier turns.
+    turns = None if "conversation" in run.config else earlier_turns(run.message)
     for seat in run.config["seats"]:
         try:
             prepared.append(_seat_call(run, seat, turns))
@@ -73,18 +75,23 @@ def _seat_calls(run: Run) -> list[tuple[list[Target], ChatRequest, CallLimits] |
 
 
 def _seat_call(
-    run: Run, seat: dict, turns: list[tuple[str, str]]
+    run: Run, seat: dict, turns: list[tuple[str, str]] | None
 ) -> tuple[list[Target], ChatRequest, CallLimits]:
     targets = _targets([seat["model"], *seat.get("fallbacks", [])])
     max_tokens = seat.get("max_tokens") or settings.DEFAULT_MAX_TOKENS
-    messages = fit_messages(
-        run.message, turns, targets[0].context_length, max_tokens, seat.get("system_prompt")
-    )
+    context = targets[0].context_length
+    if turns is None:
+        messages = fit_given_messages(
+            run.config["conversation"], context, max_tokens, seat.get("system_prompt")
+        )
+    else:
+        messages = fit_messages(run.message, turns, context, max_tokens, seat.get("system_prompt"))
     request = ChatRequest(
         model=targets[0].model_id,
         messages=messages,
         max_tokens=max_tokens,
         temperature=seat.get("temperature"),
+        depth=run.config.get("depth", 0),
     )
     return targets, request, CallLimits.from_settings(**(seat.get("limits") or {}))
 
@@ -195,7 +202,8 @@ async def _judge(ctx: RunContext, question: str, labelled, first_position: int):
     messages = prompts.judge_messages(question, labelled, drafts)
     known = [label for label, _, _ in labelled]
     request_options = {"max_tokens": settings.JUDGE_MAX_TOKENS, "temperature": 0.0,
-                       "response_format": _json_format(ref, known, drafts)}  # fmt: skip
+                       "response_format": _json_format(ref, known, drafts),
+                       "depth": config.get("depth", 0)}  # fmt: skip
     raw = ""
     for attempt in range(2):
         answer = await in_db(
@@ -239,7 +247,11 @@ async def _synthesize(ctx: RunContext, question: str, labelled, analysis, raw, p
         await in_db(answer.save)
         return answer
     request = ChatRequest(
-        model=targets[0].model_id, messages=messages, max_tokens=settings.SYNTHESIZER_MAX_TOKENS
+        model=targets[0].model_id,
+        messages=messages,
+        max_tokens=config.get("synthesizer_max_tokens") or settings.SYNTHESIZER_MAX_TOKENS,
+        temperature=config.get("synthesizer_temperature"),
+        depth=config.get("depth", 0),
     )
     await run_answer(ctx, answer, targets, request)
     return answer

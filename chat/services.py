@@ -24,20 +24,20 @@ def run_config(conversation: Conversation) -> dict:
     return {"seats": []}
 
 
-def start_run(conversation: Conversation, content: str) -> Message:
+def start_run(conversation: Conversation, content: str, extra: dict | None = None) -> Message:
     """Save the message, its run and the seats' answers, and enqueue the run once
     the rows are committed, so a worker never looks for rows not there yet."""
     with transaction.atomic():
-        message = create_run(conversation, content)
+        message = create_run(conversation, content, extra)
         if message.run.status == Run.Status.QUEUED:
             transaction.on_commit(lambda: enqueue(message.run.pk))
     return message
 
 
-def create_run(conversation: Conversation, content: str) -> Message:
+def create_run(conversation: Conversation, content: str, extra: dict | None = None) -> Message:
     """The rows of a new turn: message, run (with the frozen configuration), and one
     queued answer per seat. Nothing is enqueued."""
-    config = run_config(conversation)
+    config = run_config(conversation) | (extra or {})
     with transaction.atomic():
         message = Message.objects.create(conversation=conversation, content=content)
         if not conversation.title:

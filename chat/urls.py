@@ -18,4 +18,6 @@ urlpatterns = [
     path("runs/<int:pk>/compare/", run_views.compare, name="compare"),
     path("runs/<int:pk>/vote/", run_views.vote, name="vote"),
     path("leaderboard/", run_views.leaderboard, name="leaderboard"),
+    path("keys/api/new/", views.api_key_create, name="api_key_create"),
+    path("keys/api/<int:pk>/revoke/", views.api_key_revoke, name="api_key_revoke"),
 ]

@@ -6,12 +6,14 @@ from django.db.models import F
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from panels.models import CatalogModel, Panel
 
+from .api.keys import create_key
 from .forms import MessageForm, NewConversationForm
-from .models import Conversation, Message, Run
+from .models import ApiKey, Conversation, Message, Run
 from .services import start_run, stop_run
 
 
@@ -164,6 +166,26 @@ def use_panel(request, slug: str):
     panel = get_object_or_404(Panel.objects.reachable_by(request.user), slug=slug)
     Panel.objects.filter(pk=panel.pk).update(use_count=F("use_count") + 1)
     return redirect(Conversation.objects.create(owner=request.user, panel=panel))
+
+
+@require_POST
+@login_required
+def api_key_create(request):
+    """Make an API key and show it, once: only its hash is kept."""
+    name = " ".join(request.POST.get("name", "").split())[:80] or "API key"
+    record, key = create_key(request.user, name)
+    return render(request, "chat/api_key_created.html", {"record": record, "key": key})
+
+
+@require_POST
+@login_required
+def api_key_revoke(request, pk: int):
+    record = get_object_or_404(ApiKey, pk=pk, user=request.user)
+    if record.revoked_at is None:
+        record.revoked_at = timezone.now()
+        record.save(update_fields=["revoked_at"])
+    messages.success(request, f"Key {record} revoked: it no longer works.")
+    return redirect("panels:api_keys")
 
 
 @require_POST

@@ -242,6 +242,14 @@ RUN_HEARTBEAT_TTL_S = env_int("RUN_HEARTBEAT_TTL_S", 30, minimum=2)
 JUDGE_MAX_TOKENS = env_int("JUDGE_MAX_TOKENS", 1500, minimum=64, maximum=32768)
 SYNTHESIZER_MAX_TOKENS = env_int("SYNTHESIZER_MAX_TOKENS", 1500, minimum=64, maximum=32768)
 
+# The OpenAI-compatible API (chat/api/).
+API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60, minimum=1)
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_000_000, minimum=10_000)
+# Nested fusion calls (a seat that is itself a fusion endpoint) stop at this depth.
+FUSION_MAX_DEPTH = env_int("FUSION_MAX_DEPTH", 2, minimum=1, maximum=10)
+# What `model: "fusion"` means.
+API_DEFAULT_PANEL = env_str("API_DEFAULT_PANEL", "local")
+
 # Limits a person meets in the chat.
 MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 32_000, minimum=100)
 

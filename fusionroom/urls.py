@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from chat.api import views as api
+
 from . import health
 
 urlpatterns = [
@@ -8,5 +10,7 @@ urlpatterns = [
     path("", include("panels.urls")),
     path("accounts/", include("fusionroom.accounts_urls")),
     path("healthz", health.healthz, name="healthz"),
+    path("v1/chat/completions", api.chat_completions, name="api_chat_completions"),
+    path("v1/models", api.models, name="api_models"),
     path("admin/", admin.site.urls),
 ]

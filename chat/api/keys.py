@@ -1,0 +1,51 @@
+"""API keys: made, shown once, stored as a hash, found by prefix, rate limited."""
+
+import hashlib
+import hmac
+import secrets
+import time
+
+from django.conf import settings
+from django.utils import timezone
+
+from chat.models import ApiKey
+
+KEY_START = "fr-"
+
+
+def create_key(user, name: str) -> tuple[ApiKey, str]:
+    """Returns the record and the key itself, which is never stored nor shown again."""
+    prefix = secrets.token_hex(4)
+    key = f"{KEY_START}{prefix}-{secrets.token_urlsafe(32)}"
+    record = ApiKey.objects.create(user=user, name=name, prefix=prefix, key_hash=_hash(key))
+    return record, key
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def find(key: str) -> ApiKey | None:
+    """The active key matching `key`, or None (unknown, malformed or revoked)."""
+    if not key.startswith(KEY_START) or key.count("-") < 2:
+        return None
+    prefix = key[len(KEY_START) :].split("-", 1)[0]
+    record = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
+    if record is None or not hmac.compare_digest(record.key_hash, _hash(key)):
+        return None
+    if not record.is_active or not record.user.is_active:
+        return None
+    ApiKey.objects.filter(pk=record.pk).update(last_used_at=timezone.now())
+    return record
+
+
+def over_limit(redis_client, record: ApiKey) -> float | None:
+    """Seconds to wait when this key made too many requests this minute, else None."""
+    window = int(time.time() // 60)
+    key = f"fr:ratelimit:{record.pk}:{window}"
+    count = redis_client.incr(key)
+    if count == 1:
+        redis_client.expire(key, 61)
+    if count > settings.API_RATE_LIMIT_PER_MINUTE:
+        return 60 - time.time() % 60
+    return None

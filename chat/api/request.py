@@ -1,0 +1,97 @@
+"""Reading a chat.completions request: every field checked, errors name the param."""
+
+import json
+from dataclasses import dataclass, field
+
+from .errors import BadRequest
+
+ROLES = {"system", "developer", "user", "assistant"}
+
+
+@dataclass
+class CompletionRequest:
+    model: str
+    messages: list[dict]  # {"role", "content"} with text content
+    stream: bool = False
+    include_usage: bool = False
+    progress: bool = False  # extension: panel progress chunks in the stream
+    max_tokens: int | None = None
+    temperature: float | None = None
+    user: str = ""
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def question(self) -> str:
+        return self.messages[-1]["content"]
+
+
+def _text(content, param: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # [{"type": "text", "text": "..."}]
+        parts = []
+        for i, part in enumerate(content):
+            if (
+                not isinstance(part, dict)
+                or part.get("type") != "text"
+                or not isinstance(part.get("text"), str)
+            ):
+                raise BadRequest("Only text content parts are supported.", f"{param}[{i}]")
+            parts.append(part["text"])
+        return "".join(parts)
+    raise BadRequest("Message content must be a string or a list of text parts.", param)
+
+
+def parse(body: bytes) -> CompletionRequest:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    model = data.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("`model` is required: `fusion` or `fusion/<panel>`.", "model")
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("`messages` must be a non-empty list.", "messages")
+    clean = []
+    for i, message in enumerate(messages):
+        param = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise BadRequest("Each message must be an object.", param)
+        role = message.get("role")
+        if role not in ROLES:
+            raise BadRequest(f"Unknown role {role!r}; use system, user or assistant.",
+                             f"{param}.role")  # fmt: skip
+        content = _text(message.get("content"), f"{param}.content")
+        clean.append({"role": "system" if role == "developer" else role, "content": content})
+    if clean[-1]["role"] != "user" or not clean[-1]["content"].strip():
+        raise BadRequest("The last message must be a non-empty user message.", "messages")
+    stream = data.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("`stream` must be true or false.", "stream")
+    options = data.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise BadRequest("`stream_options` must be an object.", "stream_options")
+    max_tokens = data.get("max_tokens", data.get("max_completion_tokens"))
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                   or not 1 <= max_tokens <= 32768):  # fmt: skip
+        raise BadRequest("`max_tokens` must be a whole number from 1 to 32768.", "max_tokens")
+    temperature = data.get("temperature")
+    if temperature is not None and (isinstance(temperature, bool)
+                                    or not isinstance(temperature, int | float)
+                                    or not 0 <= temperature <= 2):  # fmt: skip
+        raise BadRequest("`temperature` must be a number from 0 to 2.", "temperature")
+    metadata = data.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise BadRequest("`metadata` must be an object.", "metadata")
+    extension = data.get("fusion") or {}
+    if not isinstance(extension, dict):
+        raise BadRequest("`fusion` must be an object.", "fusion")
+    return CompletionRequest(
+        model=model, messages=clean, stream=stream,
+        include_usage=bool(options.get("include_usage")),
+        progress=bool(extension.get("progress")), max_tokens=max_tokens,
+        temperature=temperature, user=str(data.get("user") or "")[:200], metadata=metadata,
+    )  # fmt: skip

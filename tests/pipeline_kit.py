@@ -34,7 +34,7 @@ def analysis_reply(analysis=GOOD_ANALYSIS) -> Reply:
 class ScriptedPanel:
     """One scripted upstream per role, so concurrent seats never race for replies."""
 
-    def __init__(self, seats=3, fallback_synthesizer=False, **panel_options):
+    def __init__(self, seats=3, fallback_synthesizer=False, user=None, **panel_options):
         self._stack = ExitStack()
         self.seats = [self._stack.enter_context(ScriptedServer()) for _ in range(seats)]
         self.judge = self._stack.enter_context(ScriptedServer())
@@ -42,7 +42,9 @@ class ScriptedPanel:
         self.fallback = (
             self._stack.enter_context(ScriptedServer()) if fallback_synthesizer else None
         )
-        self.user = get_user_model().objects.create_user("alice", password="pw-long-enough-1")
+        self.user = user or get_user_model().objects.create_user(
+            "alice", password="pw-long-enough-1"
+        )
         self.panel = Panel.objects.create(
             slug="scripted", name="Scripted", owner=self.user,
             judge=self._model(self.judge, "judge"),

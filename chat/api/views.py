@@ -10,6 +10,7 @@ import time
 
 import redis
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -70,21 +71,6 @@ def _check(request):
         return error(508, f"Fusion depth {depth} reached the limit of "
                           f"{settings.FUSION_MAX_DEPTH}: a panel is calling fusion recursively.",
                      type="fusion_depth_exceeded", code="fusion_depth_exceeded")  # fmt: skip
-    raw_length = request.headers.get("Content-Length") or "0"
-    length = int(raw_length) if raw_length.isdigit() else 0
-    limit = settings.API_MAX_BODY_BYTES
-    if length > limit or (not length and len(request.body) > limit):
-        return error(413, f"The body is {max(length, len(request.body)):,} bytes; the limit "
-                          f"is {limit:,}.", code="request_too_large")  # fmt: skip
-    try:
-        completion = parse(request.body)
-    except BadRequest as bad:
-        return bad.response()
-    panel = _panel_for(completion.model, record.user)
-    if panel is None:
-        return error(404, f"The model `{completion.model}` does not exist or you do not have "
-                          "access to it. GET /v1/models lists yours.", param="model",
-                     code="model_not_found")  # fmt: skip
     client = _redis()
     try:
         wait = keys.over_limit(client, record)
@@ -99,6 +85,25 @@ def _check(request):
             code="rate_limit_exceeded",
             headers={"Retry-After": str(int(wait) + 1)},
         )
+    raw_length = request.headers.get("Content-Length") or "0"
+    length = int(raw_length) if raw_length.isdigit() else 0
+    limit = settings.API_MAX_BODY_BYTES
+    try:
+        body = b"" if length > limit else request.body
+    except RequestDataTooBig:
+        length = max(length, limit + 1)
+    if length > limit or len(body) > limit:
+        return error(413, f"The body is over {limit:,} bytes, the limit.",
+                     code="request_too_large")  # fmt: skip
+    try:
+        completion = parse(body)
+    except BadRequest as bad:
+        return bad.response()
+    panel = _panel_for(completion.model, record.user)
+    if panel is None:
+        return error(404, f"The model `{completion.model}` does not exist or you do not have "
+                          "access to it. GET /v1/models lists yours.", param="model",
+                     code="model_not_found")  # fmt: skip
     return record, completion, panel, depth
 
 

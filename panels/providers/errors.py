@@ -10,7 +10,8 @@ import httpx
 from .base import ErrorKind, ProviderError
 
 RETRYABLE_STATUSES = {408, 409, 425, 429}
-NOT_RETRYABLE_5XX = {501, 505}  # "not implemented", "version not supported": final
+# "Not implemented", "version not supported" and a fusion loop (508) are final.
+NOT_RETRYABLE_5XX = {501, 505, 508}
 
 
 def is_retryable_status(status: int) -> bool:

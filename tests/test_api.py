@@ -1,0 +1,169 @@
+"""The OpenAI-compatible API through the official `openai` client, against the live
+stack (Daphne, a Celery worker, Redis) and the real local models."""
+
+import time
+
+import httpx
+import openai
+import pytest
+from django.contrib.auth import get_user_model
+
+from chat.api.keys import create_key
+from chat.models import Run
+from panels.models import CatalogModel, Panel, Provider, Seat
+from tests.pipeline_kit import ScriptedPanel
+from tests.scripted_server import Reply
+
+pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def key(live_stack, smollm2):
+    user = get_user_model().objects.create_user("alice", password="pw-long-enough-1")
+    return create_key(user, "tests")[1]
+
+
+@pytest.fixture
+def client(live_stack, key):
+    return openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0,
+                         timeout=300)  # fmt: skip
+
+
+def test_non_streamed_completion_through_the_local_panel(client):
+    response = client.chat.completions.create(
+        model="fusion/local", messages=[{"role": "user", "content": "Is 7 a prime number?"}]
+    )
+    answer = response.choices[0].message.content
+    assert answer.strip() and response.choices[0].finish_reason in ("stop", "length")
+    assert response.usage.total_tokens > 0
+    fusion = response.model_extra["fusion"]
+    assert [s["status"] for s in fusion["seats"]] == ["done", "done"]
+    run = Run.objects.get(pk=fusion["run"])
+    assert run.synthesis.text == answer  # the run is in the user's history too
+    assert run.message.conversation.owner.username == "alice"
+
+
+def test_streamed_completion_with_usage(client):
+    stream = client.chat.completions.create(
+        model="fusion", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "system", "content": "Answer in one sentence."},
+                  {"role": "user", "content": "What colour is the sky?"}],
+    )  # fmt: skip
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] in ("stop", "length")
+    run = Run.objects.get(pk=chunks[-1].model_extra["fusion"]["run"])
+    assert run.synthesis.text == text
+
+
+def test_models_lists_the_panels(client):
+    ids = {m.id for m in client.models.list()}
+    assert {"fusion", "fusion/local"} <= ids
+
+
+def test_errors_in_openai_form(client, live_stack, key):
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(
+            model="fusion/nope", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert caught.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="fusion/local", messages=[])
+    assert caught.value.body["param"] == "messages"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="fusion/local",
+                                       messages=[{"role": "robot", "content": "hi"}])  # fmt: skip
+    assert caught.value.body["param"] == "messages[0].role"
+    bad = openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key="fr-nope-nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+    deep = httpx.post(
+        f"{live_stack.url}/v1/chat/completions",
+        json={"model": "fusion"},
+        headers={"Authorization": f"Bearer {key}", "X-Fusion-Depth": "2"},
+    )
+    assert deep.status_code == 508 and deep.json()["error"]["type"] == "fusion_depth_exceeded"
+    huge = httpx.post(f"{live_stack.url}/v1/chat/completions", content=b"x" * 5_000_000,
+                      headers={"Authorization": f"Bearer {key}",
+                               "Content-Type": "application/json"}, timeout=60)  # fmt: skip
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "request_too_large"
+    garbage = httpx.post(f"{live_stack.url}/v1/chat/completions", content=b"{nope",
+                         headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    assert garbage.status_code == 400 and "not valid JSON" in garbage.json()["error"]["message"]
+
+
+def test_a_revoked_key_and_someone_elses_private_panel(live_stack, key):
+    from chat.models import ApiKey
+
+    bob = get_user_model().objects.create_user("bob", password="pw-long-enough-1")
+    alice_panel = Panel.objects.create(owner=bob, slug="bobs-secret", name="Secret",
+                                       judge=CatalogModel.objects.first())  # fmt: skip
+    alice = openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        alice.chat.completions.create(model=f"fusion/{alice_panel.slug}",
+                                      messages=[{"role": "user", "content": "hi"}])  # fmt: skip
+    ApiKey.objects.update(revoked_at="2026-01-01T00:00:00Z")
+    with pytest.raises(openai.AuthenticationError):
+        alice.models.list()
+
+
+def test_rate_limit_per_key(live_stack, key):
+    headers = {"Authorization": f"Bearer {key}"}
+    statuses = [httpx.post(f"{live_stack.url}/v1/chat/completions", content=b"{",
+                           headers=headers).status_code for _ in range(61)]  # fmt: skip
+    assert statuses[:60] == [400] * 60
+    limited = httpx.post(f"{live_stack.url}/v1/chat/completions", content=b"{", headers=headers)
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+
+
+def test_a_vanished_stream_client_cancels_its_run(live_stack, key):
+    kit = ScriptedPanel(seats=2, user=get_user_model().objects.get(username="alice"))
+    try:
+        for server in kit.seats:
+            server.default = Reply.stream(["slow "], done=False, finish=None, hang=True)
+        body = {"model": f"fusion/{kit.panel.slug}", "stream": True,
+                "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+        url, headers = f"{live_stack.url}/v1/chat/completions", {"Authorization": f"Bearer {key}"}
+        with httpx.stream("POST", url, timeout=30, headers=headers, json=body) as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            assert next(lines).startswith(":")  # the keep-alive comment came first
+            for _ in range(100):
+                if all(s.requests for s in kit.seats):
+                    break
+                time.sleep(0.05)
+        hung_up = time.monotonic()  # leaving the block closed the connection
+        run = Run.objects.filter(message__conversation__panel=kit.panel).get()
+        for _ in range(60):
+            run.refresh_from_db()
+            if not run.is_active:
+                break
+            time.sleep(0.1)
+        assert run.status == Run.Status.CANCELLED
+        for server in kit.seats:
+            assert server.disconnects[0] - hung_up < 2.0
+    finally:
+        kit.close()
+
+
+def test_a_panel_calling_itself_ends_with_the_depth_error(live_stack, key):
+    alice = get_user_model().objects.get(username="alice")
+    own = Provider(name="This server", base_url=f"{live_stack.url}/v1")
+    own.set_api_key(key)
+    own.save()
+    loop_model = CatalogModel.objects.create(provider=own, model_id="fusion/loop",
+                                             display_name="Fusion loop")  # fmt: skip
+    loop = Panel.objects.create(owner=alice, slug="loop", name="Loop", judge=loop_model)
+    Seat.objects.create(panel=loop, model=loop_model)
+    client = openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0,
+                           timeout=120)  # fmt: skip
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="fusion/loop",
+                                       messages=[{"role": "user", "content": "hi"}])  # fmt: skip
+    assert time.monotonic() - started < 60
+    assert caught.value.status_code == 502
+    assert "depth" in str(caught.value.body).lower()

@@ -1,0 +1,107 @@
+"""Fusion as a tool for other agents, over MCP (the official `mcp` SDK).
+
+    FUSIONROOM_API_KEY=fr-… python manage.py mcp      # stdio
+
+Tools: `fusion` (ask a panel; the answer is the synthesis, with what it cost) and
+`list_panels`. Runs go through the Celery worker like every other run, and appear
+in the key owner's history.
+"""
+
+import asyncio
+import os
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from .db import in_db
+from .models import Conversation, Run
+
+server = MCPServer(
+    name="fusion-room",
+    instructions="Ask a panel of LLMs; a judge compares their answers and a synthesizer "
+    "writes one answer better than any single one. Slow (seconds to minutes), careful.",
+)
+WAIT_S = 600
+
+
+def _owner():
+    from .api.keys import find
+
+    key = os.environ.get("FUSIONROOM_API_KEY", "")
+    record = find(key) if key else None
+    if record is None:
+        # ToolError: its words reach the calling agent (other errors are hidden).
+        raise ToolError(
+            "Set FUSIONROOM_API_KEY to a Fusion Room API key (API keys page) to use this server."
+        )
+    return record.user
+
+
+def _panels(user) -> list[dict]:
+    from panels.models import Panel
+
+    return [
+        {"panel": p.slug, "name": p.name, "seats": p.seats.count(), "description": p.description}
+        for p in Panel.objects.visible_to(user).order_by("slug")
+    ]
+
+
+def _start(user, question: str, slug: str) -> int:
+    from panels.models import Panel
+
+    from .services import start_run
+
+    panel = Panel.objects.reachable_by(user).filter(slug=slug).first()
+    if panel is None:
+        raise ToolError(f"No panel {slug!r}; list_panels shows the ones you can use.")
+    room = Conversation.objects.create(owner=user, panel=panel, title=question[:60])
+    return start_run(room, question, {"via": "mcp"}).run.pk
+
+
+def _result(run_id: int) -> dict | None:
+    run = Run.objects.prefetch_related("answers").get(pk=run_id)
+    if run.is_active:
+        return None
+    final = run.final_answer
+    return {
+        "status": run.status,
+        "answer": final.text if final and run.status == Run.Status.DONE else "",
+        "error": run.failure_detail,
+        "cost": run.cost_display,
+        "models": [a.model_name for a in run.seat_answers],
+        "run": run.pk,
+    }
+
+
+@server.tool()
+async def list_panels() -> list[dict]:
+    """The panels you can ask: presets, yours and public ones."""
+    user = await in_db(_owner)
+    return await in_db(_panels, user)
+
+
+@server.tool()
+async def fusion(question: str, panel: str = "local") -> str:
+    """Ask a panel of LLMs `question`; returns the synthesized answer.
+
+    Args:
+        question: what to ask, with all the context the panel needs.
+        panel: a panel slug from list_panels (default: local).
+    """
+    if not question.strip():
+        raise ToolError("The question is empty.")
+    user = await in_db(_owner)
+    run_id = await in_db(_start, user, question.strip(), panel)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while loop.time() < deadline:
+        result = await in_db(_result, run_id)
+        if result is not None:
+            if result["status"] != Run.Status.DONE:
+                raise ToolError(f"The run ended {result['status']}: {result['error']}")
+            return (
+                f"{result['answer']}\n\n— fused from {', '.join(result['models'])}; "
+                f"cost {result['cost']}; run {result['run']}"
+            )
+        await asyncio.sleep(0.5)
+    raise ToolError(f"No answer within {WAIT_S} s; run {run_id} goes on.")

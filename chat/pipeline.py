@@ -38,10 +38,12 @@ def target_for(model: CatalogModel) -> Target:
     )
 
 
-def _targets(refs: list[dict | None]) -> list[Target]:
-    """Callable targets for model references of a run's frozen configuration."""
+def _targets(refs: list[dict | None], owner) -> list[Target]:
+    """Callable targets for model references of a run's frozen configuration, among
+    the models the run's owner may use: a shared panel never spends its author's
+    own keys."""
     ids = [ref["catalog_id"] for ref in refs if ref]
-    models = CatalogModel.objects.select_related("provider").in_bulk(ids)
+    models = CatalogModel.objects.usable_by(owner).select_related("provider").in_bulk(ids)
     targets = []
     for catalog_id in ids:
         model = models.get(catalog_id)
@@ -53,7 +55,8 @@ def _targets(refs: list[dict | None]) -> list[Target]:
             raise ProviderError(str(exc), retryable=False, kind=ErrorKind.AUTH) from None
     if not targets:
         raise ProviderError(
-            "This model was removed from the catalog or switched off.",
+            "This model is not available to you: removed, switched off, or behind someone "
+            "else's own provider key.",
             retryable=False,
             kind=ErrorKind.UNAVAILABLE,
         )
@@ -77,7 +80,8 @@ def _seat_calls(run: Run) -> list[tuple[list[Target], ChatRequest, CallLimits] |
 def _seat_call(
     run: Run, seat: dict, turns: list[tuple[str, str]] | None
 ) -> tuple[list[Target], ChatRequest, CallLimits]:
-    targets = _targets([seat["model"], *seat.get("fallbacks", [])])
+    owner = run.message.conversation.owner
+    targets = _targets([seat["model"], *seat.get("fallbacks", [])], owner)
     max_tokens = seat.get("max_tokens") or settings.DEFAULT_MAX_TOKENS
     context = targets[0].context_length
     if turns is None:
@@ -108,12 +112,14 @@ def _json_format(ref: dict, known_labels: list[str], drafts: bool) -> dict | Non
 
 
 def _start(run_id: int) -> tuple[Run, list[Answer]] | None:
-    run = Run.objects.select_related("message__conversation").get(pk=run_id)
-    if run.status != Run.Status.QUEUED:
-        return None  # already taken (a redelivered task): never run twice
-    run.status = Run.Status.PANEL
-    run.started_at = timezone.now()
-    run.save(update_fields=["status", "started_at"])
+    # One conditional update: a run stopped (or taken by another worker) while it
+    # waited in the queue is never started.
+    taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+        status=Run.Status.PANEL, started_at=timezone.now()
+    )
+    if not taken:
+        return None
+    run = Run.objects.select_related("message__conversation__owner").get(pk=run_id)
     return run, list(run.answers.filter(role=Answer.Role.SEAT).order_by("position"))
 
 
@@ -211,7 +217,7 @@ async def _judge(ctx: RunContext, question: str, labelled, first_position: int):
         )
         await ctx.announce({"type": "answer.created", "answer": answer.pk, "role": "judge"})
         try:
-            targets = await in_db(_targets, [ref])
+            targets = await in_db(_targets, [ref], ctx.owner)
         except ProviderError as error:
             answer.status, answer.error = Answer.Status.FAILED, error.message
             await in_db(answer.save)
@@ -241,7 +247,7 @@ async def _synthesize(ctx: RunContext, question: str, labelled, analysis, raw, p
     answer = await in_db(_new_answer, ctx.run, Answer.Role.SYNTHESIZER, position, refs[0], messages)
     await ctx.announce({"type": "answer.created", "answer": answer.pk, "role": "synthesizer"})
     try:
-        targets = await in_db(_targets, refs)
+        targets = await in_db(_targets, refs, ctx.owner)
     except ProviderError as error:
         answer.status, answer.error = Answer.Status.FAILED, error.message
         await in_db(answer.save)

@@ -1,10 +1,14 @@
 """Pages about one run: its trace, a comparison of its answers, the blind vote;
 and the leaderboard the votes build."""
 
+import hashlib
+import hmac
 import random
 from collections import Counter
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -31,7 +35,7 @@ def run_trace(request, pk: int):
 def compare(request, pk: int):
     run = _run_for(request, pk)
     candidates = [a for a in run.answers.all() if a.role != Answer.Role.JUDGE and a.text]
-    chosen_ids = {int(i) for i in request.GET.getlist("answer") if i.isdigit()}
+    chosen_ids = {int(i) for i in request.GET.getlist("answer") if i.isascii() and i.isdigit()}
     chosen = [a for a in candidates if a.pk in chosen_ids] or candidates[:2]
     labels = {v: k for k, v in ((run.analysis or {}).get("labels") or {}).items()}
     for answer in chosen:
@@ -55,10 +59,14 @@ def compare(request, pk: int):
 
 def _ballot(run: Run, user_id: int) -> list[Answer]:
     """The synthesis and every seat that answered, in an order of their own per
-    voter, without names: the vote is blind."""
+    voter that nobody can work out (seeded with a secret), without names or ids:
+    the vote is blind. Options are posted by their place on the ballot."""
     answers = [a for a in run.answers.all()
                if a.role != Answer.Role.JUDGE and a.status == Answer.Status.DONE]  # fmt: skip
-    random.Random(f"{run.pk}:{user_id}").shuffle(answers)
+    answers.sort(key=lambda a: a.pk)
+    seed = hmac.new(settings.SECRET_KEY.encode(), f"ballot:{run.pk}:{user_id}".encode(),
+                    hashlib.sha256).hexdigest()  # fmt: skip
+    random.Random(seed).shuffle(answers)
     return answers
 
 
@@ -66,9 +74,13 @@ def _ballot(run: Run, user_id: int) -> list[Answer]:
 @require_http_methods(["GET", "POST"])
 def vote(request, pk: int):
     run = _run_for(request, pk)
+    if run.status != Run.Status.DONE:
+        raise Http404("Only a finished run can be voted on.")
     ballot = _ballot(run, request.user.pk)
     if request.method == "POST":
-        picked = next((a for a in ballot if str(a.pk) == request.POST.get("answer")), None)
+        choice = request.POST.get("choice", "")
+        index = int(choice) - 1 if choice.isascii() and choice.isdigit() else -1
+        picked = ballot[index] if 0 <= index < len(ballot) else None
         if picked is None:
             return render(request, "chat/vote.html", {
                 "run": run, "ballot": ballot, "error": "Pick one of the answers.",
@@ -82,7 +94,9 @@ def vote(request, pk: int):
 @login_required
 def leaderboard(request):
     """How often each model, and the synthesis, was picked as the best answer."""
-    votes = Vote.objects.select_related("answer").prefetch_related("run__answers")
+    votes = Vote.objects.select_related("answer__catalog_model__provider").prefetch_related(
+        "run__answers__catalog_model__provider"
+    )
     wins, seen = Counter(), Counter()
     for v in votes:
         for answer in v.run.answers.all():
@@ -100,4 +114,9 @@ def leaderboard(request):
 
 
 def _contender(answer: Answer) -> str:
-    return "Synthesis" if answer.role == Answer.Role.SYNTHESIZER else answer.model_name
+    if answer.role == Answer.Role.SYNTHESIZER:
+        return "Synthesis"
+    model = answer.catalog_model
+    if model is not None and model.provider.owner_id is not None:
+        return "A user's own model"  # the leaderboard is shared: keep private ids private
+    return answer.model_name

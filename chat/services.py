@@ -79,9 +79,17 @@ def stop_run(run: Run) -> bool:
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
     try:
         runstate.request_cancel(client, run.pk)
+    except redis.RedisError as exc:
+        raise StopUnavailable(
+            "The stop could not reach the worker: Redis is not answering (see /healthz)."
+        ) from exc
     finally:
         client.close()
     return True
+
+
+class StopUnavailable(Exception):
+    pass
 
 
 def enqueue(run_id: int) -> None:

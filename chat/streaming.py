@@ -34,6 +34,7 @@ class RunContext:
     def __init__(self, run: Run):
         self.run = run
         self.group = run.message.conversation.group_name
+        self.owner = run.message.conversation.owner
         self.layer = get_channel_layer()
         # In a worker, clients are the shared loop's; elsewhere (tests, commands)
         # this run owns its own and closes them.

@@ -2,11 +2,13 @@ import secrets
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.db.models import F
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from panels.models import CatalogModel, Panel
@@ -14,7 +16,7 @@ from panels.models import CatalogModel, Panel
 from .api.keys import create_key
 from .forms import MessageForm, NewConversationForm
 from .models import ApiKey, Conversation, Message, Run
-from .services import start_run, stop_run
+from .services import StopUnavailable, start_run, stop_run
 
 
 def _conversation_for(request, pk: int) -> Conversation:
@@ -96,14 +98,18 @@ def send(request, pk: int):
             **_sidebar(request),
         }
         return render(request, "chat/room.html", context, status=400)
-    if Run.objects.filter(message__conversation=conversation, status__in=Run.ACTIVE).exists():
+    with transaction.atomic():
+        # Lock the room: two sends at once must not both pass the check below.
+        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+        live = Run.objects.filter(message__conversation=conversation, status__in=Run.ACTIVE)
+        message = None if live.exists() else start_run(conversation, form.cleaned_data["content"])
+    if message is None:
         # One answer at a time: the next turn's seats must see this one's answer.
         error = "Wait for the current answer, or stop it, before sending another message."
         if _wants_json(request):
             return JsonResponse({"error": error}, status=409)
         messages.error(request, error)
         return redirect(conversation)
-    message = start_run(conversation, form.cleaned_data["content"])
     if _wants_json(request):
         message = _turns(conversation).get(pk=message.pk)
         html = render_to_string("chat/_turn.html", {"turn": message}, request=request)
@@ -116,7 +122,13 @@ def send(request, pk: int):
 def cancel(request, pk: int):
     """Stop a run: every upstream call is cancelled within a second."""
     run = get_object_or_404(Run, pk=pk, message__conversation__owner=request.user)
-    stopped = stop_run(run)
+    try:
+        stopped = stop_run(run)
+    except StopUnavailable as exc:
+        if _wants_json(request):
+            return JsonResponse({"error": str(exc)}, status=503)
+        messages.error(request, str(exc))
+        return redirect(run.message.conversation)
     if _wants_json(request):
         return JsonResponse({"run": run.pk, "stopping": stopped})
     return redirect(run.message.conversation)
@@ -168,6 +180,7 @@ def use_panel(request, slug: str):
     return redirect(Conversation.objects.create(owner=request.user, panel=panel))
 
 
+@never_cache
 @require_POST
 @login_required
 def api_key_create(request):

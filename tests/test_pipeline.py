@@ -8,7 +8,7 @@ import pytest
 import redis as redis_sync
 from django.conf import settings
 
-from chat import runstate
+from chat import pipeline, runstate
 from chat.models import Answer, Run
 from tests.pipeline_kit import GOOD_ANALYSIS, ScriptedPanel, analysis_reply, run_and_listen
 from tests.scripted_server import Reply
@@ -222,3 +222,26 @@ def test_recorded_prompts_keep_an_injected_answer_in_its_block(kit):
         assert user.count("<answer ") == 3 and user.count("</answer>") == 3
         start = user.index("PWNED")
         assert user.rfind("<answer ", 0, start) > user.rfind("</answer>", 0, start)
+
+
+def test_a_shared_panel_never_spends_its_authors_own_keys(kit):
+    from django.contrib.auth import get_user_model
+
+    from chat.models import Conversation
+    from chat.services import create_run
+    from panels.models import Panel, Provider
+
+    Provider.objects.filter(models__model_id="seat-0").update(owner=kit.user, source="user")
+    Panel.objects.filter(pk=kit.panel.pk).update(visibility="public")
+    bob = get_user_model().objects.create_user("bob", password="pw-long-enough-1")
+    room = Conversation.objects.create(owner=bob, panel=kit.panel)
+    seat_replies(kit, Reply.stream(["never"]), Reply.stream(["b"]), Reply.stream(["c"]))
+    kit.judge.enqueue(analysis_reply())
+    kit.synthesizer.enqueue(Reply.stream(["final"]))
+    run_id = create_run(room, "hi").run.pk
+    asyncio.run(pipeline.execute(run_id))
+    run = Run.objects.get(pk=run_id)
+    assert run.seat_answers[0].status == "failed"
+    assert "not available to you" in run.seat_answers[0].error
+    assert kit.seats[0].requests == []  # alice's key was never used
+    assert run.status == Run.Status.DONE  # the others answered

@@ -139,12 +139,25 @@ def test_a_blind_vote_is_recorded_and_counted(client, alice, finished_run):
     client.force_login(alice)
     ballot = client.get(reverse("chat:vote", args=[run.pk])).content.decode()
     assert "Seat One" not in ballot and "Synth" not in ballot  # blind until voted
-    response = client.post(reverse("chat:vote", args=[run.pk]), {"answer": synthesis.pk})
+    assert 'name="choice"' in ballot and "data-answer" not in ballot  # places, not ids
+    from chat.run_views import _ballot
+
+    place = [a.pk for a in _ballot(run, alice.pk)].index(synthesis.pk) + 1
+    response = client.post(reverse("chat:vote", args=[run.pk]), {"choice": str(place)})
     assert response.status_code == 302
     assert Vote.objects.get(run=run, user=alice).answer == synthesis
     revealed = client.get(reverse("chat:vote", args=[run.pk])).content.decode()
     assert "the synthesis (Synth)" in revealed
     board = client.get(reverse("chat:leaderboard")).content.decode()
     assert "Synthesis" in board and "100%" in board and "Seat Two" in board
-    bad = client.post(reverse("chat:vote", args=[run.pk]), {"answer": "999999"})
+    bad = client.post(reverse("chat:vote", args=[run.pk]), {"choice": "99"})
     assert bad.status_code == 400 and "Pick one of the answers." in bad.content.decode()
+
+
+def test_votes_and_compare_refuse_what_they_cannot_use(client, alice, finished_run):
+    run, _ = finished_run
+    client.force_login(alice)
+    assert client.get(reverse("chat:compare", args=[run.pk]), {"answer": "²"}).status_code == 200
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.PANEL)
+    assert client.get(reverse("chat:vote", args=[run.pk])).status_code == 404
+    assert client.post(reverse("chat:vote", args=[run.pk]), {"choice": "1"}).status_code == 404

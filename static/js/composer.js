@@ -5,7 +5,8 @@ export function enhanceComposer(form, onSubmit) {
   textarea?.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
-      form.requestSubmit();
+      const button = form.querySelector("button[type=submit]");
+      if (!button?.disabled) form.requestSubmit();
     }
   });
   form.addEventListener("submit", (event) => {

@@ -209,7 +209,11 @@ function connect() {
   });
 }
 
+let sending = false;
+
 async function send(form, button) {
+  if (sending) return; // Enter pressed twice: one message
+  sending = true;
   const textarea = form.querySelector("textarea");
   composerError.hidden = true;
   button.disabled = true;
@@ -237,6 +241,7 @@ async function send(form, button) {
     composerError.textContent = "Could not reach the server. Your text is still here; try again.";
     composerError.hidden = false;
   } finally {
+    sending = false;
     button.disabled = false;
     textarea.focus();
   }

@@ -12,5 +12,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("v1/chat/completions", api.chat_completions, name="api_chat_completions"),
     path("v1/models", api.models, name="api_models"),
+    path("v1/openapi.json", api.openapi, name="api_openapi"),
+    path("v1/docs", api.docs, name="api_docs"),
     path("admin/", admin.site.urls),
 ]

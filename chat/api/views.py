@@ -12,6 +12,7 @@ import redis
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse, StreamingHttpResponse
+from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
 from chat.db import in_db
@@ -23,6 +24,7 @@ from panels.providers.base import DEPTH_HEADER
 from . import keys
 from .errors import BadRequest, error
 from .follow import final_text
+from .openapi import SPEC
 from .request import CompletionRequest, parse
 
 KEEP_ALIVE_S = 10
@@ -265,3 +267,12 @@ async def models(request):
               "owned_by": p.owner.username if p.owner_id else "fusion-room",
               "name": p.name, "description": p.description} for p in panels]  # fmt: skip
     return JsonResponse({"object": "list", "data": data})
+
+
+def openapi(request):
+    return JsonResponse(SPEC)
+
+
+def docs(request):
+    context = {"spec": SPEC, "spec_json": json.dumps(SPEC, indent=2)}
+    return render(request, "chat/api_docs.html", context)

@@ -118,7 +118,7 @@ def test_a_fusion_run_in_the_browser(live_stack, kit, page, browser):
     # Vote for the best answer, blind.
     first_run = Run.objects.filter(message__conversation=kit.room).order_by("pk").first()
     page.goto(f"{base}/runs/{first_run.pk}/vote/")
-    page.locator("input[name=answer]").first.check()
+    page.locator("input[name=choice]").first.check()
     page.click("button:has-text('Vote')")
     page.locator(".notice:has-text('Your vote is recorded')").wait_for()
     assert Vote.objects.filter(run=first_run).count() == 1

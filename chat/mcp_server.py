@@ -10,7 +10,7 @@ in the key owner's history.
 import asyncio
 import os
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from .db import in_db
@@ -22,6 +22,23 @@ server = MCPServer(
     "writes one answer better than any single one. Slow (seconds to minutes), careful.",
 )
 WAIT_S = 600
+
+
+def _user_of(ctx: Context | None):
+    """Over HTTP the request's API key was checked by `mcp_http`; over stdio the key
+    comes from FUSIONROOM_API_KEY."""
+    request = None
+    if ctx is not None:
+        try:
+            request = ctx.request_context.request
+        except ValueError:
+            request = None
+    user_id = getattr(getattr(request, "state", None), "fusion_user_id", None)
+    if user_id is not None:
+        from django.contrib.auth import get_user_model
+
+        return get_user_model().objects.get(pk=user_id)
+    return _owner()
 
 
 def _owner():
@@ -74,14 +91,14 @@ def _result(run_id: int) -> dict | None:
 
 
 @server.tool()
-async def list_panels() -> list[dict]:
+async def list_panels(ctx: Context) -> list[dict]:
     """The panels you can ask: presets, yours and public ones."""
-    user = await in_db(_owner)
+    user = await in_db(_user_of, ctx)
     return await in_db(_panels, user)
 
 
 @server.tool()
-async def fusion(question: str, panel: str = "local") -> str:
+async def fusion(question: str, ctx: Context, panel: str = "local") -> str:
     """Ask a panel of LLMs `question`; returns the synthesized answer.
 
     Args:
@@ -90,7 +107,7 @@ async def fusion(question: str, panel: str = "local") -> str:
     """
     if not question.strip():
         raise ToolError("The question is empty.")
-    user = await in_db(_owner)
+    user = await in_db(_user_of, ctx)
     run_id = await in_db(_start, user, question.strip(), panel)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT_S

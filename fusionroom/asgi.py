@@ -17,11 +17,23 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chat.mcp_http import McpHttpApp  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
+
+mcp_app = McpHttpApp()
+
+
+async def http_app(scope, receive, send):
+    """/mcp is the MCP server (streamable HTTP); everything else is Django."""
+    path = scope.get("path", "")
+    if path == "/mcp" or path.startswith("/mcp/"):
+        return await mcp_app(scope, receive, send)
+    return await django_asgi_app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

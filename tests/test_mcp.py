@@ -51,3 +51,38 @@ def test_the_mcp_server_lists_tools_and_answers(live_stack):
         assert missing.is_error and "No panel 'nope'" in missing.content[0].text
     finally:
         kit.close()
+
+
+def test_mcp_over_streamable_http_in_the_app(live_stack):
+    import httpx
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    kit = ScriptedPanel(seats=2)
+    try:
+        for server in kit.seats:
+            server.default = Reply.stream(["Canberra."])
+        kit.judge.default = analysis_reply()
+        kit.synthesizer.default = Reply.stream(["Canberra, by HTTP."])
+        key = create_key(kit.user, "mcp-http")[1]
+        assert httpx.post(f"{live_stack.url}/mcp", json={}).status_code == 401
+
+        async def session():
+            client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=120)
+            async with (
+                client,
+                streamable_http_client(f"{live_stack.url}/mcp", http_client=client) as streams,
+                ClientSession(streams[0], streams[1]) as mcp,
+            ):
+                await mcp.initialize()
+                tools = {tool.name for tool in (await mcp.list_tools()).tools}
+                answer = await mcp.call_tool(
+                    "fusion", {"question": "Capital of Australia?", "panel": kit.panel.slug}
+                )
+                return tools, answer
+
+        tools, answer = async_to_sync(session)()
+        assert tools == {"fusion", "list_panels"}
+        assert answer.content[0].text.startswith("Canberra, by HTTP.")
+    finally:
+        kit.close()

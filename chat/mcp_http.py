@@ -1,0 +1,62 @@
+"""MCP over streamable HTTP at /mcp, inside the app, authenticated with an API key.
+
+The SDK's Starlette app expects an ASGI lifespan to start its session manager;
+Daphne sends none, so the first request starts it and keeps it for the process.
+"""
+
+import asyncio
+import json
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from mcp.server.transport_security import TransportSecuritySettings
+
+from .api.keys import find
+from .mcp_server import server
+
+
+def _key_user(header: str) -> int | None:
+    if not header.startswith("Bearer "):
+        return None
+    record = find(header.removeprefix("Bearer ").strip())
+    return record.user_id if record else None
+
+
+class McpHttpApp:
+    def __init__(self):
+        hosts = [h for h in settings.ALLOWED_HOSTS if h != "*"]
+        self.app = server.streamable_http_app(
+            streamable_http_path="/mcp",
+            stateless_http=True,
+            json_response=True,
+            transport_security=TransportSecuritySettings(
+                enable_dns_rebinding_protection="*" not in settings.ALLOWED_HOSTS,
+                allowed_hosts=[*hosts, *(f"{h}:*" for h in hosts)],
+                allowed_origins=[f"http://{h}:*" for h in hosts] + [f"https://{h}" for h in hosts],
+            ),
+        )
+        self._started: asyncio.Future | None = None
+
+    async def _start(self) -> None:
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            asyncio.ensure_future(self._hold())
+        await self._started
+
+    async def _hold(self) -> None:
+        async with self.app.router.lifespan_context(self.app):
+            self._started.set_result(True)
+            await asyncio.Event().wait()  # for the life of the process
+
+    async def __call__(self, scope, receive, send):
+        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        user_id = await database_sync_to_async(_key_user)(headers.get("authorization", ""))
+        if user_id is None:
+            body = json.dumps({"error": "Send `Authorization: Bearer <Fusion Room API key>`."})
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body.encode()})
+            return
+        await self._start()
+        scope = {**scope, "state": {**scope.get("state", {}), "fusion_user_id": user_id}}
+        await self.app(scope, receive, send)

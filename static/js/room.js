@@ -13,6 +13,7 @@ const connection = room.querySelector("[data-role=connection]");
 const composer = room.querySelector("form[data-composer=room]");
 const composerError = room.querySelector("[data-role=composer-error]");
 const seqs = new Map(); // answer id -> last sequence number applied
+const ACTIVE = ["queued", "panel", "judging", "synthesizing"];
 // Keep in step with chat.models.Run.Status labels.
 const RUN_LABELS = { queued: "Waiting for a worker…", panel: "The panel is answering…", judging: "The judge is comparing the answers…", synthesizing: "Writing the final answer…" };
 const STATUS_LABELS = { queued: "Queued", streaming: "Streaming", done: "Done", failed: "Failed", late: "Late", cancelled: "Cancelled" };
@@ -85,6 +86,10 @@ function applySnapshot(snapshot) {
   const stick = nearBottom();
   let missing = false;
   for (const run of snapshot.runs) {
+    // A run the page still shows as live but that has ended: its final events
+    // were missed, so draw it again.
+    const shown = thread.querySelector(`[data-run="${run.run}"]`);
+    if (shown && ACTIVE.includes(shown.dataset.status) && !ACTIVE.includes(run.status)) missing = true;
     for (const item of run.answers) {
       const el = answerEl(item.answer);
       if (!el) { missing = true; continue; }
@@ -165,17 +170,26 @@ function resync() {
 }
 
 let refreshing = null;
+let refreshAgain = false;
 async function refreshThread() {
-  // A run this page has not rendered (sent from another tab): fetch the room
-  // again, swap the thread in, then ask for a snapshot to fill live answers.
-  if (refreshing) return refreshing;
+  // Structure changed (a new stage, a run from another tab): fetch the room again,
+  // swap the thread in, then ask for a snapshot to fill live answers. A request
+  // that arrives while one is in flight runs once more after it: the page fetched
+  // may already be older than the event that asked.
+  if (refreshing) {
+    refreshAgain = true;
+    return refreshing;
+  }
   refreshing = (async () => {
     try {
-      const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
-      if (!response.ok) return;
-      const doc = new DOMParser().parseFromString(await response.text(), "text/html");
-      const fresh = doc.querySelector("[data-role=thread]");
-      if (fresh) thread.replaceChildren(...fresh.childNodes);
+      do {
+        refreshAgain = false;
+        const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+        if (!response.ok) return;
+        const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+        const fresh = doc.querySelector("[data-role=thread]");
+        if (fresh) thread.replaceChildren(...fresh.childNodes);
+      } while (refreshAgain);
       seqs.clear();
       resync();
     } finally {
@@ -260,7 +274,6 @@ window.setInterval(() => {
 
 // Stop: shown while a run of this room is live; stops the newest one.
 const stopButton = composer.querySelector("[data-role=stop]");
-const ACTIVE = ["queued", "panel", "judging", "synthesizing"];
 
 function liveRun() {
   const runs = [...thread.querySelectorAll(".run[data-run]")];

@@ -52,12 +52,6 @@ def fit_messages(
     return (ChatMessage("system", system_prompt), *kept)
 
 
-def conversation_messages(
-    message: Message, context_length: int, max_tokens: int, system_prompt: str | None = None
-) -> tuple[ChatMessage, ...]:
-    return fit_messages(message, earlier_turns(message), context_length, max_tokens, system_prompt)
-
-
 def fit_given_messages(
     given: list[dict],
     context_length: int,

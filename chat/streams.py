@@ -13,7 +13,7 @@ from django.conf import settings
 LIVE_TTL_S = 3600
 
 
-def _text_key(answer_id: int) -> str:
+def text_key(answer_id: int) -> str:
     return f"fr:answer:{answer_id}:text"
 
 
@@ -37,9 +37,9 @@ def redis_client(max_connections: int = 50):
 async def append(redis, answer_id: int, text: str) -> int:
     """Append streamed text; returns the delta's sequence number (1, 2, …)."""
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.append(_text_key(answer_id), text)
+        pipe.append(text_key(answer_id), text)
         pipe.incr(_seq_key(answer_id))
-        pipe.expire(_text_key(answer_id), LIVE_TTL_S)
+        pipe.expire(text_key(answer_id), LIVE_TTL_S)
         pipe.expire(_seq_key(answer_id), LIVE_TTL_S)
         _, seq, _, _ = await pipe.execute()
     return int(seq)
@@ -47,12 +47,8 @@ async def append(redis, answer_id: int, text: str) -> int:
 
 async def live_state(redis, answer_id: int) -> tuple[str, int]:
     """(text so far, last sequence number) of a streaming answer."""
-    text, seq = await redis.mget(_text_key(answer_id), _seq_key(answer_id))
+    text, seq = await redis.mget(text_key(answer_id), _seq_key(answer_id))
     return (text or b"").decode("utf-8", "replace"), int(seq or 0)
-
-
-async def forget(redis, answer_id: int) -> None:
-    await redis.delete(_text_key(answer_id), _seq_key(answer_id))
 
 
 async def announce(channel_layer, group: str, event: dict) -> None:

@@ -60,7 +60,7 @@ def _keep_live_text(answers: list[Answer]) -> None:
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
     try:
         for answer in answers:
-            text = client.get(f"fr:answer:{answer.pk}:text")
+            text = client.get(streams.text_key(answer.pk))
             if text:
                 answer.text = text.decode("utf-8", "replace")
                 answer.save(update_fields=["text"])

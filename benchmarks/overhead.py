@@ -63,11 +63,18 @@ def serve_upstreams(ports) -> None:
 
     stamped = "[" + STAMP.decode() + "]"
     seat = ScriptedServer()
-    seat.default = Reply.stream([stamped] * SEAT_CHUNKS, first_delay=SEAT_FIRST_S,
-                                delay=CHUNK_GAP_S, stamp=True)  # fmt: skip
+    seat.default = Reply.stream(
+        [stamped] * SEAT_CHUNKS, first_delay=SEAT_FIRST_S, delay=CHUNK_GAP_S, stamp=True
+    )
     scores = [{"label": label, "score": 7, "reason": "ok"} for label in "ABCDE"]
-    analysis = {"consensus": ["same"], "contradictions": [], "unique_insights": [],
-                "blind_spots": [], "errors": [], "scores": scores}  # fmt: skip
+    analysis = {
+        "consensus": ["same"],
+        "contradictions": [],
+        "unique_insights": [],
+        "blind_spots": [],
+        "errors": [],
+        "scores": scores,
+    }
     judge = ScriptedServer()
     judge.default = Reply.stream([json.dumps(analysis)], first_delay=JUDGE_FIRST_S)
     synth = ScriptedServer()
@@ -92,8 +99,9 @@ def setup_site(urls):
 
     def model(url, name):
         provider = Provider.objects.create(name=name, base_url=url)
-        return CatalogModel.objects.create(provider=provider, model_id=name, display_name=name,
-                                           input_price=1, output_price=2)  # fmt: skip
+        return CatalogModel.objects.create(
+            provider=provider, model_id=name, display_name=name, input_price=1, output_price=2
+        )
 
     seat, judge, synth = (
         model(u, n) for u, n in zip(urls, ("seat", "judge", "synth"), strict=True)
@@ -101,8 +109,14 @@ def setup_site(urls):
     user = get_user_model().objects.create_user("bench", password="bench-password-1")
     panels = {}
     for n in (3, 4, 5):
-        panel = Panel.objects.create(owner=user, slug=f"bench-{n}", name=f"{n} seats",
-                                     judge=judge, synthesizer=synth, deadline_s=60)  # fmt: skip
+        panel = Panel.objects.create(
+            owner=user,
+            slug=f"bench-{n}",
+            name=f"{n} seats",
+            judge=judge,
+            synthesizer=synth,
+            deadline_s=60,
+        )
         for i in range(n):
             Seat.objects.create(panel=panel, position=i, model=seat)
         panels[n] = panel
@@ -113,14 +127,45 @@ def start_stack(port: int, concurrency: int):
     env = {**os.environ, **ENV, "PYTHONUNBUFFERED": "1"}
     log = open(DATA_DIR / "stack.log", "w")  # noqa: SIM115 - lives as long as the stack
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "fusionroom", "worker", "--pool", "threads",
-         "--concurrency", str(concurrency), "-n", "bench@localhost", "--without-gossip",
-         "--without-mingle", "--loglevel", "WARNING"], cwd=ROOT, env=env, stdout=log, stderr=log,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "fusionroom",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "-n",
+            "bench@localhost",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     web = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "fusionroom.asgi:application"], cwd=ROOT, env=env, stdout=log, stderr=log,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "fusionroom.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     return [worker, web]
 
 
@@ -148,8 +193,9 @@ async def follow(port: int, cookie: str, room_id: int, run_id: int, frames: list
 
     url = f"ws://127.0.0.1:{port}/ws/conversations/{room_id}/"
     headers = {"Cookie": f"sessionid={cookie}"}
-    async with websockets.connect(url, origin=f"http://127.0.0.1:{port}",
-                                  additional_headers=headers, max_size=None) as ws:  # fmt: skip
+    async with websockets.connect(
+        url, origin=f"http://127.0.0.1:{port}", additional_headers=headers, max_size=None
+    ) as ws:
         await ws.recv()  # the snapshot
         ready.set()
         async for raw in ws:
@@ -176,8 +222,10 @@ async def one_level(n: int, port: int, user, panels, cookie: str) -> dict:
     runs = await make_runs()
     frames = {run_id: [] for _, run_id in runs}
     readies = [asyncio.Event() for _ in runs]
-    followers = [asyncio.create_task(follow(port, cookie, room, run_id, frames[run_id], ready))
-                 for (room, run_id), ready in zip(runs, readies, strict=True)]  # fmt: skip
+    followers = [
+        asyncio.create_task(follow(port, cookie, room, run_id, frames[run_id], ready))
+        for (room, run_id), ready in zip(runs, readies, strict=True)
+    ]
     await asyncio.gather(*(r.wait() for r in readies))
     enqueued = time.monotonic()
     await asyncio.gather(*(asyncio.to_thread(execute_run.delay, run_id) for _, run_id in runs))
@@ -214,16 +262,25 @@ def measure(runs, frames, wall) -> dict:
         for answer in answers:
             if answer.role == Answer.Role.JUDGE:
                 continue
-            deltas = [(t, f) for t, f in frames[run_id]
-                      if f["type"] == "answer.delta" and f["answer"] == answer.pk]  # fmt: skip
+            deltas = [
+                (t, f)
+                for t, f in frames[run_id]
+                if f["type"] == "answer.delta" and f["answer"] == answer.pk
+            ]
             seqs = [f["seq"] for _, f in deltas]
             text = "".join(f["text"] for _, f in deltas)
             if seqs != list(range(1, len(seqs) + 1)) or text != answer.text:
                 broken += 1
             for received, frame in deltas:
                 relays += [(received - float(ts)) * 1000 for ts in _STAMPED.findall(frame["text"])]
-    return {"overheads": overheads, "relays": relays, "broken": broken, "wall": wall,
-            "queue": queue_waits, "runs": len(runs)}  # fmt: skip
+    return {
+        "overheads": overheads,
+        "relays": relays,
+        "broken": broken,
+        "wall": wall,
+        "queue": queue_waits,
+        "runs": len(runs),
+    }
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -251,7 +308,7 @@ def report(results: dict[int, dict]) -> str:
             f"| {statistics.median(r['queue']):.0f} | {r['wall']:.1f} "
             f"| {r['cpu'][0] * 1000 / r['runs']:.0f} / {r['cpu'][1] * 1000 / r['runs']:.0f} "
             f"| {r['broken']} |"
-        )  # fmt: skip
+        )
     return "\n".join(lines)
 
 
@@ -259,15 +316,16 @@ def verdict(results: dict[int, dict]) -> list[str]:
     lines = []
     r = results.get(20)
     if r:
-        checks = [("overhead p50 at 20 runs", pct(r["overheads"], 50), TARGETS["overhead_p50"]),
-                  ("overhead p99 at 20 runs", pct(r["overheads"], 99), TARGETS["overhead_p99"]),
-                  ("relay p99 at 20 runs", pct(r["relays"], 99), TARGETS["relay_p99"])]  # fmt: skip
+        checks = [
+            ("overhead p50 at 20 runs", pct(r["overheads"], 50), TARGETS["overhead_p50"]),
+            ("overhead p99 at 20 runs", pct(r["overheads"], 99), TARGETS["overhead_p99"]),
+            ("relay p99 at 20 runs", pct(r["relays"], 99), TARGETS["relay_p99"]),
+        ]
         for name, value, target in checks:
             mark = "met" if value <= target else "MISSED"
             lines.append(f"- {name}: {value:.0f} ms (target ≤ {target} ms): **{mark}**")
     broken = sum(r["broken"] for r in results.values())
-    lines.append(f"- text integrity: {broken or 'no'} answers with lost, "
-                 "doubled or reordered text")  # fmt: skip
+    lines.append(f"- text integrity: {broken or 'no'} answers with lost, doubled or reordered text")
     return lines
 
 

@@ -53,8 +53,13 @@ class McpHttpApp:
         user_id = await database_sync_to_async(_key_user)(headers.get("authorization", ""))
         if user_id is None:
             body = json.dumps({"error": "Send `Authorization: Bearer <Fusion Room API key>`."})
-            await send({"type": "http.response.start", "status": 401,
-                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
             await send({"type": "http.response.body", "body": body.encode()})
             return
         await self._start()

@@ -102,9 +102,12 @@ class Run(models.Model):
     # Totals: USD, empty when any call's price is unknown; milliseconds by stage.
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
     solo_cost_usd = models.DecimalField(
-        max_digits=14, decimal_places=8, null=True, blank=True,
+        max_digits=14,
+        decimal_places=8,
+        null=True,
+        blank=True,
         help_text="What the most expensive seat would have cost answering alone.",
-    )  # fmt: skip
+    )
     stage_ms = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -241,8 +244,9 @@ class ApiKey(models.Model):
     """A key for the OpenAI-compatible API. Only its hash is stored; the key itself
     is shown once, when created. The prefix identifies it in lists and logs."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
-                             related_name="api_keys")  # fmt: skip
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
     name = models.CharField(max_length=80)
     prefix = models.CharField(max_length=16, unique=True)
     key_hash = models.CharField(max_length=64)

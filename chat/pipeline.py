@@ -130,10 +130,14 @@ def _set_status(run: Run, status: str) -> None:
 
 def _new_answer(run: Run, role: str, position: int, ref: dict, prompt) -> Answer:
     return Answer.objects.create(
-        run=run, role=role, position=position, model_key=ref["model_id"],
-        model_name=ref["name"], provider_name=ref["provider"],
+        run=run,
+        role=role,
+        position=position,
+        model_key=ref["model_id"],
+        model_name=ref["name"],
+        provider_name=ref["provider"],
         prompt=[{"role": m.role, "content": m.content} for m in prompt],
-    )  # fmt: skip
+    )
 
 
 def _finish(run: Run, status: str, reason: str = "", detail: str = "") -> None:
@@ -189,9 +193,10 @@ async def _quorum(ctx: RunContext, tasks: dict[asyncio.Task, Answer], config: di
             if timeout <= 0:
                 break
         _, pending = await asyncio.wait(
-            pending, timeout=None if timeout == math.inf else timeout,
+            pending,
+            timeout=None if timeout == math.inf else timeout,
             return_when=asyncio.FIRST_COMPLETED,
-        )  # fmt: skip
+        )
     for task in pending:
         answer = tasks[task]
         ctx.late.add(answer.pk)
@@ -207,9 +212,12 @@ async def _judge(ctx: RunContext, question: str, labelled, first_position: int):
     ref, drafts = config["judge"], config.get("judge_drafts", False)
     messages = prompts.judge_messages(question, labelled, drafts)
     known = [label for label, _, _ in labelled]
-    request_options = {"max_tokens": settings.JUDGE_MAX_TOKENS, "temperature": 0.0,
-                       "response_format": _json_format(ref, known, drafts),
-                       "depth": config.get("depth", 0)}  # fmt: skip
+    request_options = {
+        "max_tokens": settings.JUDGE_MAX_TOKENS,
+        "temperature": 0.0,
+        "response_format": _json_format(ref, known, drafts),
+        "depth": config.get("depth", 0),
+    }
     raw = ""
     for attempt in range(2):
         answer = await in_db(
@@ -265,10 +273,17 @@ async def _synthesize(ctx: RunContext, question: str, labelled, analysis, raw, p
 
 def _drafted_answer(run: Run, ref: dict, draft: str, position: int) -> Answer:
     return Answer.objects.create(
-        run=run, role=Answer.Role.SYNTHESIZER, position=position, model_key=ref["model_id"],
-        model_name=ref["name"], provider_name=ref["provider"], text=draft,
-        status=Answer.Status.DONE, cost_usd=Decimal(0), cost_source="in judge",
-    )  # fmt: skip
+        run=run,
+        role=Answer.Role.SYNTHESIZER,
+        position=position,
+        model_key=ref["model_id"],
+        model_name=ref["name"],
+        provider_name=ref["provider"],
+        text=draft,
+        status=Answer.Status.DONE,
+        cost_usd=Decimal(0),
+        cost_source="in judge",
+    )
 
 
 # --- the run ----------------------------------------------------------------------
@@ -304,22 +319,29 @@ async def _stage(ctx: RunContext, status: str) -> None:
 async def _end(ctx: RunContext, status: str, reason: str = "", detail: str = "") -> None:
     run = ctx.run
     await in_db(_finish, run, status, reason, detail)
-    await ctx.announce({
-        "type": "run.done", "status": run.status, "failure_reason": run.failure_reason,
-        "failure_detail": run.failure_detail,
-        "cost": None if run.cost_usd is None else str(run.cost_usd),
-        "solo_cost": None if run.solo_cost_usd is None else str(run.solo_cost_usd),
-        "stage_ms": run.stage_ms,
-    })  # fmt: skip
+    await ctx.announce(
+        {
+            "type": "run.done",
+            "status": run.status,
+            "failure_reason": run.failure_reason,
+            "failure_detail": run.failure_detail,
+            "cost": None if run.cost_usd is None else str(run.cost_usd),
+            "solo_cost": None if run.solo_cost_usd is None else str(run.solo_cost_usd),
+            "stage_ms": run.stage_ms,
+        }
+    )
 
 
 async def _execute(ctx: RunContext, seats: list[Answer]) -> None:
     run, loop = ctx.run, asyncio.get_running_loop()
     started = loop.time()
-    await ctx.announce({
-        "type": "run.started", "status": run.status,
-        "answers": [{"answer": a.pk, "role": a.role, "model": a.model_name} for a in seats],
-    })  # fmt: skip
+    await ctx.announce(
+        {
+            "type": "run.started",
+            "status": run.status,
+            "answers": [{"answer": a.pk, "role": a.role, "model": a.model_name} for a in seats],
+        }
+    )
     await _panel(ctx, seats)
     run.stage_ms["panel"] = int((loop.time() - started) * 1000)
     if ctx.cancelled:
@@ -327,8 +349,9 @@ async def _execute(ctx: RunContext, seats: list[Answer]) -> None:
     answered = [a for a in seats if a.status == Answer.Status.DONE and a.text.strip()]
     if not answered:
         detail = "; ".join(f"{a.model_name}: {a.error or 'an empty answer'}" for a in seats)
-        return await _end(ctx, Run.Status.FAILED, Run.Failure.ALL_SEATS_FAILED,
-                          f"Every seat failed. {detail}")  # fmt: skip
+        return await _end(
+            ctx, Run.Status.FAILED, Run.Failure.ALL_SEATS_FAILED, f"Every seat failed. {detail}"
+        )
     if not run.config.get("judge"):
         return await _end(ctx, Run.Status.DONE)  # a single model: its answer is final
 
@@ -338,14 +361,21 @@ async def _execute(ctx: RunContext, seats: list[Answer]) -> None:
     mark = loop.time()
     analysis, raw = await _judge(ctx, question, labelled, len(seats))
     run.stage_ms["judging"] = int((loop.time() - mark) * 1000)
-    run.analysis = None if analysis is None else {
-        **analysis, "labels": {label: answer_id for label, answer_id, _ in labelled}
-    }  # fmt: skip
+    run.analysis = (
+        None
+        if analysis is None
+        else {**analysis, "labels": {label: answer_id for label, answer_id, _ in labelled}}
+    )
     run.analysis_raw, run.analysis_structured = raw, analysis is not None
-    await in_db(lambda: run.save(update_fields=["analysis", "analysis_raw",
-                                                "analysis_structured"]))  # fmt: skip
-    await ctx.announce({"type": "analysis.ready", "structured": run.analysis_structured,
-                        "analysis": run.analysis, "raw": "" if analysis else raw})  # fmt: skip
+    await in_db(lambda: run.save(update_fields=["analysis", "analysis_raw", "analysis_structured"]))
+    await ctx.announce(
+        {
+            "type": "analysis.ready",
+            "structured": run.analysis_structured,
+            "analysis": run.analysis,
+            "raw": "" if analysis else raw,
+        }
+    )
     if ctx.cancelled:
         return await _end(ctx, Run.Status.CANCELLED, Run.Failure.CANCELLED, "Stopped by the user.")
 
@@ -357,5 +387,9 @@ async def _execute(ctx: RunContext, seats: list[Answer]) -> None:
         return await _end(ctx, Run.Status.DONE)
     if ctx.cancelled:
         return await _end(ctx, Run.Status.CANCELLED, Run.Failure.CANCELLED, "Stopped by the user.")
-    await _end(ctx, Run.Status.FAILED, Run.Failure.SYNTHESIS_FAILED,
-               f"No synthesis: {final.error} The panel's answers are shown above.")  # fmt: skip
+    await _end(
+        ctx,
+        Run.Status.FAILED,
+        Run.Failure.SYNTHESIS_FAILED,
+        f"No synthesis: {final.error} The panel's answers are shown above.",
+    )

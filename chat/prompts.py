@@ -72,8 +72,10 @@ def anonymise(answers: list[tuple[int, str]], rng: random.Random) -> list[tuple[
     model wrote what, nor the seat order."""
     shuffled = list(answers)
     rng.shuffle(shuffled)
-    return [(label, answer_id, text) for label, (answer_id, text) in
-            zip(labels(len(shuffled)), shuffled, strict=True)]  # fmt: skip
+    return [
+        (label, answer_id, text)
+        for label, (answer_id, text) in zip(labels(len(shuffled)), shuffled, strict=True)
+    ]
 
 
 def _blocks(labelled: list[tuple[str, int, str]]) -> str:
@@ -134,11 +136,13 @@ def parse_analysis(text: str, known_labels: list[str], drafts: bool = False) -> 
         positions = item.get("positions") or {}
         if not isinstance(positions, dict):
             raise AnalysisError('"positions" must map labels to what each answer says')
-        analysis["contradictions"].append({
-            "point": str(item.get("point", "")),
-            "positions": {k: str(v) for k, v in positions.items() if k in known_labels},
-            "verdict": str(item.get("verdict", "")),
-        })  # fmt: skip
+        analysis["contradictions"].append(
+            {
+                "point": str(item.get("point", "")),
+                "positions": {k: str(v) for k, v in positions.items() if k in known_labels},
+                "verdict": str(item.get("verdict", "")),
+            }
+        )
     for key, field in (("unique_insights", "insight"), ("errors", "error")):
         for item in _list_of(data, key, dict):
             if item.get("label") in known_labels:
@@ -236,6 +240,12 @@ ANALYSIS_SCHEMA = {
             },
         },
     },
-    "required": ["consensus", "contradictions", "unique_insights", "blind_spots", "errors",
-                 "scores"],
-}  # fmt: skip
+    "required": [
+        "consensus",
+        "contradictions",
+        "unique_insights",
+        "blind_spots",
+        "errors",
+        "scores",
+    ],
+}

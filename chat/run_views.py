@@ -52,20 +52,31 @@ def compare(request, pk: int):
         "errors": [e for e in analysis.get("errors", []) if e["label"] in shown],
         "insights": [i for i in analysis.get("unique_insights", []) if i["label"] in shown],
     }
-    return render(request, "chat/compare.html", {
-        "run": run, "candidates": candidates, "chosen": chosen, "points": points,
-    })  # fmt: skip
+    return render(
+        request,
+        "chat/compare.html",
+        {
+            "run": run,
+            "candidates": candidates,
+            "chosen": chosen,
+            "points": points,
+        },
+    )
 
 
 def _ballot(run: Run, user_id: int) -> list[Answer]:
     """The synthesis and every seat that answered, in an order of their own per
     voter that nobody can work out (seeded with a secret), without names or ids:
     the vote is blind. Options are posted by their place on the ballot."""
-    answers = [a for a in run.answers.all()
-               if a.role != Answer.Role.JUDGE and a.status == Answer.Status.DONE]  # fmt: skip
+    answers = [
+        a
+        for a in run.answers.all()
+        if a.role != Answer.Role.JUDGE and a.status == Answer.Status.DONE
+    ]
     answers.sort(key=lambda a: a.pk)
-    seed = hmac.new(settings.SECRET_KEY.encode(), f"ballot:{run.pk}:{user_id}".encode(),
-                    hashlib.sha256).hexdigest()  # fmt: skip
+    seed = hmac.new(
+        settings.SECRET_KEY.encode(), f"ballot:{run.pk}:{user_id}".encode(), hashlib.sha256
+    ).hexdigest()
     random.Random(seed).shuffle(answers)
     return answers
 
@@ -82,9 +93,16 @@ def vote(request, pk: int):
         index = int(choice) - 1 if choice.isascii() and choice.isdigit() else -1
         picked = ballot[index] if 0 <= index < len(ballot) else None
         if picked is None:
-            return render(request, "chat/vote.html", {
-                "run": run, "ballot": ballot, "error": "Pick one of the answers.",
-            }, status=400)  # fmt: skip
+            return render(
+                request,
+                "chat/vote.html",
+                {
+                    "run": run,
+                    "ballot": ballot,
+                    "error": "Pick one of the answers.",
+                },
+                status=400,
+            )
         Vote.objects.update_or_create(run=run, user=request.user, defaults={"answer": picked})
         return redirect("chat:vote", pk=run.pk)
     mine = Vote.objects.filter(run=run, user=request.user).first()
@@ -105,11 +123,17 @@ def leaderboard(request):
             seen[_contender(answer)] += 1
         wins[_contender(v.answer)] += 1
     rows = sorted(
-        ({"name": name, "wins": wins[name], "seen": seen[name],
-          "rate": round(100 * wins[name] / seen[name]) if seen[name] else 0}
-         for name in seen),
+        (
+            {
+                "name": name,
+                "wins": wins[name],
+                "seen": seen[name],
+                "rate": round(100 * wins[name] / seen[name]) if seen[name] else 0,
+            }
+            for name in seen
+        ),
         key=lambda r: (-r["rate"], -r["wins"]),
-    )  # fmt: skip
+    )
     return render(request, "chat/leaderboard.html", {"rows": rows, "total": len(votes)})
 
 

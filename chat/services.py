@@ -70,9 +70,11 @@ def stop_run(run: Run) -> bool:
     if not run.is_active:
         return False
     closed = Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
-        status=Run.Status.CANCELLED, failure_reason=Run.Failure.CANCELLED,
-        failure_detail="Stopped before it started.", finished_at=timezone.now(),
-    )  # fmt: skip
+        status=Run.Status.CANCELLED,
+        failure_reason=Run.Failure.CANCELLED,
+        failure_detail="Stopped before it started.",
+        finished_at=timezone.now(),
+    )
     if closed:
         Answer.objects.filter(run=run).update(status=Answer.Status.CANCELLED)
         return True

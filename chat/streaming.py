@@ -165,9 +165,13 @@ async def run_answer(
     # (One write fewer per answer, where every run starts all its seats at once.)
     answer.status = Answer.Status.STREAMING
     await ctx.announce(
-        {"type": "answer.started", "answer": answer.pk, "role": answer.role,
-         "model": answer.model_name}
-    )  # fmt: skip
+        {
+            "type": "answer.started",
+            "answer": answer.pk,
+            "role": answer.role,
+            "model": answer.model_name,
+        }
+    )
 
     async def flush(text: str) -> None:
         # Redis holds only the live copy (the call keeps every part): a failure
@@ -195,7 +199,7 @@ async def run_answer(
             cooldowns=ctx.cooldowns,
             on_text=on_text,
             limits=limits,
-        )  # fmt: skip
+        )
     )
     ctx.running[answer.pk] = task
     try:
@@ -220,8 +224,12 @@ async def run_answer(
         with contextlib.suppress(Exception):
             await coalescer.close()
         first = targets[0] if targets else None
-        record(answer, result, local=bool(first and _is_local(first)),
-               site_wide=not (first and first.endpoint.public_only))  # fmt: skip
+        record(
+            answer,
+            result,
+            local=bool(first and _is_local(first)),
+            site_wide=not (first and first.endpoint.public_only),
+        )
         last_seq = 0
         with contextlib.suppress(Exception):
             _, last_seq = await streams.live_state(ctx.redis, answer.pk)

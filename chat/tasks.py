@@ -42,8 +42,13 @@ def mark_failed(run_id: int, reason: str, detail: str) -> bool:
     )
     if closed:
         run = Run.objects.select_related("message__conversation").get(pk=run_id)
-        event = {"type": "run.done", "run": run_id, "status": run.status,
-                 "failure_reason": reason, "failure_detail": detail}  # fmt: skip
+        event = {
+            "type": "run.done",
+            "run": run_id,
+            "status": run.status,
+            "failure_reason": reason,
+            "failure_detail": detail,
+        }
         try:
             async_to_sync(streams.announce)(
                 get_channel_layer(), run.message.conversation.group_name, event

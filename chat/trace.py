@@ -46,16 +46,22 @@ def build(run: Run) -> dict:
             end = start + (attempt.get("ended_ms") or attempt.get("started_ms") or 0)
             if attempt.get("waited_s"):
                 wait = attempt["waited_s"] * 1000
-                segments.append(Segment(x(begin - wait), x(wait), "waiting",
-                                        f"backoff {attempt['waited_s']:.1f} s"))  # fmt: skip
+                segments.append(
+                    Segment(
+                        x(begin - wait), x(wait), "waiting", f"backoff {attempt['waited_s']:.1f} s"
+                    )
+                )
             error = (attempt.get("error") or {}).get("message", "")
             title = f"{attempt['model']}: {attempt['outcome']}" + (f" ({error})" if error else "")
             segments.append(Segment(x(begin), max(x(end - begin), 2), attempt["outcome"], title))
         first = None
         if answer.first_token_ms is not None:
             first = x(start + answer.first_token_ms)
-        role = {"seat": f"Seat {answer.position + 1}", "judge": "Judge",
-                "synthesizer": "Synthesis"}[answer.role]  # fmt: skip
+        role = {
+            "seat": f"Seat {answer.position + 1}",
+            "judge": "Judge",
+            "synthesizer": "Synthesis",
+        }[answer.role]
         rows.append(Row(20 + index * ROW, f"{role}: {answer.model_name}", answer, segments, first))
     ticks = [(x(ms), f"{ms / 1000:g} s") for ms in range(0, int(total) + 1, _tick(total))]
     return {

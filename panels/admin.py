@@ -8,8 +8,15 @@ from .openrouter import SyncError, sync_models
 class CatalogModelInline(admin.TabularInline):
     model = CatalogModel
     extra = 0
-    fields = ("model_id", "display_name", "context_length", "input_price", "output_price",
-              "supports_tools", "is_active")  # fmt: skip
+    fields = (
+        "model_id",
+        "display_name",
+        "context_length",
+        "input_price",
+        "output_price",
+        "supports_tools",
+        "is_active",
+    )
     show_change_link = True
 
 
@@ -20,8 +27,18 @@ class ProviderAdmin(admin.ModelAdmin):
     list_filter = ("kind", "source", "is_active")
     search_fields = ("name", "base_url", "owner__username")
     readonly_fields = ("source", "key_hint", "created_at", "updated_at")
-    fields = ("name", "kind", "base_url", "owner", "api_key", "key_hint", "is_active", "source",
-              "created_at", "updated_at")  # fmt: skip
+    fields = (
+        "name",
+        "kind",
+        "base_url",
+        "owner",
+        "api_key",
+        "key_hint",
+        "is_active",
+        "source",
+        "created_at",
+        "updated_at",
+    )
     raw_id_fields = ("owner",)
     actions = ["sync_openrouter_models"]
     inlines = [CatalogModelInline]
@@ -39,7 +56,16 @@ class ProviderAdmin(admin.ModelAdmin):
 
 @admin.register(CatalogModel)
 class CatalogModelAdmin(admin.ModelAdmin):
-    list_display = ("display_name", "model_id", "provider", "context_length", "input_price",
-                    "output_price", "supports_tools", "source", "is_active")  # fmt: skip
+    list_display = (
+        "display_name",
+        "model_id",
+        "provider",
+        "context_length",
+        "input_price",
+        "output_price",
+        "supports_tools",
+        "source",
+        "is_active",
+    )
     list_filter = ("provider", "source", "supports_tools", "is_active")
     search_fields = ("model_id", "display_name")

@@ -174,9 +174,15 @@ def _settle_usage(result: CallResult, request: ChatRequest, target: Target | Non
         )
 
 
-async def _attempt(target: Target, request: ChatRequest, result: CallResult,
-                   attempt: Attempt, client: httpx.AsyncClient, limits: CallLimits,
-                   on_text: Callable[[str], Awaitable[None]]) -> None:  # fmt: skip
+async def _attempt(
+    target: Target,
+    request: ChatRequest,
+    result: CallResult,
+    attempt: Attempt,
+    client: httpx.AsyncClient,
+    limits: CallLimits,
+    on_text: Callable[[str], Awaitable[None]],
+) -> None:
     provider = provider_for(target.endpoint, client)
     stream = provider.stream(request).__aiter__()
     async for event in _limited(stream, limits, target.endpoint.name or target.display_name):
@@ -214,21 +220,36 @@ async def call(
             model_request = _for_model(request, target.model_id)
             remaining = await cooldowns.remaining(target.provider_id, target.model_id)
             if remaining > 0:
-                result.attempts.append(Attempt(
-                    target.display_name, target.model_id, target.provider_id, outcome="skipped",
-                    started_ms=result.elapsed_ms(), ended_ms=result.elapsed_ms(),
-                    error={"kind": ErrorKind.COOLDOWN.value, "retryable": True, "status": None,
-                           "message": f"{target.display_name} is cooling down after repeated "
-                                      f"failures ({remaining:.0f} s left); skipped"},
-                ))  # fmt: skip
+                result.attempts.append(
+                    Attempt(
+                        target.display_name,
+                        target.model_id,
+                        target.provider_id,
+                        outcome="skipped",
+                        started_ms=result.elapsed_ms(),
+                        ended_ms=result.elapsed_ms(),
+                        error={
+                            "kind": ErrorKind.COOLDOWN.value,
+                            "retryable": True,
+                            "status": None,
+                            "message": f"{target.display_name} is cooling down after repeated "
+                            f"failures ({remaining:.0f} s left); skipped",
+                        },
+                    )
+                )
                 result.error = ProviderError(
                     result.attempts[-1].error["message"], retryable=True, kind=ErrorKind.COOLDOWN
                 )
                 continue
             retries, waited = 0, 0.0
             while True:
-                attempt = Attempt(target.display_name, target.model_id, target.provider_id,
-                                  started_ms=result.elapsed_ms(), waited_s=waited)  # fmt: skip
+                attempt = Attempt(
+                    target.display_name,
+                    target.model_id,
+                    target.provider_id,
+                    started_ms=result.elapsed_ms(),
+                    waited_s=waited,
+                )
                 result.attempts.append(attempt)
                 try:
                     await _attempt(target, model_request, result, attempt, client, limits, on_text)
@@ -256,9 +277,10 @@ async def call(
                 return result
         if result.error is None:
             result.error = ProviderError(
-                "No model was configured for this call.", retryable=False,
+                "No model was configured for this call.",
+                retryable=False,
                 kind=ErrorKind.UNAVAILABLE,
-            )  # fmt: skip
+            )
         return result
     except asyncio.CancelledError:
         if result.attempts and result.attempts[-1].outcome == "running":

@@ -50,8 +50,16 @@ def check_connection(provider: Provider, model_id: str = "") -> tuple[bool, str]
             pass
 
         async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as client:
-            await calls.call([target], request, result, client=client, cooldowns=_NoCooldowns(),
-                             on_text=ignore, limits=limits, retry=calls.RetryPolicy(0))  # fmt: skip
+            await calls.call(
+                [target],
+                request,
+                result,
+                client=client,
+                cooldowns=_NoCooldowns(),
+                on_text=ignore,
+                limits=limits,
+                retry=calls.RetryPolicy(0),
+            )
         return result
 
     result = asyncio.run(run())

@@ -44,22 +44,36 @@ def estimate(panel: Panel, prompt: str = "") -> dict:
         low_out, high_out = min(150, top), top
         answers_low, answers_high = answers_low + low_out, answers_high + high_out
         tokens_in = question + PROMPT_OVERHEAD
-        lines.append(Line(f"Seat {seat.position + 1}",
-                          seat.model.display_name if seat.model else "(removed model)",
-                          _cost(seat.model, tokens_in, low_out),
-                          _cost(seat.model, tokens_in, high_out)))  # fmt: skip
+        lines.append(
+            Line(
+                f"Seat {seat.position + 1}",
+                seat.model.display_name if seat.model else "(removed model)",
+                _cost(seat.model, tokens_in, low_out),
+                _cost(seat.model, tokens_in, high_out),
+            )
+        )
     judge_in = (
         question + PROMPT_OVERHEAD * 4 + answers_low,
         question + PROMPT_OVERHEAD * 4 + answers_high,
     )
-    lines.append(Line("Judge", panel.judge.display_name if panel.judge else "none",
-                      _cost(panel.judge, judge_in[0], JUDGE_OUT[0]),
-                      _cost(panel.judge, judge_in[1], JUDGE_OUT[1])))  # fmt: skip
+    lines.append(
+        Line(
+            "Judge",
+            panel.judge.display_name if panel.judge else "none",
+            _cost(panel.judge, judge_in[0], JUDGE_OUT[0]),
+            _cost(panel.judge, judge_in[1], JUDGE_OUT[1]),
+        )
+    )
     if not panel.judge_drafts:
         synth = panel.synthesizer or panel.judge
-        lines.append(Line("Synthesis", synth.display_name if synth else "none",
-                          _cost(synth, judge_in[0] + JUDGE_OUT[0], SYNTH_OUT[0]),
-                          _cost(synth, judge_in[1] + JUDGE_OUT[1], SYNTH_OUT[1])))  # fmt: skip
+        lines.append(
+            Line(
+                "Synthesis",
+                synth.display_name if synth else "none",
+                _cost(synth, judge_in[0] + JUDGE_OUT[0], SYNTH_OUT[0]),
+                _cost(synth, judge_in[1] + JUDGE_OUT[1], SYNTH_OUT[1]),
+            )
+        )
     known = all(line.low is not None for line in lines)
     seat_highs = [line.high for line in lines[: len(seats)]]
     return {

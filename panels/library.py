@@ -33,9 +33,11 @@ def record_version(panel: Panel) -> PanelVersion:
         Panel.objects.filter(pk=panel.pk).update(version=number)
         panel.version = number
     return PanelVersion.objects.create(
-        panel=panel, number=number, recipe=recipe,
+        panel=panel,
+        number=number,
+        recipe=recipe,
         changes=_changes(last.recipe if last else None, recipe),
-    )  # fmt: skip
+    )
 
 
 @transaction.atomic

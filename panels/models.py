@@ -275,7 +275,7 @@ def solo_snapshot(model: CatalogModel) -> dict:
                 "temperature": None,
                 "max_tokens": None,
                 "limits": {},
-            }  # fmt: skip
+            }
         ],
         "judge": None,
         "synthesizer": None,

@@ -8,10 +8,15 @@ from .recipes import MAX_SEATS
 
 
 def _label(model: CatalogModel) -> str:
-    price = "free" if model.input_price == 0 else (
-        "price unknown" if not model.price_known
-        else f"${model.input_price:g}/${model.output_price:g} per M"
-    )  # fmt: skip
+    price = (
+        "free"
+        if model.input_price == 0
+        else (
+            "price unknown"
+            if not model.price_known
+            else f"${model.input_price:g}/${model.output_price:g} per M"
+        )
+    )
     return f"{model.display_name} · {model.provider} · {model.context_length:,} ctx · {price}"
 
 
@@ -23,19 +28,31 @@ class _ModelChoice(forms.ModelChoiceField):
 class PanelForm(forms.ModelForm):
     class Meta:
         model = Panel
-        fields = ["name", "description", "visibility", "judge", "synthesizer",
-                  "synthesizer_fallback", "judge_drafts", "min_answers", "deadline_s"]  # fmt: skip
-        field_classes = {"judge": _ModelChoice, "synthesizer": _ModelChoice,
-                         "synthesizer_fallback": _ModelChoice}  # fmt: skip
+        fields = [
+            "name",
+            "description",
+            "visibility",
+            "judge",
+            "synthesizer",
+            "synthesizer_fallback",
+            "judge_drafts",
+            "min_answers",
+            "deadline_s",
+        ]
+        field_classes = {
+            "judge": _ModelChoice,
+            "synthesizer": _ModelChoice,
+            "synthesizer_fallback": _ModelChoice,
+        }
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
         labels = {"deadline_s": "Deadline (seconds)", "min_answers": "Quorum (answers)"}
         help_texts = {
             "synthesizer": "Empty: the judge's model writes the final answer too.",
             "min_answers": "Empty: wait for every seat. Else the judge starts once this many "
-                           "answered and the deadline passed.",
+            "answered and the deadline passed.",
             "deadline_s": "Seconds. Seats still running then are cut off, once the quorum "
-                          "has answered.",
-        }  # fmt: skip
+            "has answered.",
+        }
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -54,19 +71,34 @@ class PanelForm(forms.ModelForm):
 
 class SeatForm(forms.ModelForm):
     fallbacks = forms.ModelMultipleChoiceField(
-        queryset=CatalogModel.objects.none(), required=False,
+        queryset=CatalogModel.objects.none(),
+        required=False,
         help_text="Tried in order when the seat's model fails before answering.",
-    )  # fmt: skip
+    )
 
     class Meta:
         model = Seat
-        fields = ["position", "model", "temperature", "max_tokens", "system_prompt",
-                  "first_token_timeout_s", "idle_timeout_s", "total_timeout_s"]  # fmt: skip
+        fields = [
+            "position",
+            "model",
+            "temperature",
+            "max_tokens",
+            "system_prompt",
+            "first_token_timeout_s",
+            "idle_timeout_s",
+            "total_timeout_s",
+        ]
         field_classes = {"model": _ModelChoice}
-        widgets = {"system_prompt": forms.Textarea(attrs={"rows": 2}),
-                   "position": forms.NumberInput(attrs={"min": 1, "class": "narrow"})}  # fmt: skip
-        labels = {"position": "Order", "first_token_timeout_s": "First token (s)",
-                  "idle_timeout_s": "Idle gap (s)", "total_timeout_s": "Total (s)"}  # fmt: skip
+        widgets = {
+            "system_prompt": forms.Textarea(attrs={"rows": 2}),
+            "position": forms.NumberInput(attrs={"min": 1, "class": "narrow"}),
+        }
+        labels = {
+            "position": "Order",
+            "first_token_timeout_s": "First token (s)",
+            "idle_timeout_s": "Idle gap (s)",
+            "total_timeout_s": "Total (s)",
+        }
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -106,15 +138,24 @@ class BaseSeatFormSet(BaseInlineFormSet):
 
 
 SeatFormSet = inlineformset_factory(
-    Panel, Seat, form=SeatForm, formset=BaseSeatFormSet, extra=1, can_delete=True,
-    max_num=MAX_SEATS, validate_max=True,
-)  # fmt: skip
+    Panel,
+    Seat,
+    form=SeatForm,
+    formset=BaseSeatFormSet,
+    extra=1,
+    can_delete=True,
+    max_num=MAX_SEATS,
+    validate_max=True,
+)
 
 
 class ImportForm(forms.Form):
     file = forms.FileField(required=False, help_text="A recipe .json file…")
-    text = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 8}),
-                           help_text="…or paste the recipe here.")  # fmt: skip
+    text = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8}),
+        help_text="…or paste the recipe here.",
+    )
 
     def clean(self):
         data = super().clean()

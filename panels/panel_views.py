@@ -44,15 +44,24 @@ def detail(request, slug: str):
     latencies = [r.stage_ms.get("total") for r in runs.only("stage_ms")[:500]]
     latencies = [ms for ms in latencies if ms]
     votes = _win_rate(panel)
-    return render(request, "panels/detail.html", {
-        "panel": panel, "seats": panel.seats.select_related("model__provider"),
-        "versions": panel.versions.all()[:20], "is_owner": panel.owner_id == request.user.pk,
-        "forks": panel.forks.count(), "stats": stats, "votes": votes,
-        "avg_latency_ms": sum(latencies) / len(latencies) if latencies else None,
-        "estimate": estimate(panel, request.GET.get("prompt", "")[:20_000]),
-        "recent": panel.runs.filter(message__conversation__owner=request.user)
-                  .select_related("message__conversation").order_by("-pk")[:10],
-    })  # fmt: skip
+    return render(
+        request,
+        "panels/detail.html",
+        {
+            "panel": panel,
+            "seats": panel.seats.select_related("model__provider"),
+            "versions": panel.versions.all()[:20],
+            "is_owner": panel.owner_id == request.user.pk,
+            "forks": panel.forks.count(),
+            "stats": stats,
+            "votes": votes,
+            "avg_latency_ms": sum(latencies) / len(latencies) if latencies else None,
+            "estimate": estimate(panel, request.GET.get("prompt", "")[:20_000]),
+            "recent": panel.runs.filter(message__conversation__owner=request.user)
+            .select_related("message__conversation")
+            .order_by("-pk")[:10],
+        },
+    )
 
 
 def _win_rate(panel: Panel) -> dict:
@@ -61,8 +70,11 @@ def _win_rate(panel: Panel) -> dict:
         total=Count("votes"), wins=Count("votes", filter=Q(votes__answer__role="synthesizer"))
     )
     total = counts["total"]
-    return {"total": total, "synthesis_wins": counts["wins"],
-            "rate": round(100 * counts["wins"] / total) if total else None}  # fmt: skip
+    return {
+        "total": total,
+        "synthesis_wins": counts["wins"],
+        "rate": round(100 * counts["wins"] / total) if total else None,
+    }
 
 
 @login_required
@@ -88,9 +100,16 @@ def edit(request, slug: str | None = None):
         library.record_version(panel)
         messages.success(request, f"Panel {panel} saved (version {panel.version}).")
         return redirect("panels:detail", slug=panel.slug)
-    return render(request, "panels/edit.html", {
-        "form": form, "seats": seats, "panel": panel if panel.pk else None,
-    }, status=400 if request.method == "POST" else 200)  # fmt: skip
+    return render(
+        request,
+        "panels/edit.html",
+        {
+            "form": form,
+            "seats": seats,
+            "panel": panel if panel.pk else None,
+        },
+        status=400 if request.method == "POST" else 200,
+    )
 
 
 @login_required
@@ -133,11 +152,13 @@ def import_recipe(request):
     report = None
     if request.method == "POST" and form.is_valid():
         try:
-            imported = recipes.resolve(recipes.parse(form.cleaned_data["recipe_text"]),
-                                       request.user)  # fmt: skip
+            imported = recipes.resolve(
+                recipes.parse(form.cleaned_data["recipe_text"]), request.user
+            )
             if not imported.missing:
-                panel = recipes.save_as_panel(imported, request.user,
-                                              library.new_slug(imported.data["name"]))  # fmt: skip
+                panel = recipes.save_as_panel(
+                    imported, request.user, library.new_slug(imported.data["name"])
+                )
                 library.record_version(panel)
                 messages.success(request, f"Imported {panel}.")
                 return redirect("panels:detail", slug=panel.slug)

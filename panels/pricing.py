@@ -25,8 +25,12 @@ class Cost:
 UNKNOWN = Cost(None, "unknown")
 
 
-def cost_of(input_tokens: int, output_tokens: int, reported: float | None,
-            prices: tuple[Decimal, Decimal] | None) -> Cost:  # fmt: skip
+def cost_of(
+    input_tokens: int,
+    output_tokens: int,
+    reported: float | None,
+    prices: tuple[Decimal, Decimal] | None,
+) -> Cost:
     """prices: USD per token (input, output), or None when the catalog has none."""
     if reported is not None:
         return Cost(Decimal(str(reported)), "provider")

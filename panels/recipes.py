@@ -16,8 +16,18 @@ from .models import CatalogModel, Panel, Seat
 SCHEMA_VERSION = 1
 MAX_BYTES = 256 * 1024
 MAX_SEATS = 8
-_TOP = {"schema", "name", "description", "seats", "judge", "synthesizer",
-        "synthesizer_fallback", "judge_drafts", "min_answers", "deadline_s"}  # fmt: skip
+_TOP = {
+    "schema",
+    "name",
+    "description",
+    "seats",
+    "judge",
+    "synthesizer",
+    "synthesizer_fallback",
+    "judge_drafts",
+    "min_answers",
+    "deadline_s",
+}
 _SEAT = {"model", "fallbacks", "system_prompt", "temperature", "max_tokens", "timeouts"}
 _TIMEOUTS = {"first_token_s", "idle_s", "total_s"}
 
@@ -111,8 +121,11 @@ def _number(where: str, value, low: float, high: float, integer=False, optional=
 def _model_ref(where: str, value, optional=False) -> dict | None:
     if value is None and optional:
         return None
-    if (not isinstance(value, dict) or set(value) != {"provider", "model"}
-            or not all(isinstance(v, str) and v.strip() for v in value.values())):  # fmt: skip
+    if (
+        not isinstance(value, dict)
+        or set(value) != {"provider", "model"}
+        or not all(isinstance(v, str) and v.strip() for v in value.values())
+    ):
         raise RecipeError(where, 'must be {"provider": "...", "model": "..."}')
     return {"provider": value["provider"].strip(), "model": value["model"].strip()}
 
@@ -135,8 +148,11 @@ def validate(data) -> dict:
     if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
         raise RecipeError("schema", f"must be the schema version ({SCHEMA_VERSION})")
     if schema > SCHEMA_VERSION:
-        raise RecipeError("schema", f"is version {schema}, from a newer Fusion Room; this "
-                                    f"server reads version {SCHEMA_VERSION}")  # fmt: skip
+        raise RecipeError(
+            "schema",
+            f"is version {schema}, from a newer Fusion Room; this "
+            f"server reads version {SCHEMA_VERSION}",
+        )
     name = data.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 80:
         raise RecipeError("name", "must be a name of 1 to 80 characters")
@@ -158,16 +174,24 @@ def validate(data) -> dict:
         fallbacks = seat.get("fallbacks") or []
         if not isinstance(fallbacks, list) or len(fallbacks) > 3:
             raise RecipeError(f"{where}.fallbacks", "must be a list of at most 3 models")
-        clean_seats.append({
-            "model": _model_ref(f"{where}.model", seat.get("model")),
-            "fallbacks": [_model_ref(f"{where}.fallbacks[{j}]", f)
-                          for j, f in enumerate(fallbacks, start=1)],
-            "system_prompt": _text(f"{where}.system_prompt", seat.get("system_prompt"), 8000),
-            "temperature": _number(f"{where}.temperature", seat.get("temperature"), 0, 2),
-            "max_tokens": _number(f"{where}.max_tokens", seat.get("max_tokens"), 16, 32768, True),
-            "timeouts": {k: _number(f"{where}.timeouts.{k}", timeouts.get(k), 1, 3600)
-                         for k in sorted(_TIMEOUTS)},
-        })  # fmt: skip
+        clean_seats.append(
+            {
+                "model": _model_ref(f"{where}.model", seat.get("model")),
+                "fallbacks": [
+                    _model_ref(f"{where}.fallbacks[{j}]", f)
+                    for j, f in enumerate(fallbacks, start=1)
+                ],
+                "system_prompt": _text(f"{where}.system_prompt", seat.get("system_prompt"), 8000),
+                "temperature": _number(f"{where}.temperature", seat.get("temperature"), 0, 2),
+                "max_tokens": _number(
+                    f"{where}.max_tokens", seat.get("max_tokens"), 16, 32768, True
+                ),
+                "timeouts": {
+                    k: _number(f"{where}.timeouts.{k}", timeouts.get(k), 1, 3600)
+                    for k in sorted(_TIMEOUTS)
+                },
+            }
+        )
     min_answers = _number("min_answers", data.get("min_answers"), 1, len(seats), True)
     drafts = data.get("judge_drafts", False)
     if not isinstance(drafts, bool):
@@ -224,19 +248,29 @@ def save_as_panel(imported: Imported, owner, slug: str) -> Panel:
         return None if ref is None else found[(ref["provider"], ref["model"])]
 
     panel = Panel.objects.create(
-        owner=owner, slug=slug, name=data["name"], description=data["description"],
-        judge=model(data["judge"]), synthesizer=model(data["synthesizer"]),
+        owner=owner,
+        slug=slug,
+        name=data["name"],
+        description=data["description"],
+        judge=model(data["judge"]),
+        synthesizer=model(data["synthesizer"]),
         synthesizer_fallback=model(data["synthesizer_fallback"]),
-        judge_drafts=data["judge_drafts"], min_answers=data["min_answers"],
+        judge_drafts=data["judge_drafts"],
+        min_answers=data["min_answers"],
         deadline_s=data["deadline_s"],
-    )  # fmt: skip
+    )
     for position, seat in enumerate(data["seats"]):
         t = seat["timeouts"]
         Seat.objects.create(
-            panel=panel, position=position, model=model(seat["model"]),
+            panel=panel,
+            position=position,
+            model=model(seat["model"]),
             fallback_ids=[model(f).pk for f in seat["fallbacks"]],
-            system_prompt=seat["system_prompt"], temperature=seat["temperature"],
-            max_tokens=seat["max_tokens"], first_token_timeout_s=t["first_token_s"],
-            idle_timeout_s=t["idle_s"], total_timeout_s=t["total_s"],
-        )  # fmt: skip
+            system_prompt=seat["system_prompt"],
+            temperature=seat["temperature"],
+            max_tokens=seat["max_tokens"],
+            first_token_timeout_s=t["first_token_s"],
+            idle_timeout_s=t["idle_s"],
+            total_timeout_s=t["total_s"],
+        )
     return panel

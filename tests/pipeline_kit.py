@@ -16,15 +16,22 @@ from tests.scripted_server import Reply, ScriptedServer
 
 GOOD_ANALYSIS = {
     "consensus": ["Canberra is the capital"],
-    "contradictions": [{"point": "which city", "positions": {"A": "Canberra", "B": "Sydney"},
-                        "verdict": "A is right: Canberra is the capital."}],
+    "contradictions": [
+        {
+            "point": "which city",
+            "positions": {"A": "Canberra", "B": "Sydney"},
+            "verdict": "A is right: Canberra is the capital.",
+        }
+    ],
     "unique_insights": [{"label": "A", "insight": "mentions 1913"}],
     "blind_spots": ["nobody mentions the ACT"],
     "errors": [{"label": "B", "error": "Sydney is not the capital"}],
-    "scores": [{"label": "A", "score": 9, "reason": "right"},
-               {"label": "B", "score": 3, "reason": "wrong"},
-               {"label": "C", "score": 7, "reason": "right but short"}],
-}  # fmt: skip
+    "scores": [
+        {"label": "A", "score": 9, "reason": "right"},
+        {"label": "B", "score": 3, "reason": "wrong"},
+        {"label": "C", "score": 7, "reason": "right but short"},
+    ],
+}
 
 
 def analysis_reply(analysis=GOOD_ANALYSIS) -> Reply:
@@ -46,23 +53,30 @@ class ScriptedPanel:
             "alice", password="pw-long-enough-1"
         )
         self.panel = Panel.objects.create(
-            slug="scripted", name="Scripted", owner=self.user,
+            slug="scripted",
+            name="Scripted",
+            owner=self.user,
             judge=self._model(self.judge, "judge"),
             synthesizer=self._model(self.synthesizer, "synth"),
             synthesizer_fallback=self._model(self.fallback, "fallback") if self.fallback else None,
             **panel_options,
-        )  # fmt: skip
+        )
         for position, server in enumerate(self.seats):
-            Seat.objects.create(panel=self.panel, position=position,
-                                model=self._model(server, f"seat-{position}"))  # fmt: skip
+            Seat.objects.create(
+                panel=self.panel, position=position, model=self._model(server, f"seat-{position}")
+            )
         self.room = Conversation.objects.create(owner=self.user, panel=self.panel)
 
     def _model(self, server: ScriptedServer, name: str) -> CatalogModel:
         provider = Provider.objects.create(name=f"Up {name}", base_url=server.base_url)
         return CatalogModel.objects.create(
-            provider=provider, model_id=name, display_name=name.title(), context_length=8192,
-            input_price="1", output_price="2",
-        )  # fmt: skip
+            provider=provider,
+            model_id=name,
+            display_name=name.title(),
+            context_length=8192,
+            input_price="1",
+            output_price="2",
+        )
 
     def ask(self, question="What is the capital of Australia?") -> int:
         return create_run(self.room, question).run.pk

@@ -61,8 +61,9 @@ class Reply:
         return cls(headers={"Content-Type": "text/event-stream"}, chunks=chunks, **options)
 
     @classmethod
-    def anthropic_stream(cls, texts, input_tokens=10, output_tokens=None, stop="end_turn",
-                         tool_uses=(), **options):  # fmt: skip
+    def anthropic_stream(
+        cls, texts, input_tokens=10, output_tokens=None, stop="end_turn", tool_uses=(), **options
+    ):
         """An Anthropic Messages API stream. tool_uses: [(id, name, [json parts])]."""
         chunks = [
             _sse(
@@ -77,7 +78,7 @@ class Reply:
                     },
                 },
                 "message_start",
-            ),  # fmt: skip
+            ),
             _sse(
                 {
                     "type": "content_block_start",
@@ -85,28 +86,62 @@ class Reply:
                     "content_block": {"type": "text", "text": ""},
                 },
                 "content_block_start",
-            ),  # fmt: skip
+            ),
             _sse({"type": "ping"}, "ping"),
         ]
         for text in texts:
-            chunks.append(_sse({"type": "content_block_delta", "index": 0,
-                                "delta": {"type": "text_delta", "text": text}},
-                               "content_block_delta"))  # fmt: skip
+            chunks.append(
+                _sse(
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": text},
+                    },
+                    "content_block_delta",
+                )
+            )
         chunks.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
         for offset, (tool_id, name, parts) in enumerate(tool_uses, start=1):
-            chunks.append(_sse({"type": "content_block_start", "index": offset,
-                                "content_block": {"type": "tool_use", "id": tool_id,
-                                                  "name": name, "input": {}}},
-                               "content_block_start"))  # fmt: skip
+            chunks.append(
+                _sse(
+                    {
+                        "type": "content_block_start",
+                        "index": offset,
+                        "content_block": {
+                            "type": "tool_use",
+                            "id": tool_id,
+                            "name": name,
+                            "input": {},
+                        },
+                    },
+                    "content_block_start",
+                )
+            )
             for part in parts:
-                chunks.append(_sse({"type": "content_block_delta", "index": offset,
-                                    "delta": {"type": "input_json_delta", "partial_json": part}},
-                                   "content_block_delta"))  # fmt: skip
-            chunks.append(_sse({"type": "content_block_stop", "index": offset},
-                               "content_block_stop"))  # fmt: skip
+                chunks.append(
+                    _sse(
+                        {
+                            "type": "content_block_delta",
+                            "index": offset,
+                            "delta": {"type": "input_json_delta", "partial_json": part},
+                        },
+                        "content_block_delta",
+                    )
+                )
+            chunks.append(
+                _sse({"type": "content_block_stop", "index": offset}, "content_block_stop")
+            )
         out = len(texts) if output_tokens is None else output_tokens
-        chunks.append(_sse({"type": "message_delta", "delta": {"stop_reason": stop},
-                            "usage": {"output_tokens": out}}, "message_delta"))  # fmt: skip
+        chunks.append(
+            _sse(
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop},
+                    "usage": {"output_tokens": out},
+                },
+                "message_delta",
+            )
+        )
         chunks.append(_sse({"type": "message_stop"}, "message_stop"))
         return cls(headers={"Content-Type": "text/event-stream"}, chunks=chunks, **options)
 
@@ -173,10 +208,14 @@ class ScriptedServer:
                 with server._lock:
                     server.request_times.append(time.monotonic())
                     index = len(server.requests)
-                    server.requests.append({
-                        "method": self.command, "path": self.path,
-                        "headers": dict(self.headers), "json": body,
-                    })  # fmt: skip
+                    server.requests.append(
+                        {
+                            "method": self.command,
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "json": body,
+                        }
+                    )
                     if server.replies:
                         reply = server.replies.popleft()
                     else:

@@ -25,8 +25,7 @@ def key(live_stack, smollm2):
 
 @pytest.fixture
 def client(live_stack, key):
-    return openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0,
-                         timeout=300)  # fmt: skip
+    return openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0, timeout=300)
 
 
 def test_non_streamed_completion_through_the_local_panel(client):
@@ -45,10 +44,14 @@ def test_non_streamed_completion_through_the_local_panel(client):
 
 def test_streamed_completion_with_usage(client):
     stream = client.chat.completions.create(
-        model="fusion", stream=True, stream_options={"include_usage": True},
-        messages=[{"role": "system", "content": "Answer in one sentence."},
-                  {"role": "user", "content": "What colour is the sky?"}],
-    )  # fmt: skip
+        model="fusion",
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=[
+            {"role": "system", "content": "Answer in one sentence."},
+            {"role": "user", "content": "What colour is the sky?"},
+        ],
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip()
@@ -74,8 +77,9 @@ def test_errors_in_openai_form(client, live_stack, key):
         client.chat.completions.create(model="fusion/local", messages=[])
     assert caught.value.body["param"] == "messages"
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="fusion/local",
-                                       messages=[{"role": "robot", "content": "hi"}])  # fmt: skip
+        client.chat.completions.create(
+            model="fusion/local", messages=[{"role": "robot", "content": "hi"}]
+        )
     assert caught.value.body["param"] == "messages[0].role"
     bad = openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key="fr-nope-nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
@@ -86,12 +90,18 @@ def test_errors_in_openai_form(client, live_stack, key):
         headers={"Authorization": f"Bearer {key}", "X-Fusion-Depth": "2"},
     )
     assert deep.status_code == 508 and deep.json()["error"]["type"] == "fusion_depth_exceeded"
-    huge = httpx.post(f"{live_stack.url}/v1/chat/completions", content=b"x" * 5_000_000,
-                      headers={"Authorization": f"Bearer {key}",
-                               "Content-Type": "application/json"}, timeout=60)  # fmt: skip
+    huge = httpx.post(
+        f"{live_stack.url}/v1/chat/completions",
+        content=b"x" * 5_000_000,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        timeout=60,
+    )
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "request_too_large"
-    garbage = httpx.post(f"{live_stack.url}/v1/chat/completions", content=b"{nope",
-                         headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    garbage = httpx.post(
+        f"{live_stack.url}/v1/chat/completions",
+        content=b"{nope",
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert garbage.status_code == 400 and "not valid JSON" in garbage.json()["error"]["message"]
 
 
@@ -99,12 +109,14 @@ def test_a_revoked_key_and_someone_elses_private_panel(live_stack, key):
     from chat.models import ApiKey
 
     bob = get_user_model().objects.create_user("bob", password="pw-long-enough-1")
-    alice_panel = Panel.objects.create(owner=bob, slug="bobs-secret", name="Secret",
-                                       judge=CatalogModel.objects.first())  # fmt: skip
+    alice_panel = Panel.objects.create(
+        owner=bob, slug="bobs-secret", name="Secret", judge=CatalogModel.objects.first()
+    )
     alice = openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0)
     with pytest.raises(openai.NotFoundError):
-        alice.chat.completions.create(model=f"fusion/{alice_panel.slug}",
-                                      messages=[{"role": "user", "content": "hi"}])  # fmt: skip
+        alice.chat.completions.create(
+            model=f"fusion/{alice_panel.slug}", messages=[{"role": "user", "content": "hi"}]
+        )
     ApiKey.objects.update(revoked_at="2026-01-01T00:00:00Z")
     with pytest.raises(openai.AuthenticationError):
         alice.models.list()
@@ -112,8 +124,12 @@ def test_a_revoked_key_and_someone_elses_private_panel(live_stack, key):
 
 def test_rate_limit_per_key(live_stack, key):
     headers = {"Authorization": f"Bearer {key}"}
-    statuses = [httpx.post(f"{live_stack.url}/v1/chat/completions", content=b"{",
-                           headers=headers).status_code for _ in range(61)]  # fmt: skip
+    statuses = [
+        httpx.post(
+            f"{live_stack.url}/v1/chat/completions", content=b"{", headers=headers
+        ).status_code
+        for _ in range(61)
+    ]
     assert statuses[:60] == [400] * 60
     limited = httpx.post(f"{live_stack.url}/v1/chat/completions", content=b"{", headers=headers)
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
@@ -124,8 +140,11 @@ def test_a_vanished_stream_client_cancels_its_run(live_stack, key):
     try:
         for server in kit.seats:
             server.default = Reply.stream(["slow "], done=False, finish=None, hang=True)
-        body = {"model": f"fusion/{kit.panel.slug}", "stream": True,
-                "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+        body = {
+            "model": f"fusion/{kit.panel.slug}",
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
         url, headers = f"{live_stack.url}/v1/chat/completions", {"Authorization": f"Bearer {key}"}
         with httpx.stream("POST", url, timeout=30, headers=headers, json=body) as response:
             assert response.status_code == 200
@@ -154,16 +173,17 @@ def test_a_panel_calling_itself_ends_with_the_depth_error(live_stack, key):
     own = Provider(name="This server", base_url=f"{live_stack.url}/v1")
     own.set_api_key(key)
     own.save()
-    loop_model = CatalogModel.objects.create(provider=own, model_id="fusion/loop",
-                                             display_name="Fusion loop")  # fmt: skip
+    loop_model = CatalogModel.objects.create(
+        provider=own, model_id="fusion/loop", display_name="Fusion loop"
+    )
     loop = Panel.objects.create(owner=alice, slug="loop", name="Loop", judge=loop_model)
     Seat.objects.create(panel=loop, model=loop_model)
-    client = openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0,
-                           timeout=120)  # fmt: skip
+    client = openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0, timeout=120)
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as caught:
-        client.chat.completions.create(model="fusion/loop",
-                                       messages=[{"role": "user", "content": "hi"}])  # fmt: skip
+        client.chat.completions.create(
+            model="fusion/loop", messages=[{"role": "user", "content": "hi"}]
+        )
     assert time.monotonic() - started < 60
     assert caught.value.status_code == 502
     assert "depth" in str(caught.value.body).lower()

@@ -26,18 +26,25 @@ def test_generated_requests_cause_no_server_error(live_stack, operation_id):
     user = get_user_model().objects.create_user(f"fuzz-{operation_id}")
     key = create_key(user, "schemathesis")[1]
     operation = next(
-        result.ok() for result in schema.get_all_operations()
+        result.ok()
+        for result in schema.get_all_operations()
         if result.ok().definition.raw.get("operationId") == operation_id
-    )  # fmt: skip
+    )
     documented = {int(code) for code in operation.definition.raw["responses"]}
     seen = set()
 
-    @settings(max_examples=30, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck), database=None)  # fmt: skip
+    @settings(
+        max_examples=30,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
     @given(case=operation.as_strategy())
     def check(case):
-        response = case.call(base_url=live_stack.url, timeout=120,
-                             headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+        response = case.call(
+            base_url=live_stack.url, timeout=120, headers={"Authorization": f"Bearer {key}"}
+        )
         seen.add(response.status_code)
         assert response.status_code != 500, response.text[:500]
         assert response.status_code in documented, (response.status_code, response.text[:300])

@@ -51,8 +51,16 @@ async def run(targets, redis, limits=LIMITS, retry=FAST_RETRY, cooldowns=None):
 
     result = CallResult()
     async with httpx.AsyncClient() as client:
-        await call(targets, REQUEST, result, client=client, on_text=on_text, limits=limits,
-                   retry=retry, cooldowns=cooldowns or Cooldowns(redis, threshold=10))  # fmt: skip
+        await call(
+            targets,
+            REQUEST,
+            result,
+            client=client,
+            on_text=on_text,
+            limits=limits,
+            retry=retry,
+            cooldowns=cooldowns or Cooldowns(redis, threshold=10),
+        )
     return result, received
 
 
@@ -104,15 +112,17 @@ async def test_client_errors_are_not_retried(server, redis):
 async def test_fallback_is_used_and_recorded(server, redis):
     with ScriptedServer() as backup:
         server.default = Reply.json(404, {"error": {"message": "no such model"}})
-        backup.enqueue(Reply.stream(["from backup"], usage={"prompt_tokens": 3,
-                                                             "completion_tokens": 2}))  # fmt: skip
+        backup.enqueue(
+            Reply.stream(["from backup"], usage={"prompt_tokens": 3, "completion_tokens": 2})
+        )
         primary, fallback = target(server), target(backup, 2, "b", "Backup")
         result, received = await run([primary, fallback], redis)
     assert result.ok and received == ["from backup"]
     assert result.answered_by.display_name == "Backup"
     assert [(a.model, a.outcome) for a in result.attempts] == [
-        ("Primary", "failed"), ("Backup", "answered"),
-    ]  # fmt: skip
+        ("Primary", "failed"),
+        ("Backup", "answered"),
+    ]
     assert result.attempts[0].error["kind"] == "model_not_found"
     assert result.cost.usd == Decimal("0.000007") and result.cost.source == "catalog"
 
@@ -163,9 +173,18 @@ async def test_cancel_closes_the_upstream_socket_and_keeps_partial_text(server, 
         received.append(text)
 
     async with httpx.AsyncClient() as client:
-        task = asyncio.create_task(call([target(server)], REQUEST, result, client=client,
-                                        cooldowns=Cooldowns(redis), on_text=on_text,
-                                        limits=LIMITS, retry=FAST_RETRY))  # fmt: skip
+        task = asyncio.create_task(
+            call(
+                [target(server)],
+                REQUEST,
+                result,
+                client=client,
+                cooldowns=Cooldowns(redis),
+                on_text=on_text,
+                limits=LIMITS,
+                retry=FAST_RETRY,
+            )
+        )
         while len(received) < 2:
             await asyncio.sleep(0.01)
         cancelled_at = time.monotonic()
@@ -205,8 +224,16 @@ async def test_200_concurrent_streams_on_one_loop_leak_no_connections(server, re
             async def on_text(_):
                 pass
 
-            await call([target(server)], REQUEST, result, client=client, on_text=on_text,
-                       cooldowns=Cooldowns(redis), limits=LIMITS, retry=FAST_RETRY)  # fmt: skip
+            await call(
+                [target(server)],
+                REQUEST,
+                result,
+                client=client,
+                on_text=on_text,
+                cooldowns=Cooldowns(redis),
+                limits=LIMITS,
+                retry=FAST_RETRY,
+            )
 
         await asyncio.gather(*(one(r) for r in results))
         assert all(r.ok and r.text == "t0t1t2t3t4" for r in results)
@@ -223,20 +250,45 @@ async def test_200_concurrent_streams_on_one_loop_leak_no_connections(server, re
 @pytest.mark.parametrize(
     "reply, kind, words",
     [
-        (Reply(status=200, headers={"Content-Type": "text/html"}, body=b"<html>login</html>"),
-         ErrorKind.STREAM, "did not answer with a stream"),
-        (Reply(status=502, headers={"Content-Type": "text/html"},
-               body=b"<!DOCTYPE html><html>Bad Gateway</html>"),
-         ErrorKind.SERVER, "an HTML page instead of an API answer"),
-        (Reply(status=400, body=b"plain words, not JSON"), ErrorKind.BAD_REQUEST,
-         "plain words, not JSON"),
-        (Reply.json(400, {"error": {"message": "This model's maximum context length is 8192 "
-                                               "tokens", "code": "context_length_exceeded"}}),
-         ErrorKind.CONTEXT_LENGTH, "context too long"),
-        (Reply(status=302, headers={"Location": "http://10.0.0.1/"}), ErrorKind.BAD_REQUEST,
-         "redirects are not followed"),
+        (
+            Reply(status=200, headers={"Content-Type": "text/html"}, body=b"<html>login</html>"),
+            ErrorKind.STREAM,
+            "did not answer with a stream",
+        ),
+        (
+            Reply(
+                status=502,
+                headers={"Content-Type": "text/html"},
+                body=b"<!DOCTYPE html><html>Bad Gateway</html>",
+            ),
+            ErrorKind.SERVER,
+            "an HTML page instead of an API answer",
+        ),
+        (
+            Reply(status=400, body=b"plain words, not JSON"),
+            ErrorKind.BAD_REQUEST,
+            "plain words, not JSON",
+        ),
+        (
+            Reply.json(
+                400,
+                {
+                    "error": {
+                        "message": "This model's maximum context length is 8192 tokens",
+                        "code": "context_length_exceeded",
+                    }
+                },
+            ),
+            ErrorKind.CONTEXT_LENGTH,
+            "context too long",
+        ),
+        (
+            Reply(status=302, headers={"Location": "http://10.0.0.1/"}),
+            ErrorKind.BAD_REQUEST,
+            "redirects are not followed",
+        ),
     ],
-)  # fmt: skip
+)
 async def test_bad_upstream_answers_end_in_typed_errors(server, redis, reply, kind, words):
     server.default = reply
     result, _ = await run([target(server)], redis, retry=RetryPolicy(0))

@@ -76,8 +76,11 @@ def test_a_fusion_run_in_the_browser(live_stack, kit, page, browser):
         "() => (document.querySelectorAll('.run')[1]?.querySelector('.answer-synthesizer"
         " .live-text')?.textContent || '').length > 12"
     )
-    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
-                                storage_state=page.context.storage_state())  # fmt: skip
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        storage_state=page.context.storage_state(),
+    )
     phone_page = phone.new_page()
     phone_page.goto(page.url)
     phone_page.locator(".run").nth(1).locator(".live-text").first.wait_for()

@@ -21,5 +21,9 @@ def test_live_stack_is_healthy(live_stack):
     body = httpx.get(f"{live_stack.url}/healthz", timeout=10).json()
     assert body["status"] == "ok", body
     assert set(body["checks"]) == {
-        "database", "redis", "worker", "model:qwen2.5-coder-0.5b", "model:smollm2-135m",
-    }  # fmt: skip
+        "database",
+        "redis",
+        "worker",
+        "model:qwen2.5-coder-0.5b",
+        "model:smollm2-135m",
+    }

@@ -26,10 +26,13 @@ def test_the_mcp_server_lists_tools_and_answers(live_stack):
         kit.synthesizer.default = Reply.stream(["The capital ", "is Canberra."])
         key = create_key(kit.user, "mcp")[1]
         params = StdioServerParameters(
-            command=sys.executable, args=["manage.py", "mcp"], cwd=str(ROOT),
-            env=child_env(DATABASE_URL=database_url(connection.settings_dict),
-                          FUSIONROOM_API_KEY=key),
-        )  # fmt: skip
+            command=sys.executable,
+            args=["manage.py", "mcp"],
+            cwd=str(ROOT),
+            env=child_env(
+                DATABASE_URL=database_url(connection.settings_dict), FUSIONROOM_API_KEY=key
+            ),
+        )
 
         async def session():
             async with stdio_client(params) as (read, write), ClientSession(read, write) as mcp:

@@ -20,15 +20,25 @@ def models(smollm2):
 def builder_post(models, **overrides):
     smollm2, qwen = models
     data = {
-        "name": "Three locals", "description": "", "visibility": "private",
-        "judge": qwen.pk, "synthesizer": "", "synthesizer_fallback": "",
-        "min_answers": "", "deadline_s": "60",
-        "seats-TOTAL_FORMS": "3", "seats-INITIAL_FORMS": "0",
-        "seats-MIN_NUM_FORMS": "0", "seats-MAX_NUM_FORMS": "8",
-    }  # fmt: skip
+        "name": "Three locals",
+        "description": "",
+        "visibility": "private",
+        "judge": qwen.pk,
+        "synthesizer": "",
+        "synthesizer_fallback": "",
+        "min_answers": "",
+        "deadline_s": "60",
+        "seats-TOTAL_FORMS": "3",
+        "seats-INITIAL_FORMS": "0",
+        "seats-MIN_NUM_FORMS": "0",
+        "seats-MAX_NUM_FORMS": "8",
+    }
     for i, (model, temperature) in enumerate([(qwen, "0.2"), (smollm2, "0.5"), (qwen, "0.9")]):
-        data |= {f"seats-{i}-model": model.pk, f"seats-{i}-temperature": temperature,
-                 f"seats-{i}-position": str(i + 1)}  # fmt: skip
+        data |= {
+            f"seats-{i}-model": model.pk,
+            f"seats-{i}-temperature": temperature,
+            f"seats-{i}-position": str(i + 1),
+        }
     return data | overrides
 
 
@@ -61,8 +71,9 @@ def test_the_builder_explains_what_is_wrong(client, alice, models):
 
 def test_editing_makes_a_new_version_that_says_what_changed(client, alice, alices_panel, models):
     client.force_login(alice)
-    data = builder_post(models, name="Renamed", **{"seats-TOTAL_FORMS": "3",
-                                                   "seats-INITIAL_FORMS": "3"})  # fmt: skip
+    data = builder_post(
+        models, name="Renamed", **{"seats-TOTAL_FORMS": "3", "seats-INITIAL_FORMS": "3"}
+    )
     for i, seat in enumerate(alices_panel.seats.order_by("position")):
         data[f"seats-{i}-id"] = seat.pk
     data["seats-2-DELETE"] = "on"
@@ -74,14 +85,20 @@ def test_editing_makes_a_new_version_that_says_what_changed(client, alice, alice
     assert "seats (3 → 2)" in alices_panel.versions.first().changes
 
 
-@pytest.mark.parametrize("visibility, bob_sees", [("private", False), ("unlisted", True),
-                                                  ("public", True)])  # fmt: skip
-def test_who_may_see_use_fork_export_edit_delete(client, alices_panel, bob, charlie,
-                                                 visibility, bob_sees):  # fmt: skip
+@pytest.mark.parametrize(
+    "visibility, bob_sees", [("private", False), ("unlisted", True), ("public", True)]
+)
+def test_who_may_see_use_fork_export_edit_delete(
+    client, alices_panel, bob, charlie, visibility, bob_sees
+):
     Panel.objects.filter(pk=alices_panel.pk).update(visibility=visibility)
     slug = alices_panel.slug
-    reads = [("get", "panels:detail"), ("get", "panels:export"), ("post", "panels:fork"),
-             ("post", "chat:use_panel")]  # fmt: skip
+    reads = [
+        ("get", "panels:detail"),
+        ("get", "panels:export"),
+        ("post", "panels:fork"),
+        ("post", "chat:use_panel"),
+    ]
     writes = [("get", "panels:edit"), ("post", "panels:edit"), ("post", "panels:delete")]
     for user, may_read in ((bob, bob_sees), (charlie, bob_sees)):
         client.force_login(user)
@@ -97,8 +114,9 @@ def test_who_may_see_use_fork_export_edit_delete(client, alices_panel, bob, char
         assert alices_panel.name not in gallery  # unlisted: the link only
 
 
-def test_a_fork_records_its_origin_and_never_carries_private_providers(client, alice, bob,
-                                                                      alices_panel):  # fmt: skip
+def test_a_fork_records_its_origin_and_never_carries_private_providers(
+    client, alice, bob, alices_panel
+):
     Panel.objects.filter(pk=alices_panel.pk).update(visibility="unlisted")
     own = Provider.objects.create(
         owner=alice, name="Alice's cloud", base_url="https://93.184.216.34/v1"
@@ -157,15 +175,18 @@ def test_import_through_the_page(client, alice, alices_panel):
     assert PanelVersion.objects.filter(panel__owner=alice).count() == 2
 
 
-@pytest.mark.parametrize("mutate, words", [
-    (lambda r: r | {"colour": "red"}, "colour: is not a recipe field"),
-    (lambda r: r | {"seats": []}, "seats: must list at least one seat"),
-    (lambda r: r | {"schema": 99}, "from a newer Fusion Room"),
-    (lambda r: r | {"seats": r["seats"] * 3}, "a panel has at most 8"),
-    (lambda r: r | {"seats": [r["seats"][0] | {"temperature": 9}]}, "seats[1].temperature"),
-    (lambda r: r | {"judge": "qwen"}, "judge: must be {&quot;provider&quot;"),
-    (lambda r: r | {"name": ""}, "name: must be a name"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (lambda r: r | {"colour": "red"}, "colour: is not a recipe field"),
+        (lambda r: r | {"seats": []}, "seats: must list at least one seat"),
+        (lambda r: r | {"schema": 99}, "from a newer Fusion Room"),
+        (lambda r: r | {"seats": r["seats"] * 3}, "a panel has at most 8"),
+        (lambda r: r | {"seats": [r["seats"][0] | {"temperature": 9}]}, "seats[1].temperature"),
+        (lambda r: r | {"judge": "qwen"}, "judge: must be {&quot;provider&quot;"),
+        (lambda r: r | {"name": ""}, "name: must be a name"),
+    ],
+)
 def test_bad_recipes_name_the_field_and_save_nothing(client, alice, alices_panel, mutate, words):
     client.force_login(alice)
     bad = mutate(recipes.to_recipe(alices_panel))
@@ -201,9 +222,12 @@ def test_cost_estimate_per_seat_and_total(client, alice, alices_panel, models):
     assert free["low"] == 0 and len(free["lines"]) == 5  # 3 seats, judge, synthesis
     paid_provider = Provider.objects.create(name="Paid", base_url="https://93.184.216.34/v1")
     paid = CatalogModel.objects.create(
-        provider=paid_provider, model_id="p", display_name="Paid",
-        input_price=Decimal("1"), output_price=Decimal("2"),
-    )  # fmt: skip
+        provider=paid_provider,
+        model_id="p",
+        display_name="Paid",
+        input_price=Decimal("1"),
+        output_price=Decimal("2"),
+    )
     seat = alices_panel.seats.first()
     seat.model = paid
     seat.save()

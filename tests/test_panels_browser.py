@@ -89,8 +89,9 @@ def test_build_run_share_fork_and_round_trip_a_panel(live_stack, browser, smollm
     bob.wait_for_url(f"{base}/p/*/")
     imported = Panel.objects.filter(owner__username="bob").exclude(pk=fork.pk).get()
     assert recipes.to_recipe(imported) == json.loads(exported) == recipes.to_recipe(fork)
-    Panel.objects.filter(pk=imported.pk).update(visibility="public", description="Qwen twice "
-                                                "at two temperatures, plus SmolLM2.")  # fmt: skip
+    Panel.objects.filter(pk=imported.pk).update(
+        visibility="public", description="Qwen twice at two temperatures, plus SmolLM2."
+    )
     bob.goto(f"{base}/panels/gallery/")
     assert "Three locals" in bob.content()
     bob.screenshot(path=str(ARTIFACTS / "panel-gallery.png"), full_page=True)

@@ -35,8 +35,12 @@ def seat_replies(kit, *replies):
 
 
 def test_a_full_run_streams_every_stage_in_order(kit):
-    seat_replies(kit, Reply.stream(["Canberra", ", since 1913."]), Reply.stream(["Sydney."]),
-                 Reply.stream(["Canberra."]))  # fmt: skip
+    seat_replies(
+        kit,
+        Reply.stream(["Canberra", ", since 1913."]),
+        Reply.stream(["Sydney."]),
+        Reply.stream(["Canberra."]),
+    )
     kit.judge.enqueue(analysis_reply())
     kit.synthesizer.enqueue(Reply.stream(["The capital ", "is Canberra."]))
     run_id = kit.ask()
@@ -52,8 +56,9 @@ def test_a_full_run_streams_every_stage_in_order(kit):
     # Every seat ended before the judge started; the analysis before the synthesis.
     judging = types.index("run.status")
     seat_ids = {a.pk for a in run.seat_answers}
-    seat_ends = [i for i, e in enumerate(events)
-                 if e["type"] == "answer.done" and e["answer"] in seat_ids]  # fmt: skip
+    seat_ends = [
+        i for i, e in enumerate(events) if e["type"] == "answer.done" and e["answer"] in seat_ids
+    ]
     assert len(seat_ends) == 3 and max(seat_ends) < judging
     assert types.index("analysis.ready") < types.index("run.status", judging + 1)
     # Deltas of each answer: numbered 1, 2, … with no gap, and they add up to the text.
@@ -74,8 +79,9 @@ def test_a_full_run_streams_every_stage_in_order(kit):
 
 @pytest.mark.parametrize("kit", [{"min_answers": 2, "deadline_s": 1.0}], indirect=True)
 def test_quorum_and_deadline_cut_a_straggler(kit):
-    seat_replies(kit, Reply.stream(["one"]), Reply.stream(["two"]),
-                 Reply.stream(["late"], first_delay=30))  # fmt: skip
+    seat_replies(
+        kit, Reply.stream(["one"]), Reply.stream(["two"]), Reply.stream(["late"], first_delay=30)
+    )
     kit.judge.enqueue(analysis_reply())
     kit.synthesizer.enqueue(Reply.stream(["final"]))
     run_id = kit.ask()
@@ -92,8 +98,9 @@ def test_quorum_and_deadline_cut_a_straggler(kit):
 
 
 def test_a_failed_seat_does_not_stop_the_run(kit):
-    seat_replies(kit, Reply.stream(["one"]), Reply.json(500, {"error": "boom"}),
-                 Reply.stream(["three"]))  # fmt: skip
+    seat_replies(
+        kit, Reply.stream(["one"]), Reply.json(500, {"error": "boom"}), Reply.stream(["three"])
+    )
     kit.judge.enqueue(analysis_reply())
     kit.synthesizer.enqueue(Reply.stream(["final"]))
     run_id = kit.ask()
@@ -181,8 +188,9 @@ def test_judge_drafts_the_answer_in_one_call(kit):
 
 
 def test_cancel_stops_every_call_within_a_second(kit):
-    seat_replies(kit, *[Reply.stream([f"part {i} "], done=False, finish=None, hang=True)
-                        for i in range(3)])  # fmt: skip
+    seat_replies(
+        kit, *[Reply.stream([f"part {i} "], done=False, finish=None, hang=True) for i in range(3)]
+    )
     run_id = kit.ask()
     seat_ids = list(Answer.objects.filter(run_id=run_id).values_list("pk", flat=True))
     client = redis_sync.Redis.from_url(settings.REDIS_URL)

@@ -73,8 +73,10 @@ def test_an_injected_answer_cannot_leave_its_block(build):
 
 
 def test_labels_are_shuffled_and_hide_the_seat_order():
-    orders = {tuple(i for _, i, _ in prompts.anonymise(ANSWERS, random.Random(seed)))
-              for seed in range(20)}  # fmt: skip
+    orders = {
+        tuple(i for _, i, _ in prompts.anonymise(ANSWERS, random.Random(seed)))
+        for seed in range(20)
+    }
     assert len(orders) > 1
     assert [label for label, _, _ in labelled()] == ["A", "B", "C"]
 
@@ -87,11 +89,18 @@ def test_analysis_validation_names_what_is_wrong():
     with pytest.raises(prompts.AnalysisError, match='"consensus" must be a list'):
         prompts.parse_analysis(json.dumps({"consensus": "yes", "scores": []}), ["A"])
     parsed = prompts.parse_analysis(
-        "Sure! ```json\n" + json.dumps({"scores": [
-            {"label": "A", "score": 7, "reason": "ok"},
-            {"label": "Q", "score": 9, "reason": "no such answer"},
-        ]}) + "\n```", ["A"],
-    )  # fmt: skip
+        "Sure! ```json\n"
+        + json.dumps(
+            {
+                "scores": [
+                    {"label": "A", "score": 7, "reason": "ok"},
+                    {"label": "Q", "score": 9, "reason": "no such answer"},
+                ]
+            }
+        )
+        + "\n```",
+        ["A"],
+    )
     assert parsed["scores"] == [{"label": "A", "score": 7.0, "reason": "ok"}]
 
 

@@ -45,12 +45,18 @@ def test_environment_keys_create_site_providers(db, monkeypatch):
 
 
 def test_openrouter_model_sync(db):
-    models = {"data": [
-        {"id": "acme/fast", "name": "Acme Fast", "context_length": 32000,
-         "pricing": {"prompt": "0.0000005", "completion": "0.0000015"},
-         "supported_parameters": ["tools", "temperature"]},
-        {"id": "acme/odd", "pricing": {"prompt": "-1", "completion": "-1"}},
-    ]}  # fmt: skip
+    models = {
+        "data": [
+            {
+                "id": "acme/fast",
+                "name": "Acme Fast",
+                "context_length": 32000,
+                "pricing": {"prompt": "0.0000005", "completion": "0.0000015"},
+                "supported_parameters": ["tools", "temperature"],
+            },
+            {"id": "acme/odd", "pricing": {"prompt": "-1", "completion": "-1"}},
+        ]
+    }
     with ScriptedServer() as server:
         server.enqueue(Reply.json(200, models))
         provider = Provider(name="OpenRouter", base_url=server.base_url)
@@ -87,8 +93,14 @@ async def test_openai_kind_against_the_real_local_model_server(model_servers):
 class TestUserProviders:
     def add(self, client, user, **fields):
         client.force_login(user)
-        data = {"name": "Mine", "kind": "openai", "base_url": "https://93.184.216.34/v1",
-                "api_key": KEY, "models": "acme/fast\nacme/slow", "is_active": "on"}  # fmt: skip
+        data = {
+            "name": "Mine",
+            "kind": "openai",
+            "base_url": "https://93.184.216.34/v1",
+            "api_key": KEY,
+            "models": "acme/fast\nacme/slow",
+            "is_active": "on",
+        }
         return client.post(reverse("panels:api_keys"), {**data, **fields})
 
     def test_add_shows_only_the_hint(self, client, alice):
@@ -106,9 +118,14 @@ class TestUserProviders:
         provider = Provider.objects.get(owner=alice)
         response = client.post(
             reverse("panels:provider_edit", args=[provider.pk]),
-            {"name": "Renamed", "kind": "openai", "base_url": provider.base_url, "api_key": "",
-             "is_active": "on"},
-        )  # fmt: skip
+            {
+                "name": "Renamed",
+                "kind": "openai",
+                "base_url": provider.base_url,
+                "api_key": "",
+                "is_active": "on",
+            },
+        )
         assert response.status_code == 302
         provider.refresh_from_db()
         assert provider.name == "Renamed" and provider.reveal_api_key(purpose="test") == KEY

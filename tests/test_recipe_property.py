@@ -14,14 +14,18 @@ MODELS = [
 ]
 model = st.sampled_from(MODELS)
 maybe = st.none() | st.integers(1, 3600).map(float)
-seat = st.fixed_dictionaries({
-    "model": model,
-    "fallbacks": st.lists(model, max_size=2),
-    "system_prompt": st.text(max_size=40),
-    "temperature": st.none() | st.sampled_from([0.0, 0.3, 0.7, 1.0, 2.0]),
-    "max_tokens": st.none() | st.integers(16, 32768),
-    "timeouts": st.fixed_dictionaries({"first_token_s": maybe, "idle_s": maybe, "total_s": maybe}),
-})  # fmt: skip
+seat = st.fixed_dictionaries(
+    {
+        "model": model,
+        "fallbacks": st.lists(model, max_size=2),
+        "system_prompt": st.text(max_size=40),
+        "temperature": st.none() | st.sampled_from([0.0, 0.3, 0.7, 1.0, 2.0]),
+        "max_tokens": st.none() | st.integers(16, 32768),
+        "timeouts": st.fixed_dictionaries(
+            {"first_token_s": maybe, "idle_s": maybe, "total_s": maybe}
+        ),
+    }
+)
 
 
 @st.composite

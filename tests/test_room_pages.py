@@ -60,15 +60,37 @@ def finished_run(alice, smollm2):
             "blind_spots": [],
             "errors": [],
             "scores": [],
-        },  # fmt: skip
+        },
     )
-    seat = Answer.objects.create(run=run, role="seat", model_name="Seat One", text=XSS,
-                                 status="done", started_ms=0, latency_ms=100)  # fmt: skip
-    Answer.objects.create(run=run, role="seat", position=1, model_name="Seat Two", text="Sydney",
-                          status="done", started_ms=0, latency_ms=90)  # fmt: skip
-    synthesis = Answer.objects.create(run=run, role="synthesizer", position=3, text="Canberra.",
-                                      model_name="Synth", status="done", started_ms=150,
-                                      latency_ms=80)  # fmt: skip
+    seat = Answer.objects.create(
+        run=run,
+        role="seat",
+        model_name="Seat One",
+        text=XSS,
+        status="done",
+        started_ms=0,
+        latency_ms=100,
+    )
+    Answer.objects.create(
+        run=run,
+        role="seat",
+        position=1,
+        model_name="Seat Two",
+        text="Sydney",
+        status="done",
+        started_ms=0,
+        latency_ms=90,
+    )
+    synthesis = Answer.objects.create(
+        run=run,
+        role="synthesizer",
+        position=3,
+        text="Canberra.",
+        model_name="Synth",
+        status="done",
+        started_ms=150,
+        latency_ms=80,
+    )
     run.analysis["labels"] = {"A": seat.pk}
     run.save()
     return run, synthesis

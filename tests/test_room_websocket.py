@@ -105,14 +105,37 @@ EVENT_TYPES = [
     {"type": "answer.created", "answer": 1, "role": "judge"},
     {"type": "answer.started", "answer": 1, "role": "seat", "model": "M"},
     {"type": "answer.delta", "answer": 1, "seq": 1, "text": "hi"},
-    {"type": "answer.done", "answer": 1, "role": "seat", "seq": 1, "status": "done",
-     "html": "<p>hi</p>", "error": "", "stats": {}},
-    {"type": "answer.failed", "answer": 1, "role": "seat", "seq": 0, "status": "failed",
-     "html": "", "error": "down", "stats": {}},
+    {
+        "type": "answer.done",
+        "answer": 1,
+        "role": "seat",
+        "seq": 1,
+        "status": "done",
+        "html": "<p>hi</p>",
+        "error": "",
+        "stats": {},
+    },
+    {
+        "type": "answer.failed",
+        "answer": 1,
+        "role": "seat",
+        "seq": 0,
+        "status": "failed",
+        "html": "",
+        "error": "down",
+        "stats": {},
+    },
     {"type": "analysis.ready", "structured": True, "analysis": {"consensus": []}, "raw": ""},
-    {"type": "run.done", "status": "done", "failure_reason": "", "failure_detail": "",
-     "cost": "0.01", "solo_cost": "0.02", "stage_ms": {"total": 10}},
-]  # fmt: skip
+    {
+        "type": "run.done",
+        "status": "done",
+        "failure_reason": "",
+        "failure_detail": "",
+        "cost": "0.01",
+        "solo_cost": "0.02",
+        "stage_ms": {"total": 10},
+    },
+]
 
 
 async def test_every_event_type_reaches_the_browser_in_order():

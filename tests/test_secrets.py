@@ -60,9 +60,12 @@ def test_the_canary_key_appears_nowhere_but_upstream(upstream, caplog):
         ws = WebsocketCommunicator(
             application,
             f"/ws/conversations/{room.pk}/",
-            headers=[(b"origin", b"http://localhost"), (b"host", b"localhost"),
-                     (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())],
-        )  # fmt: skip
+            headers=[
+                (b"origin", b"http://localhost"),
+                (b"host", b"localhost"),
+                (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
+            ],
+        )
         connected, _ = await ws.connect()
         assert connected
         for run_id in runs:
@@ -98,9 +101,12 @@ def test_the_canary_key_appears_nowhere_but_upstream(upstream, caplog):
     responses.append(words)
 
     assert len(frames) > 3
-    for where, texts in (("log", [r.getMessage() for r in caplog.records]),
-                         ("websocket", frames), ("page or response", responses),
-                         ("database answer", [a.error + a.text for a in answers])):  # fmt: skip
+    for where, texts in (
+        ("log", [r.getMessage() for r in caplog.records]),
+        ("websocket", frames),
+        ("page or response", responses),
+        ("database answer", [a.error + a.text for a in answers]),
+    ):
         leaks = [t for t in texts if CANARY in t]
         assert not leaks, f"the key leaked into a {where}: {leaks[0][:200]}"
     assert "[key]" in answers[1].error  # the echoed key was blanked out

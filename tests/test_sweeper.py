@@ -30,18 +30,39 @@ def test_a_run_whose_worker_was_killed_is_swept(settings):
         for server in kit.seats:
             server.enqueue(Reply.stream(["partial answer"], done=False, finish=None, hang=True))
         run_id = kit.ask()
-        env = child_env(DATABASE_URL=database_url(connection.settings_dict),
-                        RUN_HEARTBEAT_TTL_S="2")  # fmt: skip
-        worker = start("sweeper-worker", [
-            sys.executable, "-m", "celery", "-A", "fusionroom", "worker", "--pool", "threads",
-            "-Q", QUEUE, "-n", "sweeper@localhost", "--without-gossip", "--without-mingle",
-        ], env)  # fmt: skip
+        env = child_env(
+            DATABASE_URL=database_url(connection.settings_dict), RUN_HEARTBEAT_TTL_S="2"
+        )
+        worker = start(
+            "sweeper-worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "fusionroom",
+                "worker",
+                "--pool",
+                "threads",
+                "-Q",
+                QUEUE,
+                "-n",
+                "sweeper@localhost",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            env,
+        )
         try:
             execute_run.apply_async(args=[run_id], queue=QUEUE)
             client = redis.Redis.from_url(settings.REDIS_URL)
             seat_ids = list(Answer.objects.filter(run_id=run_id).values_list("pk", flat=True))
-            wait_for(lambda: all(client.get(f"fr:answer:{pk}:text") for pk in seat_ids),
-                     "the seats to stream", 60, [("sweeper-worker", worker)])  # fmt: skip
+            wait_for(
+                lambda: all(client.get(f"fr:answer:{pk}:text") for pk in seat_ids),
+                "the seats to stream",
+                60,
+                [("sweeper-worker", worker)],
+            )
         finally:
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)

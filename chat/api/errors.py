@@ -3,9 +3,16 @@
 from django.http import JsonResponse
 
 
-def error(status: int, message: str, *, type: str = "invalid_request_error",
-          param: str | None = None, code: str | None = None, headers: dict | None = None,
-          **extra) -> JsonResponse:  # fmt: skip
+def error(
+    status: int,
+    message: str,
+    *,
+    type: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict | None = None,
+    **extra,
+) -> JsonResponse:
     body = {"error": {"message": message, "type": type, "param": param, "code": code}, **extra}
     response = JsonResponse(body, status=status)
     for name, value in (headers or {}).items():

@@ -25,14 +25,18 @@ MESSAGE = {
         "content": {
             "oneOf": [
                 {"type": "string"},
-                {"type": "array", "items": {
-                    "type": "object", "required": ["type", "text"],
-                    "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
-                }},
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["type", "text"],
+                        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+                    },
+                },
             ]
         },
     },
-}  # fmt: skip
+}
 REQUEST = {
     "type": "object",
     "required": ["model", "messages"],
@@ -40,43 +44,63 @@ REQUEST = {
         "model": {"type": "string", "description": "`fusion` or `fusion/<panel-slug>`."},
         "messages": {"type": "array", "minItems": 1, "items": MESSAGE},
         "stream": {"type": "boolean"},
-        "stream_options": {"type": "object",
-                           "properties": {"include_usage": {"type": "boolean"}}},
-        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 32768,
-                       "description": "The synthesizer's limit."},
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2,
-                        "description": "The synthesizer's temperature."},
+        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+        "max_tokens": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 32768,
+            "description": "The synthesizer's limit.",
+        },
+        "temperature": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 2,
+            "description": "The synthesizer's temperature.",
+        },
         "user": {"type": "string"},
         "metadata": {"type": "object"},
-        "fusion": {"type": "object", "properties": {"progress": {"type": "boolean"}},
-                   "description": "Extension: panel progress chunks in a stream."},
+        "fusion": {
+            "type": "object",
+            "properties": {"progress": {"type": "boolean"}},
+            "description": "Extension: panel progress chunks in a stream.",
+        },
     },
-}  # fmt: skip
+}
 USAGE = {
     "type": "object",
     "properties": {
-        "prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
-        "total_tokens": {"type": "integer"}, "cost": {"type": ["number", "null"]},
+        "prompt_tokens": {"type": "integer"},
+        "completion_tokens": {"type": "integer"},
+        "total_tokens": {"type": "integer"},
+        "cost": {"type": ["number", "null"]},
     },
-}  # fmt: skip
+}
 COMPLETION = {
     "type": "object",
     "required": ["id", "object", "created", "model", "choices", "usage"],
     "properties": {
-        "id": {"type": "string"}, "object": {"const": "chat.completion"},
-        "created": {"type": "integer"}, "model": {"type": "string"},
+        "id": {"type": "string"},
+        "object": {"const": "chat.completion"},
+        "created": {"type": "integer"},
+        "model": {"type": "string"},
         "choices": {"type": "array", "items": {"type": "object"}},
-        "usage": USAGE, "fusion": {"type": "object"},
+        "usage": USAGE,
+        "fusion": {"type": "object"},
     },
-}  # fmt: skip
+}
 
 
 def _errors(*codes: int) -> dict:
-    text = {400: "Bad request: the field is named in `param`.",
-            401: "Missing, wrong or revoked API key.", 404: "No such panel for this key.",
-            413: "Body too large.", 429: "Rate limit reached; see Retry-After.",
-            502: "Every seat, or the synthesis, failed.", 499: "The run was cancelled.",
-            508: "Fusion depth limit reached (X-Fusion-Depth)."}  # fmt: skip
+    text = {
+        400: "Bad request: the field is named in `param`.",
+        401: "Missing, wrong or revoked API key.",
+        404: "No such panel for this key.",
+        413: "Body too large.",
+        429: "Rate limit reached; see Retry-After.",
+        502: "Every seat, or the synthesis, failed.",
+        499: "The run was cancelled.",
+        508: "Fusion depth limit reached (X-Fusion-Depth).",
+    }
     return {
         str(code): {"description": text[code], "content": {"application/json": {"schema": ERROR}}}
         for code in codes
@@ -85,36 +109,71 @@ def _errors(*codes: int) -> dict:
 
 SPEC = {
     "openapi": "3.1.0",
-    "info": {"title": "Fusion Room API", "version": "1",
-             "description": "OpenAI-compatible: the model is a panel of LLMs."},
+    "info": {
+        "title": "Fusion Room API",
+        "version": "1",
+        "description": "OpenAI-compatible: the model is a panel of LLMs.",
+    },
     "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     "security": [{"bearer": []}],
     "paths": {
-        "/v1/chat/completions": {"post": {
-            "summary": "Ask a panel; the answer is the synthesis.",
-            "operationId": "createChatCompletion",
-            "parameters": [{"name": "X-Fusion-Depth", "in": "header", "required": False,
-                            "schema": {"type": "string"}}],
-            "requestBody": {"required": True,
-                            "content": {"application/json": {"schema": REQUEST}}},
-            "responses": {
-                "200": {"description": "A chat.completion, or an SSE stream of chunks.",
-                        "content": {"application/json": {"schema": COMPLETION},
-                                    "text/event-stream": {"schema": {"type": "string"}}}},
-                **_errors(400, 401, 404, 413, 429, 499, 502, 508),
-            },
-        }},
-        "/v1/models": {"get": {
-            "summary": "The panels this key may use, as models.",
-            "operationId": "listModels",
-            "responses": {
-                "200": {"description": "A list of models.", "content": {"application/json": {
-                    "schema": {"type": "object", "required": ["object", "data"], "properties": {
-                        "object": {"const": "list"},
-                        "data": {"type": "array", "items": {"type": "object",
-                                                             "required": ["id", "object"]}}}}}}},
-                **_errors(401),
-            },
-        }},
+        "/v1/chat/completions": {
+            "post": {
+                "summary": "Ask a panel; the answer is the synthesis.",
+                "operationId": "createChatCompletion",
+                "parameters": [
+                    {
+                        "name": "X-Fusion-Depth",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": REQUEST}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "A chat.completion, or an SSE stream of chunks.",
+                        "content": {
+                            "application/json": {"schema": COMPLETION},
+                            "text/event-stream": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(400, 401, 404, 413, 429, 499, 502, 508),
+                },
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "summary": "The panels this key may use, as models.",
+                "operationId": "listModels",
+                "responses": {
+                    "200": {
+                        "description": "A list of models.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["object", "data"],
+                                    "properties": {
+                                        "object": {"const": "list"},
+                                        "data": {
+                                            "type": "array",
+                                            "items": {
+                                                "type": "object",
+                                                "required": ["id", "object"],
+                                            },
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_errors(401),
+                },
+            }
+        },
     },
-}  # fmt: skip
+}

@@ -62,8 +62,9 @@ def parse(body: bytes) -> CompletionRequest:
             raise BadRequest("Each message must be an object.", param)
         role = message.get("role")
         if role not in ROLES:
-            raise BadRequest(f"Unknown role {role!r}; use system, user or assistant.",
-                             f"{param}.role")  # fmt: skip
+            raise BadRequest(
+                f"Unknown role {role!r}; use system, user or assistant.", f"{param}.role"
+            )
         content = _text(message.get("content"), f"{param}.content")
         clean.append({"role": "system" if role == "developer" else role, "content": content})
     if clean[-1]["role"] != "user" or not clean[-1]["content"].strip():
@@ -75,13 +76,18 @@ def parse(body: bytes) -> CompletionRequest:
     if not isinstance(options, dict):
         raise BadRequest("`stream_options` must be an object.", "stream_options")
     max_tokens = data.get("max_tokens", data.get("max_completion_tokens"))
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                   or not 1 <= max_tokens <= 32768):  # fmt: skip
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool)
+        or not isinstance(max_tokens, int)
+        or not 1 <= max_tokens <= 32768
+    ):
         raise BadRequest("`max_tokens` must be a whole number from 1 to 32768.", "max_tokens")
     temperature = data.get("temperature")
-    if temperature is not None and (isinstance(temperature, bool)
-                                    or not isinstance(temperature, int | float)
-                                    or not 0 <= temperature <= 2):  # fmt: skip
+    if temperature is not None and (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not 0 <= temperature <= 2
+    ):
         raise BadRequest("`temperature` must be a number from 0 to 2.", "temperature")
     metadata = data.get("metadata") or {}
     if not isinstance(metadata, dict):
@@ -90,8 +96,13 @@ def parse(body: bytes) -> CompletionRequest:
     if not isinstance(extension, dict):
         raise BadRequest("`fusion` must be an object.", "fusion")
     return CompletionRequest(
-        model=model, messages=clean, stream=stream,
+        model=model,
+        messages=clean,
+        stream=stream,
         include_usage=bool(options.get("include_usage")),
-        progress=bool(extension.get("progress")), max_tokens=max_tokens,
-        temperature=temperature, user=str(data.get("user") or "")[:200], metadata=metadata,
-    )  # fmt: skip
+        progress=bool(extension.get("progress")),
+        max_tokens=max_tokens,
+        temperature=temperature,
+        user=str(data.get("user") or "")[:200],
+        metadata=metadata,
+    )

@@ -38,12 +38,17 @@ def _authenticate(request):
     """(key record, None) or (None, error response)."""
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
-        return None, error(401, "Missing API key: send `Authorization: Bearer <key>`.",
-                           type="authentication_error", code="missing_api_key")  # fmt: skip
+        return None, error(
+            401,
+            "Missing API key: send `Authorization: Bearer <key>`.",
+            type="authentication_error",
+            code="missing_api_key",
+        )
     record = keys.find(header.removeprefix("Bearer ").strip())
     if record is None:
-        return None, error(401, "Invalid or revoked API key.", type="authentication_error",
-                           code="invalid_api_key")  # fmt: skip
+        return None, error(
+            401, "Invalid or revoked API key.", type="authentication_error", code="invalid_api_key"
+        )
     return record, None
 
 
@@ -70,9 +75,13 @@ def _check(request):
         return error(400, f"{DEPTH_HEADER} must be a whole number.", param=DEPTH_HEADER)
     if depth >= settings.FUSION_MAX_DEPTH:
         # 508 Loop Detected: a panel seat that points back at a fusion endpoint.
-        return error(508, f"Fusion depth {depth} reached the limit of "
-                          f"{settings.FUSION_MAX_DEPTH}: a panel is calling fusion recursively.",
-                     type="fusion_depth_exceeded", code="fusion_depth_exceeded")  # fmt: skip
+        return error(
+            508,
+            f"Fusion depth {depth} reached the limit of "
+            f"{settings.FUSION_MAX_DEPTH}: a panel is calling fusion recursively.",
+            type="fusion_depth_exceeded",
+            code="fusion_depth_exceeded",
+        )
     client = _redis()
     try:
         wait = keys.over_limit(client, record)
@@ -95,29 +104,35 @@ def _check(request):
     except RequestDataTooBig:
         length = max(length, limit + 1)
     if length > limit or len(body) > limit:
-        return error(413, f"The body is over {limit:,} bytes, the limit.",
-                     code="request_too_large")  # fmt: skip
+        return error(413, f"The body is over {limit:,} bytes, the limit.", code="request_too_large")
     try:
         completion = parse(body)
     except BadRequest as bad:
         return bad.response()
     panel = _panel_for(completion.model, record.user)
     if panel is None:
-        return error(404, f"The model `{completion.model}` does not exist or you do not have "
-                          "access to it. GET /v1/models lists yours.", param="model",
-                     code="model_not_found")  # fmt: skip
+        return error(
+            404,
+            f"The model `{completion.model}` does not exist or you do not have "
+            "access to it. GET /v1/models lists yours.",
+            param="model",
+            code="model_not_found",
+        )
     return record, completion, panel, depth
 
 
 def _start(record, completion: CompletionRequest, panel: Panel, depth: int) -> tuple[int, str]:
-    room = Conversation.objects.create(owner=record.user, panel=panel,
-                                       title=completion.question[:60])  # fmt: skip
+    room = Conversation.objects.create(
+        owner=record.user, panel=panel, title=completion.question[:60]
+    )
     Panel.objects.filter(pk=panel.pk).update(use_count=panel.use_count + 1)
     extra = {
-        "conversation": completion.messages, "depth": depth, "via": "api",
+        "conversation": completion.messages,
+        "depth": depth,
+        "via": "api",
         "synthesizer_temperature": completion.temperature,
         "synthesizer_max_tokens": completion.max_tokens,
-    }  # fmt: skip
+    }
     return start_run(room, completion.question, extra).run.pk, room.group_name
 
 
@@ -130,38 +145,67 @@ def _outcome(run_id: int, model: str) -> tuple[int, dict]:
     answers = list(run.answers.all())
     final = run.final_answer
     fusion = {
-        "run": run.pk, "panel": run.config.get("panel"), "status": run.status,
+        "run": run.pk,
+        "panel": run.config.get("panel"),
+        "status": run.status,
         "failure_reason": run.failure_reason or None,
-        "failed_models": [a.model_name for a in answers
-                          if a.role == "seat" and a.status in ("failed", "late")],
-        "seats": [{"model": a.model_name, "status": a.status, "answer": a.text,
-                   "error": a.error or None, "usage": _usage([a]), "cost": _cost([a])}
-                  for a in answers if a.role == Answer.Role.SEAT],
-        "analysis": run.analysis, "cost": _cost(answers),
-        "cost_of_most_expensive_seat": None if run.solo_cost_usd is None
+        "failed_models": [
+            a.model_name for a in answers if a.role == "seat" and a.status in ("failed", "late")
+        ],
+        "seats": [
+            {
+                "model": a.model_name,
+                "status": a.status,
+                "answer": a.text,
+                "error": a.error or None,
+                "usage": _usage([a]),
+                "cost": _cost([a]),
+            }
+            for a in answers
+            if a.role == Answer.Role.SEAT
+        ],
+        "analysis": run.analysis,
+        "cost": _cost(answers),
+        "cost_of_most_expensive_seat": None
+        if run.solo_cost_usd is None
         else float(run.solo_cost_usd),
         "stage_ms": run.stage_ms,
-    }  # fmt: skip
+    }
     if run.status != Run.Status.DONE or final is None:
         status = 499 if run.status == Run.Status.CANCELLED else 502
         message = run.failure_detail or f"The run ended {run.status}."
-        failure = {"message": message, "type": "upstream_error", "param": None,
-                   "code": run.failure_reason or run.status}  # fmt: skip
+        failure = {
+            "message": message,
+            "type": "upstream_error",
+            "param": None,
+            "code": run.failure_reason or run.status,
+        }
         return status, {"error": failure, "fusion": fusion}
     return 200, {
-        "id": f"chatcmpl-fusion-{run.pk}", "object": "chat.completion",
-        "created": int(run.created_at.timestamp()), "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": final.text},
-                     "finish_reason": _finish(final)}],
-        "usage": {**_usage(answers), "cost": _cost(answers)}, "fusion": fusion,
-    }  # fmt: skip
+        "id": f"chatcmpl-fusion-{run.pk}",
+        "object": "chat.completion",
+        "created": int(run.created_at.timestamp()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": final.text},
+                "finish_reason": _finish(final),
+            }
+        ],
+        "usage": {**_usage(answers), "cost": _cost(answers)},
+        "fusion": fusion,
+    }
 
 
 def _usage(answers) -> dict:
     prompt = sum(a.input_tokens or 0 for a in answers)
     completion = sum(a.output_tokens or 0 for a in answers)
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}  # fmt: skip
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _cost(answers) -> float | None:
@@ -187,8 +231,9 @@ async def chat_completions(request):
     subscribed = asyncio.Event()
 
     async def begin():
-        run_holder["id"], run_holder["group"] = await in_db(_start, record, completion, panel,
-                                                            depth)  # fmt: skip
+        run_holder["id"], run_holder["group"] = await in_db(
+            _start, record, completion, panel, depth
+        )
 
     if completion.stream:
         return StreamingHttpResponse(
@@ -209,8 +254,14 @@ async def chat_completions(request):
 
 def _chunk(run_id: int, model: str, delta: dict, finish: str | None = None, **extra) -> str:
     choice = {"index": 0, "delta": delta, "finish_reason": finish}
-    body = {"id": f"chatcmpl-fusion-{run_id}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": model, "choices": [choice], **extra}  # fmt: skip
+    body = {
+        "id": f"chatcmpl-fusion-{run_id}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        **extra,
+    }
     return f"data: {json.dumps(body)}\n\n"
 
 
@@ -244,9 +295,15 @@ async def _sse(completion: CompletionRequest, begin, run_holder: dict, subscribe
             finish = body["choices"][0]["finish_reason"]
             yield _chunk(run_id, model, {}, finish)
             if completion.include_usage:
-                usage_chunk = {"id": f"chatcmpl-fusion-{run_id}", "object": "chat.completion.chunk",
-                               "created": int(time.time()), "model": model, "choices": [],
-                               "usage": body["usage"], "fusion": body["fusion"]}  # fmt: skip
+                usage_chunk = {
+                    "id": f"chatcmpl-fusion-{run_id}",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [],
+                    "usage": body["usage"],
+                    "fusion": body["fusion"],
+                }
                 yield f"data: {json.dumps(usage_chunk)}\n\n"
         yield "data: [DONE]\n\n"
     finally:
@@ -263,9 +320,17 @@ async def models(request):
     )
     created = int(time.time())
     data = [{"id": "fusion", "object": "model", "created": created, "owned_by": "fusion-room"}]
-    data += [{"id": f"fusion/{p.slug}", "object": "model", "created": int(p.created_at.timestamp()),
-              "owned_by": p.owner.username if p.owner_id else "fusion-room",
-              "name": p.name, "description": p.description} for p in panels]  # fmt: skip
+    data += [
+        {
+            "id": f"fusion/{p.slug}",
+            "object": "model",
+            "created": int(p.created_at.timestamp()),
+            "owned_by": p.owner.username if p.owner_id else "fusion-room",
+            "name": p.name,
+            "description": p.description,
+        }
+        for p in panels
+    ]
     return JsonResponse({"object": "list", "data": data})
 
 

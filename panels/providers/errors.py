@@ -67,8 +67,9 @@ def upstream_message(body: bytes) -> tuple[str, str]:
 _CONTEXT_NUMBERS = re.compile(r"(\d[\d,]*)\D+?(\d[\d,]*)\s*tokens", re.I)
 
 
-def error_from_status(where: str, status: int, body: bytes, headers: httpx.Headers,
-                      model: str) -> ProviderError:  # fmt: skip
+def error_from_status(
+    where: str, status: int, body: bytes, headers: httpx.Headers, model: str
+) -> ProviderError:
     message, code = upstream_message(body)
     retry_after = parse_retry_after(headers)
     lowered = f"{message} {code}".lower()
@@ -83,8 +84,10 @@ def error_from_status(where: str, status: int, body: bytes, headers: httpx.Heade
         kind, text = ErrorKind.MODEL_NOT_FOUND, f"model not found at {where}: {model} ({message})"
     elif status == 404:
         kind = ErrorKind.BAD_REQUEST
-        text = (f"{where} has nothing at this address (404: {message}); check the base URL, "
-                "which usually ends in /v1")  # fmt: skip
+        text = (
+            f"{where} has nothing at this address (404: {message}); check the base URL, "
+            "which usually ends in /v1"
+        )
     elif status == 429:
         wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
         kind, text = ErrorKind.RATE_LIMITED, f"{where} is rate limiting: {message}{wait}"

@@ -10,8 +10,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--name", default="command line")
-        parser.add_argument("--create-user", action="store_true",
-                            help="Create the user (without a password) if missing.")  # fmt: skip
+        parser.add_argument(
+            "--create-user",
+            action="store_true",
+            help="Create the user (without a password) if missing.",
+        )
 
     def handle(self, *args, username, name, create_user, **options):
         users = get_user_model().objects

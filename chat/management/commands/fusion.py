@@ -93,10 +93,12 @@ class Command(BaseCommand):
     def _print_result(self, run: Run) -> None:
         out, style = self.stdout, self.style
         for answer in run.answers.filter(role=Answer.Role.SEAT).order_by("position"):
-            out.write(style.MIGRATE_HEADING(
-                f"\n── Seat {answer.position + 1}: {answer.model_name} [{answer.status}] "
-                f"{answer.cost_display}, {_secs(answer.latency_ms)}"
-            ))  # fmt: skip
+            out.write(
+                style.MIGRATE_HEADING(
+                    f"\n── Seat {answer.position + 1}: {answer.model_name} [{answer.status}] "
+                    f"{answer.cost_display}, {_secs(answer.latency_ms)}"
+                )
+            )
             out.write(_wrap(answer.text or answer.error))
         if run.analysis:
             out.write(style.MIGRATE_HEADING("\n── Analysis"))
@@ -106,10 +108,12 @@ class Command(BaseCommand):
             out.write(_wrap(run.analysis_raw))
         synthesis = run.synthesis
         if synthesis is not None:
-            out.write(style.MIGRATE_HEADING(
-                f"\n── Synthesis: {synthesis.model_name} [{synthesis.status}] "
-                f"{synthesis.cost_display}, {_secs(synthesis.latency_ms)}"
-            ))  # fmt: skip
+            out.write(
+                style.MIGRATE_HEADING(
+                    f"\n── Synthesis: {synthesis.model_name} [{synthesis.status}] "
+                    f"{synthesis.cost_display}, {_secs(synthesis.latency_ms)}"
+                )
+            )
             out.write(_wrap(synthesis.text or synthesis.error))
         out.write(style.MIGRATE_HEADING("\n── Totals"))
         out.write(
@@ -155,10 +159,23 @@ def _analysis_text(analysis: dict) -> str:
 
 
 def _as_json(run: Run) -> str:
-    return json.dumps({
-        "run": run.pk, "status": run.status, "failure_reason": run.failure_reason,
-        "analysis": run.analysis,
-        "answers": [{"role": a.role, "model": a.model_name, "status": a.status, "text": a.text,
-                     "cost": a.cost_display} for a in run.answers.all()],
-        "cost": run.cost_display,
-    }, indent=2)  # fmt: skip
+    return json.dumps(
+        {
+            "run": run.pk,
+            "status": run.status,
+            "failure_reason": run.failure_reason,
+            "analysis": run.analysis,
+            "answers": [
+                {
+                    "role": a.role,
+                    "model": a.model_name,
+                    "status": a.status,
+                    "text": a.text,
+                    "cost": a.cost_display,
+                }
+                for a in run.answers.all()
+            ],
+            "cost": run.cost_display,
+        },
+        indent=2,
+    )

@@ -208,7 +208,7 @@ async def one_level(n: int, port: int, user, panels, cookie: str) -> dict:
     from asgiref.sync import sync_to_async
 
     from chat.models import Conversation
-    from chat.services import create_run
+    from chat.engine.runs import create_run
     from chat.tasks import execute_run
 
     @sync_to_async

@@ -8,9 +8,9 @@ JavaScript); this socket only delivers events, after a snapshot, and answers a
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from . import streams
+from .engine import live
+from .engine.events import room_snapshot
 from .models import Conversation
-from .snapshots import room_snapshot
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -32,7 +32,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             return
         self.conversation_id = conversation.pk
         self.group = conversation.group_name
-        self.redis = streams.redis_client()
+        self.redis = live.redis_client()
         # Join first, snapshot second: no event can fall between the two.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()

@@ -3,7 +3,6 @@ import secrets
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import F
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -11,12 +10,12 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from panels.models import CatalogModel, Panel
+from panels.models import Panel
 
 from .api.keys import create_key
+from .engine.runs import StopUnavailable, count_use, start_conversation, start_run, stop_run
 from .forms import MessageForm, NewConversationForm
 from .models import ApiKey, Conversation, Message, Run
-from .services import StopUnavailable, start_run, stop_run
 
 
 def _conversation_for(request, pk: int) -> Conversation:
@@ -57,14 +56,10 @@ def start(request):
     form = NewConversationForm(request.POST, user=request.user)
     if not form.is_valid():
         return render(request, "chat/home.html", {"form": form, **_sidebar(request)}, status=400)
-    answerer = form.cleaned_data["answerer"]
-    conversation = Conversation.objects.create(
-        owner=request.user,
-        panel=answerer if isinstance(answerer, Panel) else None,
-        model=answerer if isinstance(answerer, CatalogModel) else None,
+    message = start_conversation(
+        request.user, form.cleaned_data["answerer"], form.cleaned_data["content"], via="room"
     )
-    start_run(conversation, form.cleaned_data["content"])
-    return redirect(conversation)
+    return redirect(message.conversation)
 
 
 @require_GET
@@ -176,7 +171,7 @@ def shared(request, token: str):
 def use_panel(request, slug: str):
     """Start a conversation answered by a panel the user may reach."""
     panel = get_object_or_404(Panel.objects.reachable_by(request.user), slug=slug)
-    Panel.objects.filter(pk=panel.pk).update(use_count=F("use_count") + 1)
+    count_use(panel)
     return redirect(Conversation.objects.create(owner=request.user, panel=panel))
 
 

@@ -17,7 +17,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from chat.mcp_http import McpHttpApp  # noqa: E402
+from chat.api.mcp_http import McpHttpApp  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
 mcp_app = McpHttpApp()

@@ -10,7 +10,7 @@ from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 
 from chat.models import Conversation
-from chat.services import create_run
+from chat.engine.runs import create_run
 from panels.models import CatalogModel, Panel, Provider, Seat
 from tests.scripted_server import Reply, ScriptedServer
 
@@ -102,7 +102,7 @@ async def collect_events(group: str, until: str = "run.done", timeout: float = 3
 
 
 async def run_and_listen(kit: ScriptedPanel, run_id: int, timeout: float = 30) -> list[dict]:
-    from chat import pipeline
+    from chat.engine import pipeline
 
     listener = asyncio.create_task(collect_events(kit.room.group_name, timeout=timeout))
     await asyncio.sleep(0.1)  # the listener has joined the group

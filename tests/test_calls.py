@@ -9,7 +9,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from chat import streams
+from chat.engine import live
 from panels.calls import CallLimits, CallResult, RetryPolicy, Target, call
 from panels.cooldown import Cooldowns
 from panels.providers import ChatMessage, ChatRequest, Endpoint, ErrorKind
@@ -31,7 +31,7 @@ def server():
 
 @pytest.fixture
 async def redis():
-    client = streams.redis_client()
+    client = live.redis_client()
     await client.flushdb()  # the test Redis database: cooldowns start clean
     yield client
     await client.flushdb()

@@ -93,7 +93,7 @@ def test_unreachable_queue_fails_the_run_in_words_and_keeps_the_message(room):
     env = child_env(
         DATABASE_URL=database_url(connection.settings_dict), REDIS_URL="redis://127.0.0.1:9/0"
     )
-    code = f"import django; django.setup(); from chat.services import enqueue; enqueue({run.pk})"
+    code = f"import django; django.setup(); from chat.engine.runs import enqueue; enqueue({run.pk})"
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )

@@ -1,6 +1,6 @@
 import asyncio
 
-from chat.coalesce import Coalescer
+from chat.engine.live import Coalescer
 
 
 async def test_first_text_is_flushed_at_once_then_batched():

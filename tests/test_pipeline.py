@@ -8,7 +8,7 @@ import pytest
 import redis as redis_sync
 from django.conf import settings
 
-from chat import pipeline, runstate
+from chat.engine import pipeline, runstate
 from chat.models import Answer, Run
 from tests.pipeline_kit import GOOD_ANALYSIS, ScriptedPanel, analysis_reply, run_and_listen
 from tests.scripted_server import Reply
@@ -236,7 +236,7 @@ def test_a_shared_panel_never_spends_its_authors_own_keys(kit):
     from django.contrib.auth import get_user_model
 
     from chat.models import Conversation
-    from chat.services import create_run
+    from chat.engine.runs import create_run
     from panels.models import Panel, Provider
 
     Provider.objects.filter(models__model_id="seat-0").update(owner=kit.user, source="user")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chat import prompts
+from chat.engine import prompts
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 INJECTION = (

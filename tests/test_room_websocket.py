@@ -7,7 +7,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from chat import streams
+from chat.engine import live
 from chat.models import Answer, Conversation, Message, Run
 from fusionroom.asgi import application
 
@@ -41,20 +41,20 @@ def communicator(path: str, cookie: str | None = None, origin: str = "http://loc
 
 async def test_owner_gets_a_snapshot_with_live_text_then_events():
     user, room, run, answer = await make_room()
-    redis = streams.redis_client()
-    await streams.append(redis, answer.pk, "Hello")
-    await streams.append(redis, answer.pk, ", wor")
+    redis = live.redis_client()
+    await live.append(redis, answer.pk, "Hello")
+    await live.append(redis, answer.pk, ", wor")
     ws = communicator(f"/ws/conversations/{room.pk}/", await session_cookie(user))
     connected, _ = await ws.connect()
     assert connected
     snapshot = await ws.receive_json_from(timeout=5)
     assert snapshot["type"] == "snapshot"
-    live = snapshot["runs"][0]["answers"][0]
-    assert (live["answer"], live["text"], live["seq"]) == (answer.pk, "Hello, wor", 2)
+    streaming = snapshot["runs"][0]["answers"][0]
+    assert (streaming["answer"], streaming["text"], streaming["seq"]) == (answer.pk, "Hello, wor", 2)
 
-    seq = await streams.append(redis, answer.pk, "ld")
+    seq = await live.append(redis, answer.pk, "ld")
     event = {"type": "answer.delta", "answer": answer.pk, "seq": seq, "text": "ld"}
-    await streams.announce(get_channel_layer(), room.group_name, event)
+    await live.announce(get_channel_layer(), room.group_name, event)
     assert await ws.receive_json_from(timeout=5) == event
 
     await ws.send_json_to({"type": "resync"})
@@ -146,7 +146,7 @@ async def test_every_event_type_reaches_the_browser_in_order():
     assert snapshot["runs"][0]["run"] == run.pk and "stage_ms" in snapshot["runs"][0]
     layer = get_channel_layer()
     for event in EVENT_TYPES:
-        await streams.announce(layer, room.group_name, {"run": run.pk, **event})
+        await live.announce(layer, room.group_name, {"run": run.pk, **event})
     for event in EVENT_TYPES:
         assert await ws.receive_json_from(timeout=5) == {"run": run.pk, **event}
     await ws.disconnect()
@@ -159,7 +159,7 @@ async def test_events_of_other_rooms_never_arrive():
     assert (await ws.connect())[0]
     await ws.receive_json_from(timeout=5)  # charlie's own snapshot
     event = {"type": "answer.delta", "run": run.pk, "answer": 1, "seq": 1, "text": "secret"}
-    await streams.announce(get_channel_layer(), alices_room.group_name, event)
+    await live.announce(get_channel_layer(), alices_room.group_name, event)
     assert await ws.receive_nothing(timeout=0.5)
     await ws.disconnect()
 

@@ -10,9 +10,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from chat import pipeline
+from chat.engine import pipeline
 from chat.models import Answer, Conversation
-from chat.services import create_run
+from chat.engine.runs import create_run
 from fusionroom.asgi import application
 from panels.connection_test import check_connection
 from panels.models import CatalogModel, Provider

@@ -9,9 +9,9 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 
-from chat import pipeline
+from chat.engine import pipeline
 from chat.models import Answer, Conversation, Run
-from chat.services import create_run, start_run
+from chat.engine.runs import create_run, start_run
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 from channels.layers import get_channel_layer
 
-from chat import streams
-from chat.db import in_db
+from chat.engine import live
+from chat.engine.db import in_db
 from chat.models import Answer, Run
 
 POLL_S = 2.0  # when no event arrives, look at the database
@@ -22,7 +22,7 @@ async def final_text(run_id: int, group: str, subscribed) -> AsyncIterator[tuple
     channel = await layer.new_channel()
     await layer.group_add(group, channel)
     subscribed.set()
-    redis = streams.redis_client()
+    redis = live.redis_client()
     final_id = await in_db(_solo_answer_id, run_id)
     sent = 0
     try:
@@ -40,7 +40,7 @@ async def final_text(run_id: int, group: str, subscribed) -> AsyncIterator[tuple
             if kind == "answer.created" and event.get("role") == "synthesizer":
                 final_id = event["answer"]
             if kind == "answer.delta" and event["answer"] == final_id:
-                text, _ = await streams.live_state(redis, final_id)
+                text, _ = await live.live_state(redis, final_id)
                 if len(text) > sent:  # covers dropped frames too
                     yield "text", text[sent:]
                     sent = len(text)

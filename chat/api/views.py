@@ -8,20 +8,20 @@ import asyncio
 import json
 import time
 
-import redis
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
-from chat.db import in_db
-from chat.models import Answer, Conversation, Run
-from chat.services import start_run, stop_run
+from chat.engine import events
+from chat.engine.db import in_db
+from chat.engine.runs import start_conversation, stop_run
+from chat.models import Answer, Run
 from panels.models import Panel
 from panels.providers.base import DEPTH_HEADER
 
-from . import keys
+from . import auth
 from .errors import BadRequest, error
 from .follow import final_text
 from .openapi import SPEC
@@ -30,26 +30,22 @@ from .request import CompletionRequest, parse
 KEEP_ALIVE_S = 10
 
 
-def _redis():
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+def _refusal(refused: auth.Refused) -> JsonResponse:
+    return error(
+        refused.status,
+        refused.message,
+        type=refused.type,
+        code=refused.code,
+        headers=refused.headers,
+    )
 
 
 def _authenticate(request):
     """(key record, None) or (None, error response)."""
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        return None, error(
-            401,
-            "Missing API key: send `Authorization: Bearer <key>`.",
-            type="authentication_error",
-            code="missing_api_key",
-        )
-    record = keys.find(header.removeprefix("Bearer ").strip())
-    if record is None:
-        return None, error(
-            401, "Invalid or revoked API key.", type="authentication_error", code="invalid_api_key"
-        )
-    return record, None
+    try:
+        return auth.key_from_header(request.headers.get("Authorization", "")), None
+    except auth.Refused as refused:
+        return None, _refusal(refused)
 
 
 def _depth(request) -> int | None:
@@ -82,20 +78,10 @@ def _check(request):
             type="fusion_depth_exceeded",
             code="fusion_depth_exceeded",
         )
-    client = _redis()
     try:
-        wait = keys.over_limit(client, record)
-    finally:
-        client.close()
-    if wait is not None:
-        return error(
-            429,
-            f"Rate limit of {settings.API_RATE_LIMIT_PER_MINUTE} requests a minute reached "
-            "for this key.",
-            type="rate_limit_error",
-            code="rate_limit_exceeded",
-            headers={"Retry-After": str(int(wait) + 1)},
-        )
+        auth.check_rate(record)
+    except auth.Refused as refused:
+        return _refusal(refused)
     raw_length = request.headers.get("Content-Length") or "0"
     length = int(raw_length) if raw_length.isdigit() else 0
     limit = settings.API_MAX_BODY_BYTES
@@ -122,18 +108,14 @@ def _check(request):
 
 
 def _start(record, completion: CompletionRequest, panel: Panel, depth: int) -> tuple[int, str]:
-    room = Conversation.objects.create(
-        owner=record.user, panel=panel, title=completion.question[:60]
-    )
-    Panel.objects.filter(pk=panel.pk).update(use_count=panel.use_count + 1)
     extra = {
         "conversation": completion.messages,
         "depth": depth,
-        "via": "api",
         "synthesizer_temperature": completion.temperature,
         "synthesizer_max_tokens": completion.max_tokens,
     }
-    return start_run(room, completion.question, extra).run.pk, room.group_name
+    message = start_conversation(record.user, panel, completion.question, via="api", extra=extra)
+    return message.run.pk, message.conversation.group_name
 
 
 def _stop(run_id: int) -> None:
@@ -142,35 +124,8 @@ def _stop(run_id: int) -> None:
 
 def _outcome(run_id: int, model: str) -> tuple[int, dict]:
     run = Run.objects.prefetch_related("answers").get(pk=run_id)
-    answers = list(run.answers.all())
     final = run.final_answer
-    fusion = {
-        "run": run.pk,
-        "panel": run.config.get("panel"),
-        "status": run.status,
-        "failure_reason": run.failure_reason or None,
-        "failed_models": [
-            a.model_name for a in answers if a.role == "seat" and a.status in ("failed", "late")
-        ],
-        "seats": [
-            {
-                "model": a.model_name,
-                "status": a.status,
-                "answer": a.text,
-                "error": a.error or None,
-                "usage": _usage([a]),
-                "cost": _cost([a]),
-            }
-            for a in answers
-            if a.role == Answer.Role.SEAT
-        ],
-        "analysis": run.analysis,
-        "cost": _cost(answers),
-        "cost_of_most_expensive_seat": None
-        if run.solo_cost_usd is None
-        else float(run.solo_cost_usd),
-        "stage_ms": run.stage_ms,
-    }
+    fusion = events.api_fusion(run)
     if run.status != Run.Status.DONE or final is None:
         status = 499 if run.status == Run.Status.CANCELLED else 502
         message = run.failure_detail or f"The run ended {run.status}."
@@ -193,26 +148,9 @@ def _outcome(run_id: int, model: str) -> tuple[int, dict]:
                 "finish_reason": _finish(final),
             }
         ],
-        "usage": {**_usage(answers), "cost": _cost(answers)},
+        "usage": events.api_usage(run),
         "fusion": fusion,
     }
-
-
-def _usage(answers) -> dict:
-    prompt = sum(a.input_tokens or 0 for a in answers)
-    completion = sum(a.output_tokens or 0 for a in answers)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-
-
-def _cost(answers) -> float | None:
-    charged = [a for a in answers if a.input_tokens is not None]
-    if any(a.cost_usd is None for a in charged):
-        return None
-    return float(sum(a.cost_usd for a in charged))
 
 
 def _finish(answer: Answer) -> str:

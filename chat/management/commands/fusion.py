@@ -6,7 +6,7 @@ with costs and timings. The quickest way to see the main job.
 """
 
 import asyncio
-import json
+import json as json_module
 import textwrap
 import time
 
@@ -14,8 +14,9 @@ from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from chat.models import Answer, Conversation, Run
-from chat.services import start_run
+from chat.engine import events
+from chat.engine.runs import start_conversation
+from chat.models import Answer, Run
 from panels.models import Panel
 
 CLI_USER = "fusion-cli"
@@ -41,22 +42,21 @@ class Command(BaseCommand):
             raise CommandError(f"No panel {panel!r}. Panels you can use: {slugs or 'none'}.")
         if not question.strip():
             raise CommandError("The question is empty.")
-        room = Conversation.objects.create(owner=owner, panel=found, title=question[:60])
-        message = start_run(room, question.strip())
+        message = start_conversation(owner, found, question.strip(), via="cli")
         self.stdout.write(self.style.MIGRATE_HEADING(f"Run {message.run.pk} on panel {found}"))
-        asyncio.run(self._follow(room, message.run.pk, timeout))
+        asyncio.run(self._follow(message.conversation.group_name, message.run.pk, timeout))
         run = Run.objects.get(pk=message.run.pk)
         self._print_result(run)
         if json:
-            self.stdout.write(_as_json(run))
+            self.stdout.write(json_module.dumps(events.cli_json(run), indent=2))
         if run.status != Run.Status.DONE:
             raise CommandError(f"The run ended {run.status}: {run.failure_detail}")
 
-    async def _follow(self, room: Conversation, run_id: int, timeout: float) -> None:
+    async def _follow(self, group: str, run_id: int, timeout: float) -> None:
         """Print progress from the run's events until it is done."""
         layer = get_channel_layer()
         channel = await layer.new_channel()
-        await layer.group_add(room.group_name, channel)
+        await layer.group_add(group, channel)
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
@@ -88,7 +88,7 @@ class Command(BaseCommand):
         except TimeoutError:
             raise CommandError(f"No result within {timeout:.0f} s; the run goes on.") from None
         finally:
-            await layer.group_discard(room.group_name, channel)
+            await layer.group_discard(group, channel)
 
     def _print_result(self, run: Run) -> None:
         out, style = self.stdout, self.style
@@ -125,7 +125,7 @@ class Command(BaseCommand):
 
 
 async def _still_running(run_id: int) -> bool:
-    from chat.db import in_db
+    from chat.engine.db import in_db
 
     return await in_db(lambda: Run.objects.get(pk=run_id).is_active)
 
@@ -156,26 +156,3 @@ def _analysis_text(analysis: dict) -> str:
     if labels:
         lines.append(f"  (labels → answers: {labels})")
     return "\n".join(lines) or "  (empty)"
-
-
-def _as_json(run: Run) -> str:
-    return json.dumps(
-        {
-            "run": run.pk,
-            "status": run.status,
-            "failure_reason": run.failure_reason,
-            "analysis": run.analysis,
-            "answers": [
-                {
-                    "role": a.role,
-                    "model": a.model_name,
-                    "status": a.status,
-                    "text": a.text,
-                    "cost": a.cost_display,
-                }
-                for a in run.answers.all()
-            ],
-            "cost": run.cost_display,
-        },
-        indent=2,
-    )

@@ -1,6 +1,6 @@
 """The fusion pipeline: one run = the panel's seats in parallel → the judge's
 analysis → the synthesizer's answer. A single model is a panel of one seat with
-no judge. Every stage streams over the channel layer (chat/streaming.py).
+no judge. Every stage streams over the channel layer (chat/engine/answer.py).
 """
 
 import asyncio
@@ -13,16 +13,16 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
+from chat.models import Answer, Run
 from panels.calls import CallLimits, Target
 from panels.crypto import UnreadableSecret
 from panels.models import CatalogModel
 from panels.providers import ChatMessage, ChatRequest, ErrorKind, ProviderError
 
-from . import prompts, runstate
+from . import events, prompts, runstate
+from .answer import RunContext, run_answer
+from .context import earlier_turns, fit_given_messages, fit_messages
 from .db import database_thread, in_db
-from .history import earlier_turns, fit_given_messages, fit_messages
-from .models import Answer, Run
-from .streaming import RunContext, run_answer
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +142,7 @@ def _new_answer(run: Run, role: str, position: int, ref: dict, prompt) -> Answer
 
 def _finish(run: Run, status: str, reason: str = "", detail: str = "") -> None:
     answers = list(run.answers.all())
-    # Calls that produced tokens cost something (known or not); one refused before
-    # any token (a 500, a bad key) is not charged.
-    called = [a for a in answers if a.attempts and a.input_tokens is not None]
-    costs = [a.cost_usd for a in called]
-    run.cost_usd = None if any(c is None for c in costs) else sum(costs, Decimal(0))
-    seat_costs = [a.cost_usd for a in called if a.role == Answer.Role.SEAT]
-    known = seat_costs and all(c is not None for c in seat_costs)
-    run.solo_cost_usd = max(seat_costs) if known else None
+    run.cost_usd, run.solo_cost_usd = events.cost_of(answers), events.solo_cost_of(answers)
     run.status, run.failure_reason, run.failure_detail = status, reason, detail
     run.finished_at = timezone.now()
     run.stage_ms["total"] = int((run.finished_at - run.started_at).total_seconds() * 1000)
@@ -223,7 +216,7 @@ async def _judge(ctx: RunContext, question: str, labelled, first_position: int):
         answer = await in_db(
             _new_answer, ctx.run, Answer.Role.JUDGE, first_position + attempt, ref, messages
         )
-        await ctx.announce({"type": "answer.created", "answer": answer.pk, "role": "judge"})
+        await ctx.announce(events.answer_created(answer))
         try:
             targets = await in_db(_targets, [ref], ctx.owner)
         except ProviderError as error:
@@ -253,7 +246,7 @@ async def _synthesize(ctx: RunContext, question: str, labelled, analysis, raw, p
         question, labelled, prompts.analysis_as_text(analysis, raw)
     )
     answer = await in_db(_new_answer, ctx.run, Answer.Role.SYNTHESIZER, position, refs[0], messages)
-    await ctx.announce({"type": "answer.created", "answer": answer.pk, "role": "synthesizer"})
+    await ctx.announce(events.answer_created(answer))
     try:
         targets = await in_db(_targets, refs, ctx.owner)
     except ProviderError as error:
@@ -313,35 +306,19 @@ async def _execute_run(run_id: int) -> None:
 
 async def _stage(ctx: RunContext, status: str) -> None:
     await in_db(_set_status, ctx.run, status)
-    await ctx.announce({"type": "run.status", "status": status})
+    await ctx.announce(events.run_status(ctx.run))
 
 
 async def _end(ctx: RunContext, status: str, reason: str = "", detail: str = "") -> None:
     run = ctx.run
     await in_db(_finish, run, status, reason, detail)
-    await ctx.announce(
-        {
-            "type": "run.done",
-            "status": run.status,
-            "failure_reason": run.failure_reason,
-            "failure_detail": run.failure_detail,
-            "cost": None if run.cost_usd is None else str(run.cost_usd),
-            "solo_cost": None if run.solo_cost_usd is None else str(run.solo_cost_usd),
-            "stage_ms": run.stage_ms,
-        }
-    )
+    await ctx.announce(events.run_done(run))
 
 
 async def _execute(ctx: RunContext, seats: list[Answer]) -> None:
     run, loop = ctx.run, asyncio.get_running_loop()
     started = loop.time()
-    await ctx.announce(
-        {
-            "type": "run.started",
-            "status": run.status,
-            "answers": [{"answer": a.pk, "role": a.role, "model": a.model_name} for a in seats],
-        }
-    )
+    await ctx.announce(events.run_started(run, seats))
     await _panel(ctx, seats)
     run.stage_ms["panel"] = int((loop.time() - started) * 1000)
     if ctx.cancelled:
@@ -368,14 +345,7 @@ async def _execute(ctx: RunContext, seats: list[Answer]) -> None:
     )
     run.analysis_raw, run.analysis_structured = raw, analysis is not None
     await in_db(lambda: run.save(update_fields=["analysis", "analysis_raw", "analysis_structured"]))
-    await ctx.announce(
-        {
-            "type": "analysis.ready",
-            "structured": run.analysis_structured,
-            "analysis": run.analysis,
-            "raw": "" if analysis else raw,
-        }
-    )
+    await ctx.announce(events.analysis_ready(run))
     if ctx.cancelled:
         return await _end(ctx, Run.Status.CANCELLED, Run.Failure.CANCELLED, "Stopped by the user.")
 

@@ -1,9 +1,8 @@
 """What a model sees of a conversation: earlier turns, then the new message,
 trimmed from the oldest turn so that it fits the model's context window."""
 
+from chat.models import Message, Run
 from panels.providers import ChatMessage
-
-from .models import Message, Run
 
 SYSTEM_PROMPT = (
     "You are a helpful, accurate assistant. Answer clearly and concisely; "

@@ -13,8 +13,13 @@ import os
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from .db import in_db
-from .models import Conversation, Run
+from chat.engine import events
+from chat.engine.db import in_db
+from chat.engine.runs import start_conversation
+from chat.models import Run
+
+from . import auth
+from .follow import final_text
 
 server = MCPServer(
     name="fusion-room",
@@ -42,16 +47,13 @@ def _user_of(ctx: Context | None):
 
 
 def _owner():
-    from .api.keys import find
-
-    key = os.environ.get("FUSIONROOM_API_KEY", "")
-    record = find(key) if key else None
-    if record is None:
+    try:
+        return auth.key_from_value(os.environ.get("FUSIONROOM_API_KEY", "")).user
+    except auth.Refused:
         # ToolError: its words reach the calling agent (other errors are hidden).
         raise ToolError(
             "Set FUSIONROOM_API_KEY to a Fusion Room API key (API keys page) to use this server."
-        )
-    return record.user
+        ) from None
 
 
 def _panels(user) -> list[dict]:
@@ -63,31 +65,18 @@ def _panels(user) -> list[dict]:
     ]
 
 
-def _start(user, question: str, slug: str) -> int:
+def _start(user, question: str, slug: str) -> tuple[int, str]:
     from panels.models import Panel
-
-    from .services import start_run
 
     panel = Panel.objects.reachable_by(user).filter(slug=slug).first()
     if panel is None:
         raise ToolError(f"No panel {slug!r}; list_panels shows the ones you can use.")
-    room = Conversation.objects.create(owner=user, panel=panel, title=question[:60])
-    return start_run(room, question, {"via": "mcp"}).run.pk
+    message = start_conversation(user, panel, question, via="mcp")
+    return message.run.pk, message.conversation.group_name
 
 
-def _result(run_id: int) -> dict | None:
-    run = Run.objects.prefetch_related("answers").get(pk=run_id)
-    if run.is_active:
-        return None
-    final = run.final_answer
-    return {
-        "status": run.status,
-        "answer": final.text if final and run.status == Run.Status.DONE else "",
-        "error": run.failure_detail,
-        "cost": run.cost_display,
-        "models": [a.model_name for a in run.seat_answers],
-        "run": run.pk,
-    }
+def _result(run_id: int) -> dict:
+    return events.mcp_result(Run.objects.prefetch_related("answers").get(pk=run_id))
 
 
 @server.tool()
@@ -108,17 +97,18 @@ async def fusion(question: str, ctx: Context, panel: str = "local") -> str:
     if not question.strip():
         raise ToolError("The question is empty.")
     user = await in_db(_user_of, ctx)
-    run_id = await in_db(_start, user, question.strip(), panel)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_S
-    while loop.time() < deadline:
-        result = await in_db(_result, run_id)
-        if result is not None:
-            if result["status"] != Run.Status.DONE:
-                raise ToolError(f"The run ended {result['status']}: {result['error']}")
-            return (
-                f"{result['answer']}\n\n— fused from {', '.join(result['models'])}; "
-                f"cost {result['cost']}; run {result['run']}"
-            )
-        await asyncio.sleep(0.5)
-    raise ToolError(f"No answer within {WAIT_S} s; run {run_id} goes on.")
+    run_id, group = await in_db(_start, user, question.strip(), panel)
+    try:
+        async with asyncio.timeout(WAIT_S):
+            # Followed like an API call: the run's events, the database as the last word.
+            async for _ in final_text(run_id, group, asyncio.Event()):
+                pass
+    except TimeoutError:
+        raise ToolError(f"No answer within {WAIT_S} s; run {run_id} goes on.") from None
+    result = await in_db(_result, run_id)
+    if result["status"] != Run.Status.DONE:
+        raise ToolError(f"The run ended {result['status']}: {result['error']}")
+    return (
+        f"{result['answer']}\n\n— fused from {', '.join(result['models'])}; "
+        f"cost {result['cost']}; run {result['run']}"
+    )

@@ -1,4 +1,5 @@
-"""Live answer text in Redis, and the events that announce it.
+"""Live answer text in Redis, the coalescer that batches it, and the events that
+announce it.
 
 While an answer streams, its text so far and the sequence number of its last
 delta live in Redis; every delta is appended there *before* it is announced on
@@ -7,6 +8,11 @@ reads the snapshot second, so nothing falls between the two: deltas it already
 has in the snapshot carry a sequence number it drops, later ones it appends.
 """
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
@@ -21,7 +27,12 @@ def _seq_key(answer_id: int) -> str:
     return f"fr:answer:{answer_id}:seq"
 
 
-def redis_client(max_connections: int = 50):
+def sync_redis() -> redis.Redis:
+    """A short-lived synchronous client, for views, tasks and commands (close it)."""
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+
+
+def redis_client(max_connections: int = 50) -> aioredis.Redis:
     """A redis.asyncio client for the running event loop. The pool blocks (briefly)
     instead of failing when hundreds of streams of one run want Redis at once."""
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -54,3 +65,47 @@ async def live_state(redis, answer_id: int) -> tuple[str, int]:
 async def announce(channel_layer, group: str, event: dict) -> None:
     """Send one event to every tab showing the room. Consumers forward it as is."""
     await channel_layer.group_send(group, {"type": "room.event", "event": event})
+
+
+# --- coalescing ------------------------------------------------------------------
+# A model emits one token per chunk; forwarding each as its own websocket frame
+# costs a Redis round trip apiece. The coalescer forwards the first text at once,
+# then at most one flush per interval with everything that arrived meanwhile.
+
+
+class Coalescer:
+    def __init__(self, flush: Callable[[str], Awaitable[None]], interval: float = 0.05):
+        self._flush = flush
+        self._interval = interval
+        self._buffer: list[str] = []
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def push(self, text: str) -> None:
+        self._buffer.append(text)
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Flush what is buffered and stop."""
+        self._closing.set()
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._buffer:
+                text = "".join(self._buffer)
+                self._buffer.clear()
+                await self._flush(text)
+            if self._closing.is_set() and not self._buffer:
+                return
+            # Let text gather for one interval; closing cuts the wait short.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self._interval)

@@ -12,15 +12,15 @@ import logging
 
 from channels.layers import get_channel_layer
 
+from chat.models import Answer, Run
 from panels import calls
 from panels.calls import CallLimits, CallResult, Target
 from panels.cooldown import Cooldowns
 from panels.providers import ChatRequest, ErrorKind, ProviderError
 
-from . import markdown, streams, worker_loop
-from .coalesce import Coalescer
+from . import events, live
 from .db import in_db
-from .models import Answer, Run
+from .loop import is_shared_loop, make_http_client, shared_clients
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +38,21 @@ class RunContext:
         self.layer = get_channel_layer()
         # In a worker, clients are the shared loop's; elsewhere (tests, commands)
         # this run owns its own and closes them.
-        self.owns_clients = not worker_loop.is_shared_loop(asyncio.get_running_loop())
+        self.owns_clients = not is_shared_loop(asyncio.get_running_loop())
         if self.owns_clients:
-            self.http, self.redis = worker_loop.make_http_client(), streams.redis_client()
+            self.http, self.redis = make_http_client(), live.redis_client()
         else:
-            self.http, self.redis = worker_loop.shared_clients()
+            self.http, self.redis = shared_clients()
         self.cooldowns = Cooldowns(self.redis)
         self.started = asyncio.get_running_loop().time()
         self.running: dict[int, asyncio.Task] = {}
         self.late: set[int] = set()
         self.cancelled = False
 
-    async def announce(self, event: dict) -> None:
+    async def announce(self, event) -> None:
+        """Send an event built by `events` to every tab showing the room."""
         try:
-            await streams.announce(self.layer, self.group, {"run": self.run.pk, **event})
+            await live.announce(self.layer, self.group, event)
         except Exception as exc:  # a lost frame is recovered from the snapshot
             log.warning("could not announce %s for run %s: %r", event["type"], self.run.pk, exc)
 
@@ -127,31 +128,6 @@ def record(answer: Answer, result: CallResult, local: bool, site_wide: bool = Tr
         answer.error = friendly_error(result.error, answer, local, site_wide)
 
 
-def answer_stats(answer: Answer) -> dict:
-    return {
-        "cost": answer.cost_display,
-        "model": answer.model_name,
-        "input_tokens": answer.input_tokens,
-        "output_tokens": answer.output_tokens,
-        "tokens_estimated": answer.tokens_estimated,
-        "first_token_ms": answer.first_token_ms,
-        "latency_ms": answer.latency_ms,
-    }
-
-
-def answer_event(answer: Answer, seq: int) -> dict:
-    return {
-        "type": "answer.done" if answer.status == Answer.Status.DONE else "answer.failed",
-        "answer": answer.pk,
-        "role": answer.role,
-        "seq": seq,
-        "status": answer.status,
-        "html": markdown.render(answer.text),
-        "error": answer.error,
-        "stats": answer_stats(answer),
-    }
-
-
 async def run_answer(
     ctx: RunContext,
     answer: Answer,
@@ -164,29 +140,22 @@ async def run_answer(
     # "Streaming" lives in the events and in Redis; the database learns the outcome.
     # (One write fewer per answer, where every run starts all its seats at once.)
     answer.status = Answer.Status.STREAMING
-    await ctx.announce(
-        {
-            "type": "answer.started",
-            "answer": answer.pk,
-            "role": answer.role,
-            "model": answer.model_name,
-        }
-    )
+    await ctx.announce(events.answer_started(answer))
 
     async def flush(text: str) -> None:
         # Redis holds only the live copy (the call keeps every part): a failure
         # here costs the live view, never the answer.
         try:
-            seq = await streams.append(ctx.redis, answer.pk, text)
+            seq = await live.append(ctx.redis, answer.pk, text)
         except Exception:
             log.warning("could not store live text of answer %s", answer.pk)
             return
-        await ctx.announce({"type": "answer.delta", "answer": answer.pk, "seq": seq, "text": text})
+        await ctx.announce(events.answer_delta(answer, seq, text))
 
     async def on_text(text: str) -> None:
         coalescer.push(text)
 
-    coalescer = Coalescer(flush, FLUSH_INTERVAL_S)
+    coalescer = live.Coalescer(flush, FLUSH_INTERVAL_S)
     coalescer.start()
     answer.started_ms = int((asyncio.get_running_loop().time() - ctx.started) * 1000)
     result = CallResult()
@@ -232,9 +201,9 @@ async def run_answer(
         )
         last_seq = 0
         with contextlib.suppress(Exception):
-            _, last_seq = await streams.live_state(ctx.redis, answer.pk)
+            _, last_seq = await live.live_state(ctx.redis, answer.pk)
         await in_db(answer.save)
-        await ctx.announce(answer_event(answer, last_seq))
+        await ctx.announce(events.answer_ended(answer, last_seq))
     return result
 
 

@@ -15,7 +15,7 @@ import httpx
 
 from panels.providers.http import SSL_CONTEXT
 
-from . import streams
+from . import live
 
 # One client per event loop; per-call limits live in panels/calls.py.
 POOL_LIMITS = httpx.Limits(max_connections=500, max_keepalive_connections=50)
@@ -55,5 +55,5 @@ def shared_clients() -> tuple[httpx.AsyncClient, object]:
     """The shared loop's HTTP and Redis clients (call from inside that loop)."""
     loop = asyncio.get_running_loop()
     if loop not in _clients:
-        _clients[loop] = (make_http_client(), streams.redis_client(max_connections=100))
+        _clients[loop] = (make_http_client(), live.redis_client(max_connections=100))
     return _clients[loop]

@@ -1,16 +1,23 @@
-"""Starting runs: the one place a user message becomes queued work."""
+"""Starting and stopping runs: the one place a user message becomes queued work.
+
+Every entry point — the chatroom, the API, the MCP server and the `fusion`
+command — starts a conversation through `start_conversation` and a later turn
+through `start_run`, so a run's rows look the same whoever asked.
+"""
 
 import logging
 
 import redis
-from django.conf import settings
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from panels.models import solo_snapshot
+from chat.models import Answer, Conversation, Message, Run
+from panels.models import CatalogModel, Panel, solo_snapshot
 
-from . import runstate
-from .models import Answer, Conversation, Message, Run
+from . import events, live, runstate
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +29,27 @@ def run_config(conversation: Conversation) -> dict:
     if conversation.model_id:
         return solo_snapshot(conversation.model)
     return {"seats": []}
+
+
+def start_conversation(
+    owner, answerer: Panel | CatalogModel, question: str, via: str, extra: dict | None = None
+) -> Message:
+    """A new conversation answered by a panel or one model, with its first run queued.
+    `via` says which door the question came through (room, api, mcp, cli)."""
+    with transaction.atomic():
+        conversation = Conversation.objects.create(
+            owner=owner,
+            panel=answerer if isinstance(answerer, Panel) else None,
+            model=answerer if isinstance(answerer, CatalogModel) else None,
+        )
+        if isinstance(answerer, Panel):
+            count_use(answerer)
+        return start_run(conversation, question, {"via": via, **(extra or {})})
+
+
+def count_use(panel: Panel) -> None:
+    """One more conversation with this panel (the gallery sorts by it)."""
+    Panel.objects.filter(pk=panel.pk).update(use_count=F("use_count") + 1)
 
 
 def start_run(conversation: Conversation, content: str, extra: dict | None = None) -> Message:
@@ -78,7 +106,7 @@ def stop_run(run: Run) -> bool:
     if closed:
         Answer.objects.filter(run=run).update(status=Answer.Status.CANCELLED)
         return True
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+    client = live.sync_redis()
     try:
         runstate.request_cancel(client, run.pk)
     except redis.RedisError as exc:
@@ -95,7 +123,7 @@ class StopUnavailable(Exception):
 
 
 def enqueue(run_id: int) -> None:
-    from .tasks import execute_run, mark_failed
+    from chat.tasks import execute_run
 
     try:
         # Few, quick retries: a person is waiting for the page.
@@ -112,6 +140,49 @@ def enqueue(run_id: int) -> None:
             "The task queue is unreachable, so nobody could pick this message up "
             f"({type(exc).__name__}). Check that Redis is running (see /healthz).",
         )
+
+
+def mark_failed(run_id: int, reason: str, detail: str) -> bool:
+    """Close a run that cannot go on, keeping whatever text its answers have, and
+    tell the room. Returns whether this call closed it."""
+    live_answers = Answer.objects.filter(
+        run_id=run_id, status__in=[Answer.Status.QUEUED, Answer.Status.STREAMING]
+    )
+    _keep_live_text(list(live_answers))
+    live_answers.update(status=Answer.Status.FAILED, error=detail)
+    closed = Run.objects.filter(pk=run_id, status__in=Run.ACTIVE).update(
+        status=Run.Status.FAILED,
+        failure_reason=reason,
+        failure_detail=detail,
+        finished_at=timezone.now(),
+    )
+    if closed:
+        run = Run.objects.select_related("message__conversation").get(pk=run_id)
+        event = events.run_closed(run_id, run.status, reason, detail)
+        try:
+            async_to_sync(live.announce)(
+                get_channel_layer(), run.message.conversation.group_name, event
+            )
+        except Exception:
+            log.warning("could not announce the failure of run %s", run_id)
+    return bool(closed)
+
+
+def _keep_live_text(answers: list[Answer]) -> None:
+    """Text that streamed before a crash lives in Redis: save it with the answer."""
+    if not answers:
+        return
+    client = live.sync_redis()
+    try:
+        for answer in answers:
+            text = client.get(live.text_key(answer.pk))
+            if text:
+                answer.text = text.decode("utf-8", "replace")
+                answer.save(update_fields=["text"])
+    except redis.RedisError:
+        log.warning("could not recover live text of %d answers", len(answers))
+    finally:
+        client.close()
 
 
 def _title_from(content: str) -> str:

@@ -11,15 +11,15 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from mcp.server.transport_security import TransportSecuritySettings
 
-from .api.keys import find
+from . import auth
 from .mcp_server import server
 
 
-def _key_user(header: str) -> int | None:
-    if not header.startswith("Bearer "):
-        return None
-    record = find(header.removeprefix("Bearer ").strip())
-    return record.user_id if record else None
+def _key_user(header: str) -> int | auth.Refused:
+    try:
+        return auth.caller(header).user_id
+    except auth.Refused as refused:
+        return refused
 
 
 class McpHttpApp:
@@ -51,13 +51,14 @@ class McpHttpApp:
     async def __call__(self, scope, receive, send):
         headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
         user_id = await database_sync_to_async(_key_user)(headers.get("authorization", ""))
-        if user_id is None:
-            body = json.dumps({"error": "Send `Authorization: Bearer <Fusion Room API key>`."})
+        if isinstance(user_id, auth.Refused):
+            body = json.dumps({"error": user_id.message, "code": user_id.code})
+            extra = [(k.lower().encode(), v.encode()) for k, v in user_id.headers.items()]
             await send(
                 {
                     "type": "http.response.start",
-                    "status": 401,
-                    "headers": [(b"content-type", b"application/json")],
+                    "status": user_id.status,
+                    "headers": [(b"content-type", b"application/json"), *extra],
                 }
             )
             await send({"type": "http.response.body", "body": body.encode()})

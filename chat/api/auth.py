@@ -1,0 +1,64 @@
+"""Who is calling: one bearer-key check and one rate limit for every programmatic
+door — the `/v1` API, MCP over HTTP at `/mcp`, and MCP over stdio (whose key comes
+from the environment instead of a header)."""
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from chat.engine.live import sync_redis
+from chat.models import ApiKey
+
+from . import keys
+
+
+@dataclass
+class Refused(Exception):
+    """A caller turned away, with what to tell them."""
+
+    status: int
+    message: str
+    code: str
+    type: str = "authentication_error"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def key_from_header(header: str) -> ApiKey:
+    """The active key of an `Authorization: Bearer <key>` header, or Refused (401)."""
+    if not header.startswith("Bearer "):
+        raise Refused(
+            401, "Missing API key: send `Authorization: Bearer <key>`.", "missing_api_key"
+        )
+    return key_from_value(header.removeprefix("Bearer ").strip())
+
+
+def key_from_value(value: str) -> ApiKey:
+    record = keys.find(value) if value else None
+    if record is None:
+        raise Refused(401, "Invalid or revoked API key.", "invalid_api_key")
+    return record
+
+
+def check_rate(record: ApiKey) -> None:
+    """Refused (429, with Retry-After) when this key made too many requests this minute."""
+    client = sync_redis()
+    try:
+        wait = keys.over_limit(client, record)
+    finally:
+        client.close()
+    if wait is not None:
+        raise Refused(
+            429,
+            f"Rate limit of {settings.API_RATE_LIMIT_PER_MINUTE} requests a minute reached "
+            "for this key.",
+            "rate_limit_exceeded",
+            type="rate_limit_error",
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+
+
+def caller(header: str) -> ApiKey:
+    """Authenticate and count one request: the whole check for a request with a header."""
+    record = key_from_header(header)
+    check_rate(record)
+    return record

@@ -1,0 +1,382 @@
+"""Every payload that leaves the engine, built in one place.
+
+Room events (what the browser's `static/js/room.js` reads), the snapshot a
+(re)connecting browser is made whole from, the API's `fusion` extension, the MCP
+tool's result and the CLI's JSON. The TypedDicts are the written contract; the
+JavaScript and the OpenAPI document follow them. Cost totals are counted here too,
+so the room, the run row and the API never disagree about what a run cost.
+"""
+
+from decimal import Decimal
+from typing import Literal, NotRequired, TypedDict
+
+from chat import markdown
+from chat.models import Answer, Run
+
+from . import live
+from .db import in_db
+
+RECENT_RUNS = 3
+
+# --- costs ------------------------------------------------------------------------
+
+
+def charged(answers: list[Answer]) -> list[Answer]:
+    """Calls that produced tokens cost something (known or not); one refused before
+    any token (a 500, a bad key) is not charged, nor is a draft written by the judge."""
+    return [a for a in answers if a.attempts and a.input_tokens is not None]
+
+
+def cost_of(answers: list[Answer]) -> Decimal | None:
+    """The summed cost of the charged calls among `answers`; None when any is unknown."""
+    costs = [a.cost_usd for a in charged(answers)]
+    if any(c is None for c in costs):
+        return None
+    return sum((c for c in costs if c is not None), Decimal(0))
+
+
+def solo_cost_of(answers: list[Answer]) -> Decimal | None:
+    """What the most expensive seat alone cost: the price of not fusing."""
+    seats = [a.cost_usd for a in charged(answers) if a.role == Answer.Role.SEAT]
+    if not seats or any(c is None for c in seats):
+        return None
+    return max(c for c in seats if c is not None)
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+# --- room events ------------------------------------------------------------------
+
+
+class AnswerStats(TypedDict):
+    cost: str
+    model: str
+    input_tokens: int | None
+    output_tokens: int | None
+    tokens_estimated: bool
+    first_token_ms: int | None
+    latency_ms: int | None
+
+
+class SeatRef(TypedDict):
+    answer: int
+    role: str
+    model: str
+
+
+class RunStarted(TypedDict):
+    type: Literal["run.started"]
+    run: int
+    status: str
+    answers: list[SeatRef]
+
+
+class RunStatus(TypedDict):
+    type: Literal["run.status"]
+    run: int
+    status: str
+
+
+class AnswerCreated(TypedDict):
+    type: Literal["answer.created"]
+    run: int
+    answer: int
+    role: str
+
+
+class AnswerStarted(TypedDict):
+    type: Literal["answer.started"]
+    run: int
+    answer: int
+    role: str
+    model: str
+
+
+class AnswerDelta(TypedDict):
+    type: Literal["answer.delta"]
+    run: int
+    answer: int
+    seq: int
+    text: str
+
+
+class AnswerEnded(TypedDict):
+    type: Literal["answer.done", "answer.failed"]
+    run: int
+    answer: int
+    role: str
+    seq: int
+    status: str
+    html: str
+    error: str
+    stats: AnswerStats
+
+
+class AnalysisReady(TypedDict):
+    type: Literal["analysis.ready"]
+    run: int
+    structured: bool
+    analysis: dict | None
+    raw: str
+
+
+class RunSummary(TypedDict):
+    run: int
+    status: str
+    failure_reason: str
+    failure_detail: str
+    analysis: dict | None
+    analysis_structured: bool
+    cost: str | None
+    solo_cost: str | None
+    stage_ms: dict
+
+
+class RunDone(TypedDict):
+    type: Literal["run.done"]
+    run: int
+    status: str
+    failure_reason: str
+    failure_detail: str
+    cost: NotRequired[str | None]
+    solo_cost: NotRequired[str | None]
+    stage_ms: NotRequired[dict]
+
+
+def answer_stats(answer: Answer) -> AnswerStats:
+    return {
+        "cost": answer.cost_display,
+        "model": answer.model_name,
+        "input_tokens": answer.input_tokens,
+        "output_tokens": answer.output_tokens,
+        "tokens_estimated": answer.tokens_estimated,
+        "first_token_ms": answer.first_token_ms,
+        "latency_ms": answer.latency_ms,
+    }
+
+
+def run_started(run: Run, seats: list[Answer]) -> RunStarted:
+    answers: list[SeatRef] = [
+        {"answer": a.pk, "role": a.role, "model": a.model_name} for a in seats
+    ]
+    return {"type": "run.started", "run": run.pk, "status": run.status, "answers": answers}
+
+
+def run_status(run: Run) -> RunStatus:
+    return {"type": "run.status", "run": run.pk, "status": run.status}
+
+
+def answer_created(answer: Answer) -> AnswerCreated:
+    return {
+        "type": "answer.created",
+        "run": answer.run_id,
+        "answer": answer.pk,
+        "role": answer.role,
+    }
+
+
+def answer_started(answer: Answer) -> AnswerStarted:
+    return {
+        "type": "answer.started",
+        "run": answer.run_id,
+        "answer": answer.pk,
+        "role": answer.role,
+        "model": answer.model_name,
+    }
+
+
+def answer_delta(answer: Answer, seq: int, text: str) -> AnswerDelta:
+    return {
+        "type": "answer.delta",
+        "run": answer.run_id,
+        "answer": answer.pk,
+        "seq": seq,
+        "text": text,
+    }
+
+
+def answer_ended(answer: Answer, seq: int) -> AnswerEnded:
+    return {
+        "type": "answer.done" if answer.status == Answer.Status.DONE else "answer.failed",
+        "run": answer.run_id,
+        "answer": answer.pk,
+        "role": answer.role,
+        "seq": seq,
+        "status": answer.status,
+        "html": markdown.render(answer.text),
+        "error": answer.error,
+        "stats": answer_stats(answer),
+    }
+
+
+def analysis_ready(run: Run) -> AnalysisReady:
+    return {
+        "type": "analysis.ready",
+        "run": run.pk,
+        "structured": run.analysis_structured,
+        "analysis": run.analysis,
+        "raw": "" if run.analysis_structured else run.analysis_raw,
+    }
+
+
+def run_summary(run: Run) -> RunSummary:
+    return {
+        "run": run.pk,
+        "status": run.status,
+        "failure_reason": run.failure_reason,
+        "failure_detail": run.failure_detail,
+        "analysis": run.analysis,
+        "analysis_structured": run.analysis_structured,
+        "cost": _money(run.cost_usd),
+        "solo_cost": _money(run.solo_cost_usd),
+        "stage_ms": run.stage_ms,
+    }
+
+
+def run_done(run: Run) -> RunDone:
+    return {
+        "type": "run.done",
+        "run": run.pk,
+        "status": run.status,
+        "failure_reason": run.failure_reason,
+        "failure_detail": run.failure_detail,
+        "cost": _money(run.cost_usd),
+        "solo_cost": _money(run.solo_cost_usd),
+        "stage_ms": run.stage_ms,
+    }
+
+
+def run_closed(run_id: int, status: str, reason: str, detail: str) -> RunDone:
+    """A run closed from outside its worker (a crash, a lost worker): no totals."""
+    return {
+        "type": "run.done",
+        "run": run_id,
+        "status": status,
+        "failure_reason": reason,
+        "failure_detail": detail,
+    }
+
+
+# --- the snapshot -------------------------------------------------------------------
+
+
+def _recent_runs(conversation_id: int) -> list[Run]:
+    runs = Run.objects.filter(message__conversation_id=conversation_id).prefetch_related("answers")
+    recent = list(runs.order_by("-pk")[:RECENT_RUNS])
+    active = runs.filter(status__in=Run.ACTIVE).exclude(pk__in=[r.pk for r in recent])
+    return recent + list(active)
+
+
+async def room_snapshot(redis, conversation_id: int) -> dict:
+    """What a (re)connecting browser needs to be whole again: the recent runs of a
+    room, each answer's text so far and the sequence number it is at, the analysis
+    and the totals."""
+    runs = await in_db(_recent_runs, conversation_id)
+    payload = []
+    for run in runs:
+        answers = []
+        for answer in run.answers.all():
+            item: dict = {
+                "answer": answer.pk,
+                "role": answer.role,
+                "model": answer.model_name,
+                "status": answer.status,
+                "error": answer.error,
+            }
+            if answer.is_live:
+                item["text"], item["seq"] = await live.live_state(redis, answer.pk)
+                if item["text"]:
+                    item["status"] = "streaming"  # the database only learns the outcome
+            else:
+                item["html"] = markdown.render(answer.text)
+                item["stats"] = answer_stats(answer)
+                item["seq"] = 0
+            answers.append(item)
+        payload.append({**run_summary(run), "answers": answers})
+    return {"type": "snapshot", "runs": payload}
+
+
+# --- outside the room: API, MCP, CLI ---------------------------------------------------
+
+
+def usage_of(answers: list[Answer]) -> dict:
+    prompt = sum(a.input_tokens or 0 for a in answers)
+    completion = sum(a.output_tokens or 0 for a in answers)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def api_fusion(run: Run) -> dict:
+    """The API's `fusion` extension: what the panel did, beside the final answer."""
+    answers = list(run.answers.all())
+    seats = [a for a in answers if a.role == Answer.Role.SEAT]
+    return {
+        "run": run.pk,
+        "panel": run.config.get("panel"),
+        "status": run.status,
+        "failure_reason": run.failure_reason or None,
+        "failed_models": [
+            a.model_name for a in seats if a.status in (Answer.Status.FAILED, Answer.Status.LATE)
+        ],
+        "seats": [
+            {
+                "model": a.model_name,
+                "status": a.status,
+                "answer": a.text,
+                "error": a.error or None,
+                "usage": usage_of([a]),
+                "cost": _float(cost_of([a])),
+            }
+            for a in seats
+        ],
+        "analysis": run.analysis,
+        "cost": _float(cost_of(answers)),
+        "cost_of_most_expensive_seat": _float(run.solo_cost_usd),
+        "stage_ms": run.stage_ms,
+    }
+
+
+def api_usage(run: Run) -> dict:
+    answers = list(run.answers.all())
+    return {**usage_of(answers), "cost": _float(cost_of(answers))}
+
+
+def mcp_result(run: Run) -> dict:
+    final = run.final_answer
+    return {
+        "status": run.status,
+        "answer": final.text if final and run.status == Run.Status.DONE else "",
+        "error": run.failure_detail,
+        "cost": run.cost_display,
+        "models": [a.model_name for a in run.seat_answers],
+        "run": run.pk,
+    }
+
+
+def cli_json(run: Run) -> dict:
+    return {
+        "run": run.pk,
+        "status": run.status,
+        "failure_reason": run.failure_reason,
+        "analysis": run.analysis,
+        "answers": [
+            {
+                "role": a.role,
+                "model": a.model_name,
+                "status": a.status,
+                "text": a.text,
+                "cost": a.cost_display,
+            }
+            for a in run.answers.all()
+        ],
+        "cost": run.cost_display,
+    }

@@ -207,8 +207,8 @@ async def follow(port: int, cookie: str, room_id: int, run_id: int, frames: list
 async def one_level(n: int, port: int, user, panels, cookie: str) -> dict:
     from asgiref.sync import sync_to_async
 
-    from chat.models import Conversation
     from chat.engine.runs import create_run
+    from chat.models import Conversation
     from chat.tasks import execute_run
 
     @sync_to_async

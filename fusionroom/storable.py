@@ -10,7 +10,7 @@ that says which field and what to do.
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
 from django.utils.html import escape
 
@@ -57,8 +57,10 @@ def _form_problem(request: HttpRequest) -> tuple[str, str] | None:
     return None
 
 
-def _refusal(field: str, message: str) -> HttpResponse:
-    text = f"The field “{field}” {message}. Go back, correct it and send it again."
+def _refusal(request: HttpRequest, field: str, message: str) -> HttpResponse:
+    text = f"The field “{field}” {message}. Correct it and send it again."
+    if "application/json" in request.headers.get("Accept", ""):
+        return JsonResponse({"error": text, "field": field}, status=400)
     return HttpResponse(
         f"<!doctype html><title>Bad request</title><p>{escape(text)}</p>",
         status=400,
@@ -75,14 +77,14 @@ def refuse_unstorable_text(get_response: Callable):
 
         async def middleware(request):
             if hit := _form_problem(request):
-                return _refusal(*hit)
+                return _refusal(request, *hit)
             return await get_response(request)
 
     else:
 
         def middleware(request):
             if hit := _form_problem(request):
-                return _refusal(*hit)
+                return _refusal(request, *hit)
             return get_response(request)
 
     return middleware

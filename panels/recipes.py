@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
+from fusionroom import storable
+
 from .models import CatalogModel, Panel, Seat
 
 SCHEMA_VERSION = 1
@@ -95,6 +97,8 @@ def parse(text: str | bytes) -> dict:
         raise
     except ValueError as exc:
         raise RecipeError("recipe", f"is not valid JSON ({exc})") from None
+    if hit := storable.find(data, ""):
+        raise RecipeError(*hit)
     return validate(data)
 
 

@@ -9,8 +9,8 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 
-from chat.models import Conversation
 from chat.engine.runs import create_run
+from chat.models import Conversation
 from panels.models import CatalogModel, Panel, Provider, Seat
 from tests.scripted_server import Reply, ScriptedServer
 

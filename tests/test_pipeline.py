@@ -235,8 +235,8 @@ def test_recorded_prompts_keep_an_injected_answer_in_its_block(kit):
 def test_a_shared_panel_never_spends_its_authors_own_keys(kit):
     from django.contrib.auth import get_user_model
 
-    from chat.models import Conversation
     from chat.engine.runs import create_run
+    from chat.models import Conversation
     from panels.models import Panel, Provider
 
     Provider.objects.filter(models__model_id="seat-0").update(owner=kit.user, source="user")

@@ -49,8 +49,8 @@ async def test_owner_gets_a_snapshot_with_live_text_then_events():
     assert connected
     snapshot = await ws.receive_json_from(timeout=5)
     assert snapshot["type"] == "snapshot"
-    streaming = snapshot["runs"][0]["answers"][0]
-    assert (streaming["answer"], streaming["text"], streaming["seq"]) == (answer.pk, "Hello, wor", 2)
+    item = snapshot["runs"][0]["answers"][0]
+    assert (item["answer"], item["text"], item["seq"]) == (answer.pk, "Hello, wor", 2)
 
     seq = await live.append(redis, answer.pk, "ld")
     event = {"type": "answer.delta", "answer": answer.pk, "seq": seq, "text": "ld"}

@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 
 from chat.engine import pipeline
-from chat.models import Answer, Conversation
 from chat.engine.runs import create_run
+from chat.models import Answer, Conversation
 from fusionroom.asgi import application
 from panels.connection_test import check_connection
 from panels.models import CatalogModel, Provider

@@ -10,8 +10,8 @@ from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 
 from chat.engine import pipeline
-from chat.models import Answer, Conversation, Run
 from chat.engine.runs import create_run, start_run
+from chat.models import Answer, Conversation, Run
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 

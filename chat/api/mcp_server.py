@@ -17,6 +17,7 @@ from chat.engine import events
 from chat.engine.db import in_db
 from chat.engine.runs import start_conversation
 from chat.models import Run
+from fusionroom import storable
 
 from . import auth
 from .follow import final_text
@@ -96,6 +97,9 @@ async def fusion(question: str, ctx: Context, panel: str = "local") -> str:
     """
     if not question.strip():
         raise ToolError("The question is empty.")
+    for name, value in (("question", question), ("panel", panel)):
+        if found := storable.problem(value):
+            raise ToolError(f"The {name} {found}.")
     user = await in_db(_user_of, ctx)
     run_id, group = await in_db(_start, user, question.strip(), panel)
     try:

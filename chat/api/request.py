@@ -3,6 +3,8 @@
 import json
 from dataclasses import dataclass, field
 
+from fusionroom import storable
+
 from .errors import BadRequest
 
 ROLES = {"system", "developer", "user", "assistant"}
@@ -49,6 +51,8 @@ def parse(body: bytes) -> CompletionRequest:
         raise BadRequest("The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.")
+    if hit := storable.find(data, ""):
+        raise BadRequest(f"`{hit[0]}` {hit[1]}.", hit[0])
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("`model` is required: `fusion` or `fusion/<panel>`.", "model")

@@ -37,18 +37,15 @@ def fit_messages(
     max_tokens: int,
     system_prompt: str | None = None,
 ) -> tuple[ChatMessage, ...]:
-    """The newest turns that fit this model's context window, oldest first."""
-    system_prompt = system_prompt or SYSTEM_PROMPT
-    budget = max(0, (context_length - max_tokens) * CHARS_PER_TOKEN - len(system_prompt))
-    kept: list[ChatMessage] = [ChatMessage("user", message.content)]
-    used = len(message.content)
-    for question, answer in turns:
-        size = len(question) + len(answer)
-        if used + size > budget:
-            break
-        kept[:0] = [ChatMessage("user", question), ChatMessage("assistant", answer)]
-        used += size
-    return (ChatMessage("system", system_prompt), *kept)
+    """A room's conversation for one model: its earlier turns (`turns`, newest first)
+    and the new message."""
+    conversation = [
+        ChatMessage(role, text)
+        for question, answer in reversed(turns)
+        for role, text in (("user", question), ("assistant", answer))
+    ]
+    conversation.append(ChatMessage("user", message.content))
+    return fit(conversation, context_length, max_tokens, [system_prompt or ""])
 
 
 def fit_given_messages(
@@ -57,24 +54,33 @@ def fit_given_messages(
     max_tokens: int,
     system_prompt: str | None = None,
 ) -> tuple[ChatMessage, ...]:
-    """An API caller's own conversation (`given`, ending with the question): its
-    system messages first (after the seat's own prompt), then the newest turns
-    that fit, oldest first."""
-    system = (
-        "\n\n".join(
-            [system_prompt]
-            if system_prompt
-            else [] + [m["content"] for m in given if m["role"] == "system"]
-        )
-        or SYSTEM_PROMPT
-    )
-    turns = [m for m in given if m["role"] != "system"]
+    """An API caller's own conversation (`given`, ending with the question): the
+    seat's system prompt, then the caller's system messages, then the turns."""
+    systems = [system_prompt or ""] + [m["content"] for m in given if m["role"] == "system"]
+    conversation = [ChatMessage(m["role"], m["content"]) for m in given if m["role"] != "system"]
+    return fit(conversation, context_length, max_tokens, systems)
+
+
+def fit(
+    conversation: list[ChatMessage],
+    context_length: int,
+    max_tokens: int,
+    systems: list[str],
+) -> tuple[ChatMessage, ...]:
+    """The system prompts joined into one (the default when there are none), then the
+    newest messages of `conversation` (oldest first, ending with the question) that
+    fit the model's context window beside `max_tokens` of answer. The question is
+    always kept; a reply is never kept without the message it answers."""
+    system = "\n\n".join(text for text in systems if text) or SYSTEM_PROMPT
     budget = max(0, (context_length - max_tokens) * CHARS_PER_TOKEN - len(system))
-    kept: list[ChatMessage] = [ChatMessage(turns[-1]["role"], turns[-1]["content"])]
-    used = len(turns[-1]["content"])
-    for message in reversed(turns[:-1]):
-        if used + len(message["content"]) > budget:
+    kept = [conversation[-1]]
+    used = len(conversation[-1].content)
+    for earlier in reversed(conversation[:-1]):
+        if used + len(earlier.content) > budget:
             break
-        kept.insert(0, ChatMessage(message["role"], message["content"]))
-        used += len(message["content"])
+        kept.append(earlier)
+        used += len(earlier.content)
+    kept.reverse()
+    while len(kept) > 1 and kept[0].role == "assistant":
+        kept.pop(0)  # its question did not fit
     return (ChatMessage("system", system), *kept)

@@ -1,8 +1,8 @@
 from django.contrib import admin, messages
 
-from .forms import ProviderForm
 from .models import CatalogModel, Provider
 from .openrouter import SyncError, sync_models
+from .provider_forms import ProviderForm
 
 
 class CatalogModelInline(admin.TabularInline):

@@ -10,9 +10,9 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import library, recipes
+from . import recipes, versions
 from .estimate import estimate
-from .models import Panel
+from .models import CatalogModel, Panel
 from .panel_forms import ImportForm, PanelForm, SeatFormSet
 
 
@@ -86,7 +86,7 @@ def edit(request, slug: str | None = None):
     if request.method == "POST" and form.is_valid() and seats.is_valid():
         panel = form.save(commit=False)
         if not panel.slug:
-            panel.slug = library.new_slug(panel.name)
+            panel.slug = versions.new_slug(panel.name)
         panel.save()
         kept = [f for f in seats.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
         kept.sort(key=lambda f: (f.cleaned_data.get("position") or 99, seats.forms.index(f)))
@@ -97,7 +97,7 @@ def edit(request, slug: str | None = None):
             seat = seat_form.save(commit=False)
             seat.panel, seat.position = panel, position
             seat.save()
-        library.record_version(panel)
+        versions.record_version(panel)
         messages.success(request, f"Panel {panel} saved (version {panel.version}).")
         return redirect("panels:detail", slug=panel.slug)
     return render(
@@ -115,7 +115,7 @@ def edit(request, slug: str | None = None):
 @login_required
 @require_POST
 def fork(request, slug: str):
-    result = library.fork(_reachable(request, slug), request.user)
+    result = versions.fork(_reachable(request, slug), request.user)
     if isinstance(result, recipes.Imported):
         messages.error(
             request,
@@ -157,9 +157,9 @@ def import_recipe(request):
             )
             if not imported.missing:
                 panel = recipes.save_as_panel(
-                    imported, request.user, library.new_slug(imported.data["name"])
+                    imported, request.user, versions.new_slug(imported.data["name"])
                 )
-                library.record_version(panel)
+                versions.record_version(panel)
                 messages.success(request, f"Imported {panel}.")
                 return redirect("panels:detail", slug=panel.slug)
             report = imported.missing
@@ -167,3 +167,17 @@ def import_recipe(request):
             form.add_error(None, str(exc))
     status = 400 if request.method == "POST" else 200
     return render(request, "panels/import.html", {"form": form, "missing": report}, status=status)
+
+
+@login_required
+def panel_list(request):
+    models = CatalogModel.objects.usable_by(request.user).select_related("provider")
+    return render(
+        request,
+        "panels/list.html",
+        {
+            "presets": Panel.objects.filter(owner=None).prefetch_related("seats__model"),
+            "mine": request.user.panels.prefetch_related("seats__model"),
+            "catalog": models.order_by("provider__name"),
+        },
+    )

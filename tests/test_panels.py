@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from chat.models import Conversation
-from panels import library, recipes
+from panels import recipes, versions
 from panels.models import CatalogModel, Panel, PanelVersion, Provider
 
 
@@ -161,7 +161,7 @@ def test_use_in_chat_opens_a_room_answered_by_the_panel(client, alice, alices_pa
 def test_recipe_round_trip_is_identical(alices_panel, bob):
     exported = recipes.to_recipe(alices_panel)
     imported = recipes.resolve(recipes.parse(json.dumps(exported)), bob)
-    copy = recipes.save_as_panel(imported, bob, library.new_slug("copy"))
+    copy = recipes.save_as_panel(imported, bob, versions.new_slug("copy"))
     assert recipes.to_recipe(copy) == exported
     assert "key" not in json.dumps(exported).lower()
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from panels import library, recipes
+from panels import recipes, versions
 
 MODELS = [
     {"provider": "Local · Qwen2.5-Coder 0.5B Instruct", "model": "qwen2.5-coder-0.5b"},
@@ -62,6 +62,6 @@ def recipe(draw):
 def test_import_then_export_is_identical(data, smollm2, alice):
     imported = recipes.resolve(recipes.parse(json.dumps(data)), alice)
     assert imported.missing == []
-    panel = recipes.save_as_panel(imported, alice, library.new_slug("p"))
+    panel = recipes.save_as_panel(imported, alice, versions.new_slug("p"))
     assert recipes.to_recipe(panel) == data
     panel.delete()

@@ -14,8 +14,8 @@ from chat.engine import pipeline
 from chat.engine.runs import create_run
 from chat.models import Answer, Conversation
 from fusionroom.asgi import application
-from panels.connection_test import check_connection
 from panels.models import CatalogModel, Provider
+from panels.provider_check import check_connection
 from tests.scripted_server import Reply, ScriptedServer
 
 CANARY = "sk-canary-7f3a9c0e1d2b5a66"

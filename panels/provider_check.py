@@ -1,4 +1,4 @@
-"""The "test connection" button: one tiny real call, reported in words."""
+"""The "check connection" button on a provider: one tiny real call, reported in words."""
 
 import asyncio
 

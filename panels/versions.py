@@ -1,4 +1,4 @@
-"""Panels as things people own: slugs, versions, forks, imports."""
+"""A panel's lineage: unguessable slugs, numbered versions that say what changed, forks."""
 
 import secrets
 

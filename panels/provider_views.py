@@ -1,30 +1,18 @@
+"""Providers and keys: the API keys page, a provider's edit page, its connection check."""
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .connection_test import check_connection
-from .forms import ProviderForm
-from .models import CatalogModel, Panel, Provider
+from .models import CatalogModel, Provider
+from .provider_check import check_connection
+from .provider_forms import ProviderForm
 
 
 def _own_provider(request, pk: int) -> Provider:
     """Someone else's provider is a 404, like a missing one."""
     return get_object_or_404(Provider, pk=pk, owner=request.user)
-
-
-@login_required
-def panel_list(request):
-    models = CatalogModel.objects.usable_by(request.user).select_related("provider")
-    return render(
-        request,
-        "panels/list.html",
-        {
-            "presets": Panel.objects.filter(owner=None).prefetch_related("seats__model"),
-            "mine": request.user.panels.prefetch_related("seats__model"),
-            "catalog": models.order_by("provider__name"),
-        },
-    )
 
 
 def _save_models(provider: Provider, model_ids: list[str]) -> None:

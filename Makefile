@@ -21,7 +21,7 @@ export DEBUG ?= true
 help:
 	@echo "make run    set everything up and start Fusion Room on http://$(HOST):$(WEB_PORT)"
 	@echo "make test   set up and run the whole test suite (SQLite, then PostgreSQL if one answers)"
-	@echo "make lint   ruff check + format check;  make fix   apply ruff fixes"
+	@echo "make lint   ruff check + format check + mypy;  make fix   apply ruff fixes"
 
 $(STAMP): pyproject.toml scripts/models-requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"' \
@@ -81,6 +81,7 @@ test-postgres: install
 lint: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check . >/dev/null || { echo "ruff format would change files: run make fix"; exit 1; }
+	@$(VENV)/bin/mypy
 
 fix: install
 	@$(VENV)/bin/ruff check --fix .

@@ -38,7 +38,7 @@ from .providers import (
     Usage,
     provider_for,
 )
-from .providers.openai import estimate_tokens
+from .providers.tokens import estimate_tokens
 
 
 @dataclass(frozen=True)

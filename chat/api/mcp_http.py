@@ -45,6 +45,7 @@ class McpHttpApp:
 
     async def _hold(self) -> None:
         async with self.app.router.lifespan_context(self.app):
+            assert self._started is not None  # set by _start before this task runs
             self._started.set_result(True)
             await asyncio.Event().wait()  # for the life of the process
 

@@ -179,7 +179,8 @@ async def run_answer(
         # down), still record, then let the cancellation through.
         if answer.pk in ctx.late:
             answer.status = Answer.Status.LATE
-        if asyncio.current_task().cancelling():
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
             raise
     except Exception as exc:  # a bug, not an upstream failure: say so, keep the text
         log.exception("answer %s failed unexpectedly", answer.pk)

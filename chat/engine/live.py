@@ -10,7 +10,7 @@ has in the snapshot carry a sequence number it drops, later ones it appends.
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import redis
 import redis.asyncio as aioredis
@@ -62,7 +62,7 @@ async def live_state(redis, answer_id: int) -> tuple[str, int]:
     return (text or b"").decode("utf-8", "replace"), int(seq or 0)
 
 
-async def announce(channel_layer, group: str, event: dict) -> None:
+async def announce(channel_layer, group: str, event: Mapping) -> None:
     """Send one event to every tab showing the room. Consumers forward it as is."""
     await channel_layer.group_send(group, {"type": "room.event", "event": event})
 

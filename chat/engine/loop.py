@@ -12,6 +12,7 @@ import threading
 from collections.abc import Coroutine
 
 import httpx
+import redis.asyncio as aioredis
 
 from panels.providers.http import SSL_CONTEXT
 
@@ -22,7 +23,7 @@ POOL_LIMITS = httpx.Limits(max_connections=500, max_keepalive_connections=50)
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
-_clients: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, object]] = {}
+_clients: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, aioredis.Redis]] = {}
 
 
 def _start() -> asyncio.AbstractEventLoop:
@@ -51,7 +52,7 @@ def make_http_client() -> httpx.AsyncClient:
     )
 
 
-def shared_clients() -> tuple[httpx.AsyncClient, object]:
+def shared_clients() -> tuple[httpx.AsyncClient, aioredis.Redis]:
     """The shared loop's HTTP and Redis clients (call from inside that loop)."""
     loop = asyncio.get_running_loop()
     if loop not in _clients:

@@ -65,7 +65,7 @@ def _targets(refs: list[dict | None], owner) -> list[Target]:
 
 def _seat_calls(run: Run) -> list[tuple[list[Target], ChatRequest, CallLimits] | ProviderError]:
     """Every seat's call, prepared in one go (one database round trip per run)."""
-    prepared = []
+    prepared: list[tuple[list[Target], ChatRequest, CallLimits] | ProviderError] = []
     # Through the API the caller sends the whole conversation; in the chatroom it
     # is the room's earlier turns.
     turns = None if "conversation" in run.config else earlier_turns(run.message)
@@ -145,7 +145,8 @@ def _finish(run: Run, status: str, reason: str = "", detail: str = "") -> None:
     run.cost_usd, run.solo_cost_usd = events.cost_of(answers), events.solo_cost_of(answers)
     run.status, run.failure_reason, run.failure_detail = status, reason, detail
     run.finished_at = timezone.now()
-    run.stage_ms["total"] = int((run.finished_at - run.started_at).total_seconds() * 1000)
+    started = run.started_at or run.finished_at  # set when the run was taken
+    run.stage_ms["total"] = int((run.finished_at - started).total_seconds() * 1000)
     run.save()
     run.message.conversation.save(update_fields=["updated_at"])
 

@@ -11,6 +11,7 @@ import json
 import random
 import re
 import string
+from typing import Any
 
 from panels.providers import ChatMessage
 
@@ -124,7 +125,7 @@ def parse_analysis(text: str, known_labels: list[str], drafts: bool = False) -> 
         raise AnalysisError(f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise AnalysisError("the reply is not a JSON object")
-    analysis = {
+    analysis: dict[str, Any] = {
         "consensus": [str(p) for p in _list_of(data, "consensus", str)],
         "blind_spots": [str(p) for p in _list_of(data, "blind_spots", str)],
         "contradictions": [],

@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 
 def run_config(conversation: Conversation) -> dict:
     """Freeze what answers in this room now: later edits never change this run."""
-    if conversation.panel_id:
+    if conversation.panel is not None:
         return conversation.panel.snapshot()
-    if conversation.model_id:
+    if conversation.model is not None:
         return solo_snapshot(conversation.model)
     return {"seats": []}
 
@@ -176,7 +176,7 @@ def _keep_live_text(answers: list[Answer]) -> None:
     try:
         for answer in answers:
             text = client.get(live.text_key(answer.pk))
-            if text:
+            if isinstance(text, bytes) and text:
                 answer.text = text.decode("utf-8", "replace")
                 answer.save(update_fields=["text"])
     except redis.RedisError:

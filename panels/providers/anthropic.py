@@ -24,7 +24,7 @@ from .base import (
     Usage,
 )
 from .http import open_sse, where
-from .openai import estimate_tokens
+from .tokens import estimate_tokens
 
 API_VERSION = "2023-06-01"
 

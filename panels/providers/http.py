@@ -75,8 +75,8 @@ async def open_sse(
                     status=response.status_code,
                 )
             if response.status_code >= 400:
-                body = redact(await response.aread(), endpoint.api_key)
-                raise error_from_status(name, response.status_code, body, response.headers, model)
+                raw = redact(await response.aread(), endpoint.api_key)
+                raise error_from_status(name, response.status_code, raw, response.headers, model)
             yield source
     except ProviderError as error:
         raise _scrubbed(error, endpoint.api_key) from None

@@ -187,7 +187,7 @@ async def pin(url: str) -> PinnedTarget:
             f"the base URL is refused: {exc}", retryable=False, kind=ErrorKind.REFUSED_URL
         ) from None
     parts = urlsplit(url)
-    host, port = parts.hostname, parts.port
+    host, port = parts.hostname or "", parts.port
     default = DEFAULT_PORTS[parts.scheme]
     address = await resolve_public(host, port or default)
     pinned = parts._replace(netloc=_netloc(address, port))
@@ -203,7 +203,7 @@ def validate_public_base_url(url: str) -> str:
     """For forms: the normalised URL, if its host resolves only to public addresses."""
     url = check_url_shape(url)
     parts = urlsplit(url)
-    host = parts.hostname
+    host = parts.hostname or ""  # check_url_shape refused a URL without a host
     if (literal := _literal(host)) is not None:
         addresses = [_spell(literal)]
     else:

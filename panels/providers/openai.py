@@ -6,7 +6,6 @@ httpx-sse already drops comment lines such as `: ping` and `: OPENROUTER PROCESS
 """
 
 import json
-import math
 from collections.abc import AsyncIterator
 
 import httpx
@@ -25,11 +24,7 @@ from .base import (
 )
 from .errors import is_retryable_code, upstream_message
 from .http import open_sse, where
-
-
-def estimate_tokens(text: str) -> int:
-    """Rough token count (~4 characters a token) for servers that report no usage."""
-    return math.ceil(len(text) / 4) if text else 0
+from .tokens import estimate_tokens
 
 
 class _ToolCallParts:

@@ -1,8 +1,8 @@
 """Conversations, the user's messages, and the runs that answer them.
 
-One user message starts one run; a run holds one or more answers. Today a run has
-a single answer from one model; the fusion pipeline adds seats, a judge and a
-synthesizer as further answers of the same run.
+One user message starts one run; a run holds one or more answers: one per seat of
+the panel (a single model is a panel of one seat), then the judge's (one more after
+a repair attempt) and the synthesizer's.
 """
 
 from django.conf import settings

@@ -289,7 +289,7 @@ stopButton.addEventListener("click", async () => {
   if (!run) return;
   stopButton.disabled = true;
   try {
-    await fetch(`/runs/${run.dataset.run}/cancel/`, {
+    await fetch(run.dataset.cancelUrl, {
       method: "POST",
       headers: { Accept: "application/json", "X-CSRFToken": composer.querySelector("[name=csrfmiddlewaretoken]").value },
       credentials: "same-origin",

@@ -83,6 +83,11 @@ class Run(models.Model):
         QUEUE_UNREACHABLE = "queue_unreachable"
         INTERNAL = "internal_error"
         NO_MODEL = "no_model"
+        # The judge gave nothing usable; the run still answers with the panel's best.
+        # (Names as in the hosted original's failure_reason, plus runaway.)
+        JUDGE_UPSTREAM_ERROR = "judge_upstream_error"
+        JUDGE_EMPTY = "judge_empty_completion"
+        JUDGE_RUNAWAY = "judge_runaway"  # cut off: a loop, its deadline or its budget
 
     ACTIVE = (Status.QUEUED, Status.PANEL, Status.JUDGING, Status.SYNTHESIZING)
 

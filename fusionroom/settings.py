@@ -240,9 +240,15 @@ CALL_MAX_RETRIES = env_int("CALL_MAX_RETRIES", 2, minimum=0, maximum=10)
 # A run whose worker sent no heartbeat for this long is closed by the sweeper.
 RUN_HEARTBEAT_TTL_S = env_int("RUN_HEARTBEAT_TTL_S", 30, minimum=2)
 
-# The judge's and the synthesizer's answers may be longer than a seat's.
+# The judge's and the synthesizer's answers may be longer than a seat's. The judge's
+# budget grows with the panel (a base plus so much per answer judged), up to the cap.
 JUDGE_MAX_TOKENS = env_int("JUDGE_MAX_TOKENS", 1500, minimum=64, maximum=32768)
+JUDGE_TOKENS_PER_ANSWER = env_int("JUDGE_TOKENS_PER_ANSWER", 250, minimum=32, maximum=4096)
 SYNTHESIZER_MAX_TOKENS = env_int("SYNTHESIZER_MAX_TOKENS", 1500, minimum=64, maximum=32768)
+# Every stage is bounded by time as well as tokens: seats by the panel's deadline,
+# the judge and the synthesizer by these (seconds, from their first request).
+JUDGE_DEADLINE_S = env_int("JUDGE_DEADLINE_S", 120, minimum=5, maximum=3600)
+SYNTHESIZER_DEADLINE_S = env_int("SYNTHESIZER_DEADLINE_S", 180, minimum=5, maximum=3600)
 
 # The OpenAI-compatible API (chat/api/).
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60, minimum=1)

@@ -39,6 +39,7 @@ from .providers import (
     provider_for,
 )
 from .providers.tokens import estimate_tokens
+from .repetition import LoopWatch
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ async def _limited(stream: AsyncIterator[Event], limits: CallLimits, name: str):
                 return
             except TimeoutError:
                 if left <= wait:
-                    message = f"{name} did not finish within {limits.total_s:g} s"
+                    message = f"{name} did not finish within {limits.total_s:.3g} s"
                 elif what == "first":
                     message = f"{name} sent no first token within {wait:g} s"
                 else:
@@ -185,19 +186,32 @@ async def _attempt(
 ) -> None:
     provider = provider_for(target.endpoint, client)
     stream = provider.stream(request).__aiter__()
-    async for event in _limited(stream, limits, target.endpoint.name or target.display_name):
-        if isinstance(event, TextDelta):
-            if attempt.first_token_ms is None:
-                attempt.first_token_ms = result.elapsed_ms()
-                result.first_token_ms = attempt.first_token_ms
-            result.parts.append(event.text)
-            await on_text(event.text)
-        elif isinstance(event, ToolCall):
-            result.tool_calls.append(event)
-        elif isinstance(event, Usage):
-            result.usage = event
-        elif isinstance(event, Finish):
-            result.finish_reason = event.reason
+    loop_watch = LoopWatch()
+    events = _limited(stream, limits, target.endpoint.name or target.display_name)
+    try:
+        async for event in events:
+            if isinstance(event, TextDelta):
+                if attempt.first_token_ms is None:
+                    attempt.first_token_ms = result.elapsed_ms()
+                    result.first_token_ms = attempt.first_token_ms
+                result.parts.append(event.text)
+                await on_text(event.text)
+                if unit := loop_watch.feed(event.text):
+                    raise ProviderError(
+                        f"{target.display_name} fell into a loop, repeating "
+                        f"“{unit.strip()[:60]}”, and was cut off after "
+                        f"{len(result.text):,} characters",
+                        retryable=False,
+                        kind=ErrorKind.REPETITION,
+                    )
+            elif isinstance(event, ToolCall):
+                result.tool_calls.append(event)
+            elif isinstance(event, Usage):
+                result.usage = event
+            elif isinstance(event, Finish):
+                result.finish_reason = event.reason
+    finally:
+        await events.aclose()  # closes the upstream stream now, not at garbage collection
 
 
 async def call(

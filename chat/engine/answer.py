@@ -18,7 +18,7 @@ from panels.calls import CallLimits, CallResult, Target
 from panels.cooldown import Cooldowns
 from panels.providers import ChatRequest, ErrorKind, ProviderError
 
-from . import events, live
+from . import events, live, prompts
 from .db import in_db
 from .loop import is_shared_loop, make_http_client, shared_clients
 
@@ -200,6 +200,8 @@ async def run_answer(
             local=bool(first and _is_local(first)),
             site_wide=not (first and first.endpoint.public_only),
         )
+        if answer.role == Answer.Role.SYNTHESIZER:
+            answer.text = prompts.clean_final(answer.text)
         last_seq = 0
         with contextlib.suppress(Exception):
             _, last_seq = await live.live_state(ctx.redis, answer.pk)

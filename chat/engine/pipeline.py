@@ -8,6 +8,7 @@ import contextlib
 import logging
 import math
 import random
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
@@ -200,19 +201,39 @@ async def _quorum(ctx: RunContext, tasks: dict[asyncio.Task, Answer], config: di
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _judge(ctx: RunContext, question: str, labelled, first_position: int):
-    """The analysis: structured JSON, with one repair attempt; else the raw text."""
+@dataclass
+class Verdict:
+    """What the judge stage produced: a validated analysis, or the raw text of a
+    reply that never became valid JSON, or a failure with its typed reason."""
+
+    analysis: dict | None = None
+    raw: str = ""
+    failure: str = ""  # a Run.Failure when the judge gave nothing usable
+    detail: str = ""
+
+
+def judge_budget(answers: int, drafts: bool) -> int:
+    """Tokens for the judge: a base plus so much per answer judged (and room for a
+    draft), never more than JUDGE_MAX_TOKENS. A flat budget let a looping local judge
+    decode for minutes."""
+    wanted = 200 + settings.JUDGE_TOKENS_PER_ANSWER * answers
+    if drafts:
+        wanted += settings.SYNTHESIZER_MAX_TOKENS
+    return min(settings.JUDGE_MAX_TOKENS, wanted)
+
+
+async def _judge(ctx: RunContext, question: str, labelled, first_position: int) -> Verdict:
+    """The analysis: structured JSON, with one repair attempt when the reply ended
+    normally but was not valid; a reply cut off (by its budget, its deadline or a loop)
+    is not a format error and is not repaired."""
     config = ctx.run.config
     ref, drafts = config["judge"], config.get("judge_drafts", False)
     messages = prompts.judge_messages(question, labelled, drafts)
     known = [label for label, _, _ in labelled]
-    request_options = {
-        "max_tokens": settings.JUDGE_MAX_TOKENS,
-        "temperature": 0.0,
-        "response_format": _json_format(ref, known, drafts),
-        "depth": config.get("depth", 0),
-    }
-    raw = ""
+    max_tokens = judge_budget(len(labelled), drafts)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.JUDGE_DEADLINE_S
+    verdict = Verdict()
     for attempt in range(2):
         answer = await in_db(
             _new_answer, ctx.run, Answer.Role.JUDGE, first_position + attempt, ref, messages
@@ -223,18 +244,51 @@ async def _judge(ctx: RunContext, question: str, labelled, first_position: int):
         except ProviderError as error:
             answer.status, answer.error = Answer.Status.FAILED, error.message
             await in_db(answer.save)
-            return None, f"The judge could not run: {error.message}"
-        request = ChatRequest(model=targets[0].model_id, messages=messages, **request_options)
-        result = await run_answer(ctx, answer, targets, request)
+            return Verdict(
+                failure=Run.Failure.JUDGE_UPSTREAM_ERROR,
+                detail=f"The judge could not run: {error.message}",
+            )
+        request = ChatRequest(
+            model=targets[0].model_id,
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=0.0,
+            response_format=_json_format(ref, known, drafts),
+            depth=config.get("depth", 0),
+        )
+        limits = CallLimits.from_settings(total_s=max(1.0, deadline - loop.time()))
+        result = await run_answer(ctx, answer, targets, request, limits)
         if not result.ok:
-            return None, f"The judge failed: {answer.error}"
-        raw = result.text
+            kind = result.error.kind if result.error else None
+            runaway = kind in (ErrorKind.REPETITION, ErrorKind.TIMEOUT)
+            return Verdict(
+                raw=result.text,
+                failure=Run.Failure.JUDGE_RUNAWAY if runaway else Run.Failure.JUDGE_UPSTREAM_ERROR,
+                detail=f"The judge failed: {answer.error}",
+            )
+        if not result.text.strip():
+            return Verdict(failure=Run.Failure.JUDGE_EMPTY, detail="The judge's reply was empty.")
+        verdict.raw = result.text
         try:
-            return prompts.parse_analysis(raw, known, drafts), raw
+            verdict.analysis = prompts.parse_analysis(result.text, known, drafts)
+            return verdict
         except prompts.AnalysisError as problem:
+            if result.finish_reason == "length":
+                return Verdict(
+                    raw=result.text,
+                    failure=Run.Failure.JUDGE_RUNAWAY,
+                    detail=f"The judge's reply was cut off at its budget of {max_tokens} "
+                    "tokens before it was complete.",
+                )
+            if deadline - loop.time() < 1:
+                break  # no time left for a repair
             repair = prompts.REPAIR_PROMPT.format(problem=problem)
-            messages = (*messages, ChatMessage("assistant", raw), ChatMessage("user", repair))
-    return None, raw
+            messages = (
+                *messages,
+                ChatMessage("assistant", result.text),
+                ChatMessage("user", repair),
+            )
+    return verdict  # text, but never valid JSON: the synthesizer reads it as written
 
 
 async def _synthesize(ctx: RunContext, question: str, labelled, analysis, raw, position):
@@ -261,7 +315,8 @@ async def _synthesize(ctx: RunContext, question: str, labelled, analysis, raw, p
         temperature=config.get("synthesizer_temperature"),
         depth=config.get("depth", 0),
     )
-    await run_answer(ctx, answer, targets, request)
+    limits = CallLimits.from_settings(total_s=settings.SYNTHESIZER_DEADLINE_S)
+    await run_answer(ctx, answer, targets, request, limits)
     return answer
 
 
@@ -273,10 +328,28 @@ def _drafted_answer(run: Run, ref: dict, draft: str, position: int) -> Answer:
         model_key=ref["model_id"],
         model_name=ref["name"],
         provider_name=ref["provider"],
-        text=draft,
+        text=prompts.clean_final(draft),
         status=Answer.Status.DONE,
         cost_usd=Decimal(0),
         cost_source="in judge",
+    )
+
+
+def _unfused_answer(run: Run, best: Answer, position: int) -> Answer:
+    """The final answer when the judge gave nothing to fuse with: the panel's best
+    seat answer as it was written (no call, so no cost of its own)."""
+    return Answer.objects.create(
+        run=run,
+        role=Answer.Role.SYNTHESIZER,
+        position=position,
+        catalog_model_id=best.catalog_model_id,
+        model_key=best.model_key,
+        model_name=best.model_name,
+        provider_name=best.provider_name,
+        text=best.text,
+        status=Answer.Status.DONE,
+        cost_usd=Decimal(0),
+        cost_source="seat answer, unfused",
     )
 
 
@@ -337,7 +410,8 @@ async def _execute(ctx: RunContext, seats: list[Answer]) -> None:
     labelled = prompts.anonymise([(a.pk, a.text) for a in answered], random.Random(run.pk))
     await _stage(ctx, Run.Status.JUDGING)
     mark = loop.time()
-    analysis, raw = await _judge(ctx, question, labelled, len(seats))
+    verdict = await _judge(ctx, question, labelled, len(seats))
+    analysis, raw = verdict.analysis, verdict.raw
     run.stage_ms["judging"] = int((loop.time() - mark) * 1000)
     run.analysis = (
         None
@@ -349,6 +423,15 @@ async def _execute(ctx: RunContext, seats: list[Answer]) -> None:
     await ctx.announce(events.analysis_ready(run))
     if ctx.cancelled:
         return await _end(ctx, Run.Status.CANCELLED, Run.Failure.CANCELLED, "Stopped by the user.")
+    if verdict.failure:
+        # Nothing to fuse with (and the synthesizer is often the same model): the
+        # panel's best answer stands — the first seat that answered, in panel order.
+        best = answered[0]
+        await in_db(_unfused_answer, run, best, len(seats) + 2)
+        detail = (
+            f"{verdict.detail.rstrip('.')}. The answer shown is {best.model_name}'s, not fused."
+        )
+        return await _end(ctx, Run.Status.DONE, verdict.failure, detail)
 
     await _stage(ctx, Run.Status.SYNTHESIZING)
     mark = loop.time()

@@ -88,6 +88,7 @@ class ErrorKind(StrEnum):
     REFUSED_URL = "refused_url"  # SSRF guard: the base URL may not be reached
     COOLDOWN = "cooldown"  # skipped: the model is cooling down after failures
     CANCELLED = "cancelled"
+    REPETITION = "repetition"  # the model fell into a loop and was cut off
     UNAVAILABLE = "unavailable"  # no such model or provider configured
 
 

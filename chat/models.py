@@ -68,6 +68,7 @@ class Message(models.Model):
 class Run(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Waiting for a worker…"
+        ROUTING = "routing", "The router is reading the question…"
         PANEL = "panel", "The panel is answering…"
         JUDGING = "judging", "The judge is comparing the answers…"
         SYNTHESIZING = "synthesizing", "Writing the final answer…"
@@ -89,7 +90,7 @@ class Run(models.Model):
         JUDGE_EMPTY = "judge_empty_completion"
         JUDGE_RUNAWAY = "judge_runaway"  # cut off: a loop, its deadline or its budget
 
-    ACTIVE = (Status.QUEUED, Status.PANEL, Status.JUDGING, Status.SYNTHESIZING)
+    ACTIVE = (Status.QUEUED, Status.ROUTING, Status.PANEL, Status.JUDGING, Status.SYNTHESIZING)
 
     message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="run")
     panel = models.ForeignKey(
@@ -114,6 +115,9 @@ class Run(models.Model):
         help_text="What the most expensive seat would have cost answering alone.",
     )
     stage_ms = models.JSONField(default=dict, blank=True)
+    # Every automatic decision the strategy made, in order, explained in words
+    # (chat/engine/events.py Decision): routed, voted, gated, escalated.
+    decisions = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -143,6 +147,14 @@ class Run(models.Model):
     @property
     def judge_answers(self) -> list["Answer"]:
         return self.answers_in(Answer.Role.JUDGE)
+
+    @property
+    def router_answers(self) -> list["Answer"]:
+        return self.answers_in(Answer.Role.ROUTER)
+
+    @property
+    def strategy(self) -> str:
+        return (self.config.get("strategy") or {}).get("name", "fusion")
 
     @property
     def synthesis(self) -> "Answer | None":
@@ -176,15 +188,19 @@ class Answer(models.Model):
         FAILED = "failed"
         LATE = "late"  # cancelled at the deadline once the quorum had answered
         CANCELLED = "cancelled"
+        SKIPPED = "skipped"  # the strategy did not need this seat (gate, route, escalate)
 
     class Role(models.TextChoices):
         SEAT = "seat"
+        ROUTER = "router"
         JUDGE = "judge"
         SYNTHESIZER = "synthesizer"
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="answers")
     role = models.CharField(max_length=12, choices=Role.choices, default=Role.SEAT)
     position = models.PositiveSmallIntegerField(default=0)
+    # The part of the question this seat answered, when a router split it.
+    subquestion = models.TextField(blank=True)
     # The messages sent, for the judge and the synthesizer: the prompt is part of
     # the record (and of the prompt-injection tests).
     prompt = models.JSONField(null=True, blank=True)

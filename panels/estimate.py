@@ -27,7 +27,7 @@ class Line:
     high: Decimal | None
 
 
-def _cost(model: CatalogModel | None, tokens_in: int, tokens_out: int) -> Decimal | None:
+def call_cost(model: CatalogModel | None, tokens_in: int, tokens_out: int) -> Decimal | None:
     prices = model.price_per_token() if model else None
     if prices is None:
         return None
@@ -48,8 +48,8 @@ def estimate(panel: Panel, prompt: str = "") -> dict:
             Line(
                 f"Seat {seat.position + 1}",
                 seat.model.display_name if seat.model else "(removed model)",
-                _cost(seat.model, tokens_in, low_out),
-                _cost(seat.model, tokens_in, high_out),
+                call_cost(seat.model, tokens_in, low_out),
+                call_cost(seat.model, tokens_in, high_out),
             )
         )
     judge_in = (
@@ -60,8 +60,8 @@ def estimate(panel: Panel, prompt: str = "") -> dict:
         Line(
             "Judge",
             panel.judge.display_name if panel.judge else "none",
-            _cost(panel.judge, judge_in[0], JUDGE_OUT[0]),
-            _cost(panel.judge, judge_in[1], JUDGE_OUT[1]),
+            call_cost(panel.judge, judge_in[0], JUDGE_OUT[0]),
+            call_cost(panel.judge, judge_in[1], JUDGE_OUT[1]),
         )
     )
     if not panel.judge_drafts:
@@ -70,8 +70,8 @@ def estimate(panel: Panel, prompt: str = "") -> dict:
             Line(
                 "Synthesis",
                 synth.display_name if synth else "none",
-                _cost(synth, judge_in[0] + JUDGE_OUT[0], SYNTH_OUT[0]),
-                _cost(synth, judge_in[1] + JUDGE_OUT[1], SYNTH_OUT[1]),
+                call_cost(synth, judge_in[0] + JUDGE_OUT[0], SYNTH_OUT[0]),
+                call_cost(synth, judge_in[1] + JUDGE_OUT[1], SYNTH_OUT[1]),
             )
         )
     known = all(line.low is not None for line in lines)

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from . import crypto, local_models
+from . import crypto, local_models, strategies
 from .providers import Endpoint
 
 
@@ -214,6 +214,15 @@ class Panel(models.Model):
     # Empty: wait for every seat.
     min_answers = models.PositiveSmallIntegerField(null=True, blank=True)
     deadline_s = models.FloatField(default=120.0)
+    # How the panel answers (panels/strategies.py); settings checked there.
+    strategy = models.CharField(
+        max_length=16, choices=strategies.CHOICES, default=strategies.FUSION
+    )
+    strategy_settings = models.JSONField(default=dict, blank=True)
+    # The route strategy's router; empty: the judge's model routes.
+    router = models.ForeignKey(
+        CatalogModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     forked_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks"
     )
@@ -246,6 +255,11 @@ class Panel(models.Model):
             "judge_drafts": self.judge_drafts,
             "min_answers": self.min_answers,
             "deadline_s": self.deadline_s,
+            "strategy": {
+                "name": self.strategy,
+                **strategies.clean_settings(self.strategy, self.strategy_settings),
+            },
+            "router": _model_ref(self.router or self.judge),
         }
 
 
@@ -283,6 +297,8 @@ def solo_snapshot(model: CatalogModel) -> dict:
         "judge_drafts": False,
         "min_answers": None,
         "deadline_s": None,
+        "strategy": {"name": strategies.FUSION},
+        "router": None,
     }
 
 
@@ -299,6 +315,10 @@ class Seat(models.Model):
     first_token_timeout_s = models.FloatField(null=True, blank=True)
     idle_timeout_s = models.FloatField(null=True, blank=True)
     total_timeout_s = models.FloatField(null=True, blank=True)
+    # Used by strategies: a vote's weight, the categories a router sends here, the tier.
+    weight = models.FloatField(default=1.0)
+    tags = models.JSONField(default=list, blank=True)
+    tier = models.PositiveSmallIntegerField(default=1)
 
     class Meta:
         ordering = ["panel", "position", "pk"]
@@ -320,6 +340,9 @@ class Seat(models.Model):
                 "idle_s": self.idle_timeout_s,
                 "total_s": self.total_timeout_s,
             },
+            "weight": self.weight,
+            "tags": list(self.tags),
+            "tier": self.tier,
         }
 
 

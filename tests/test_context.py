@@ -1,7 +1,5 @@
 """What a model sees of a conversation: system prompts, then the newest turns that fit."""
 
-from types import SimpleNamespace
-
 from chat.engine.context import SYSTEM_PROMPT, fit_given_messages, fit_messages
 from panels.providers import ChatMessage
 
@@ -53,7 +51,7 @@ def test_the_question_is_kept_even_when_it_alone_is_too_long():
 
 
 def test_a_rooms_turns_are_fitted_by_the_same_rule():
-    message = SimpleNamespace(content="And now?")
+    message = "And now?"
     turns = [("newer question", "newer answer"), ("older question " + "z" * 5000, "older answer")]
     messages = fit_messages(message, turns, 2048, 1024, "Seat prompt.")
     assert messages == (

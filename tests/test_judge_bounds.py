@@ -47,7 +47,7 @@ def test_a_judge_that_repeats_itself_is_cut_off_and_the_panels_best_answer_stand
     assert run.failure_reason == Run.Failure.JUDGE_RUNAWAY
     assert "fell into a loop" in run.failure_detail and "not fused" in run.failure_detail
     assert run.final_answer.text == "Canberra, since 1913."  # the first seat, unfused
-    assert run.final_answer.cost_source == "seat answer, unfused"
+    assert run.final_answer.cost_source == "unfused"
     judge = run.judge_answers[0]
     assert judge.error_kind == "repetition" and len(run.judge_answers) == 1  # no repair
     assert kit.synthesizer.requests == []  # nothing left to fuse: no synthesis call

@@ -48,6 +48,22 @@ class RunContext:
         self.running: dict[int, asyncio.Task] = {}
         self.late: set[int] = set()
         self.cancelled = False
+        # Answers after the seats (router, judge, synthesis…) take the next places.
+        self._next_position = len(run.config.get("seats", []))
+
+    def take_position(self) -> int:
+        self._next_position += 1
+        return self._next_position - 1
+
+    def elapsed_ms(self) -> int:
+        return int((asyncio.get_running_loop().time() - self.started) * 1000)
+
+    async def decide(self, stage: str, summary: str, **detail) -> None:
+        """Record an automatic decision, in words, and show it in the room at once."""
+        decision = events.decision(stage, summary, self.elapsed_ms(), detail)
+        self.run.decisions = [*self.run.decisions, decision]
+        await in_db(lambda: self.run.save(update_fields=["decisions"]))
+        await self.announce(events.decision_made(self.run, decision))
 
     async def announce(self, event) -> None:
         """Send an event built by `events` to every tab showing the room."""

@@ -31,20 +31,20 @@ def earlier_turns(message: Message) -> list[tuple[str, str]]:
 
 
 def fit_messages(
-    message: Message,
+    question: str,
     turns: list[tuple[str, str]],
     context_length: int,
     max_tokens: int,
     system_prompt: str | None = None,
 ) -> tuple[ChatMessage, ...]:
     """A room's conversation for one model: its earlier turns (`turns`, newest first)
-    and the new message."""
+    and the new question."""
     conversation = [
         ChatMessage(role, text)
         for question, answer in reversed(turns)
         for role, text in (("user", question), ("assistant", answer))
     ]
-    conversation.append(ChatMessage("user", message.content))
+    conversation.append(ChatMessage("user", question))
     return fit(conversation, context_length, max_tokens, [system_prompt or ""])
 
 

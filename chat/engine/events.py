@@ -126,6 +126,21 @@ class AnalysisReady(TypedDict):
     raw: str
 
 
+class Decision(TypedDict):
+    """One automatic decision of a strategy, explained after the fact."""
+
+    stage: str  # route | vote | gate | escalate | judge
+    summary: str  # what a person reads: "Vote 3–1 for 42, confidence 0.75"
+    ms: int  # when, after the run started
+    detail: dict  # the numbers behind it: tally, confidence, categories, savings
+
+
+class DecisionMade(TypedDict):
+    type: Literal["decision"]
+    run: int
+    decision: Decision
+
+
 class RunSummary(TypedDict):
     run: int
     status: str
@@ -136,6 +151,8 @@ class RunSummary(TypedDict):
     cost: str | None
     solo_cost: str | None
     stage_ms: dict
+    strategy: str
+    decisions: list[Decision]
 
 
 class RunDone(TypedDict):
@@ -225,6 +242,14 @@ def analysis_ready(run: Run) -> AnalysisReady:
     }
 
 
+def decision(stage: str, summary: str, ms: int, detail: dict) -> Decision:
+    return {"stage": stage, "summary": summary, "ms": ms, "detail": detail}
+
+
+def decision_made(run: Run, made: Decision) -> DecisionMade:
+    return {"type": "decision", "run": run.pk, "decision": made}
+
+
 def run_summary(run: Run) -> RunSummary:
     return {
         "run": run.pk,
@@ -236,6 +261,8 @@ def run_summary(run: Run) -> RunSummary:
         "cost": _money(run.cost_usd),
         "solo_cost": _money(run.solo_cost_usd),
         "stage_ms": run.stage_ms,
+        "strategy": run.strategy,
+        "decisions": run.decisions,
     }
 
 
@@ -342,6 +369,8 @@ def api_fusion(run: Run) -> dict:
         "cost": _float(cost_of(answers)),
         "cost_of_most_expensive_seat": _float(run.solo_cost_usd),
         "stage_ms": run.stage_ms,
+        "strategy": run.strategy,
+        "decisions": run.decisions,
     }
 
 
@@ -357,8 +386,10 @@ def mcp_result(run: Run) -> dict:
         "answer": final.text if final and run.status == Run.Status.DONE else "",
         "error": run.failure_detail,
         "cost": run.cost_display,
-        "models": [a.model_name for a in run.seat_answers],
+        "models": [a.model_name for a in run.seat_answers if a.status == Answer.Status.DONE],
         "run": run.pk,
+        "strategy": run.strategy,
+        "decisions": [d["summary"] for d in run.decisions],
     }
 
 
@@ -379,4 +410,6 @@ def cli_json(run: Run) -> dict:
             for a in run.answers.all()
         ],
         "cost": run.cost_display,
+        "strategy": run.strategy,
+        "decisions": run.decisions,
     }

@@ -41,7 +41,15 @@ def analysis_reply(analysis=GOOD_ANALYSIS) -> Reply:
 class ScriptedPanel:
     """One scripted upstream per role, so concurrent seats never race for replies."""
 
-    def __init__(self, seats=3, fallback_synthesizer=False, user=None, **panel_options):
+    def __init__(
+        self,
+        seats=3,
+        fallback_synthesizer=False,
+        user=None,
+        seat_options=(),
+        router=False,
+        **panel_options,
+    ):
         self._stack = ExitStack()
         self.seats = [self._stack.enter_context(ScriptedServer()) for _ in range(seats)]
         self.judge = self._stack.enter_context(ScriptedServer())
@@ -49,6 +57,9 @@ class ScriptedPanel:
         self.fallback = (
             self._stack.enter_context(ScriptedServer()) if fallback_synthesizer else None
         )
+        self.router = self._stack.enter_context(ScriptedServer()) if router else None
+        if self.router is not None:
+            panel_options["router"] = self._model(self.router, "router")
         self.user = user or get_user_model().objects.create_user(
             "alice", password="pw-long-enough-1"
         )
@@ -62,8 +73,12 @@ class ScriptedPanel:
             **panel_options,
         )
         for position, server in enumerate(self.seats):
+            options = seat_options[position] if position < len(seat_options) else {}
             Seat.objects.create(
-                panel=self.panel, position=position, model=self._model(server, f"seat-{position}")
+                panel=self.panel,
+                position=position,
+                model=self._model(server, f"seat-{position}"),
+                **options,
             )
         self.room = Conversation.objects.create(owner=self.user, panel=self.panel)
 
@@ -80,6 +95,14 @@ class ScriptedPanel:
 
     def ask(self, question="What is the capital of Australia?") -> int:
         return create_run(self.room, question).run.pk
+
+    def calls(self) -> dict[str, int]:
+        """How many requests each scripted upstream received."""
+        counts = {f"seat-{i}": len(server.requests) for i, server in enumerate(self.seats)}
+        counts |= {"judge": len(self.judge.requests), "synth": len(self.synthesizer.requests)}
+        if self.router is not None:
+            counts["router"] = len(self.router.requests)
+        return counts
 
     def close(self):
         self._stack.close()

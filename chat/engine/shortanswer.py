@@ -38,6 +38,8 @@ _WORDS = {
     "nineteen": "19",
     "twenty": "20",
 }
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70}
+_TENS |= {"eighty": 80, "ninety": 90}
 SHORT_WORDS = 6
 SHORT_WORKING = 120  # characters
 
@@ -70,14 +72,27 @@ def extract(text: str) -> str | None:
     return None
 
 
+def _numbers_in_words(words: list[str]) -> list[str]:
+    """"forty two" → "42", "seven" → "7"; other words unchanged."""
+    out: list[str] = []
+    for word in words:
+        small = _WORDS.get(word)
+        if out and out[-1].isdigit() and int(out[-1]) in _TENS.values() and small:
+            out[-1] = str(int(out[-1]) + int(small))
+        elif word in _TENS:
+            out.append(str(_TENS[word]))
+        else:
+            out.append(small or word)
+    return out
+
+
 def normalise(answer: str) -> str:
     """One spelling per answer: case, articles, punctuation, number formats."""
     text = answer.strip().lower().replace("−", "-")
     text = re.sub(r"^(?:the|a|an)\s+", "", text)
     if re.fullmatch(r"\(?[a-h]\)?[.)]?", text):
         return text.strip("().").upper()
-    words = [_WORDS.get(w, w) for w in re.split(r"[\s-]+", text)]
-    text = " ".join(words)
+    text = " ".join(_numbers_in_words(re.split(r"[\s-]+", text)))
     number = re.fullmatch(rf"\s*({_NUMBER})\s*%?\s*", text)
     if number:
         value = number.group(1).replace(",", "")

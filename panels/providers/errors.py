@@ -76,7 +76,9 @@ def error_from_status(
     if status in (401, 403):
         kind, text = ErrorKind.AUTH, f"{where} refused the key: {status} {message}"
     elif code == "context_length_exceeded" or (
-        "context" in lowered and ("length" in lowered or "window" in lowered)
+        # llama.cpp's server: 400 "request (9030 tokens) exceeds the available context
+        # size (8192 tokens)", type exceed_context_size_error.
+        "context" in lowered and ("length" in lowered or "window" in lowered or "size" in lowered)
     ):
         kind = ErrorKind.CONTEXT_LENGTH
         text = f"context too long for {model} at {where}: {message}"

@@ -47,10 +47,22 @@ def check_worker() -> str:
     return f"{len(replies)} worker(s) answered"
 
 
+class ModelDown(Exception):
+    pass
+
+
 def check_model(model: local_models.LocalModel) -> str:
-    response = httpx.get(f"{model.base_url}/models", timeout=TIMEOUT_S)
-    response.raise_for_status()
-    return f"serving at {model.base_url}"
+    """Down, loading or answering: said with the model's name and how to start it."""
+    try:
+        response = httpx.get(f"{model.base_url}/models", timeout=TIMEOUT_S)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ModelDown(
+            f"{model.display_name} is not answering at {model.base_url} "
+            f"({type(exc).__name__}: {exc}). It may still be loading; otherwise start it "
+            f"with `python manage.py serve_model {model.key}` (make run starts it)."
+        ) from None
+    return f"{model.display_name} serving at {model.base_url}"
 
 
 def _run(check, *args) -> dict:
@@ -77,5 +89,13 @@ def healthz(request):
         futures = {name: pool.submit(_run, *spec) for name, spec in checks.items()}
         results = {name: future.result() for name, future in futures.items()}
     failing = [name for name, result in results.items() if not result["ok"]]
-    body = {"status": "ok" if not failing else "failing", "failing": failing, "checks": results}
+    body = {
+        "status": "ok" if not failing else "failing",
+        "failing": failing,
+        # The bundled models that are down, by name (the rest of the app keeps working).
+        "models_down": [
+            m.display_name for m in local_models.enabled() if f"model:{m.key}" in failing
+        ],
+        "checks": results,
+    }
     return JsonResponse(body, status=503 if failing else 200)

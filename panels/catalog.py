@@ -110,7 +110,7 @@ def sync_site_providers() -> list[str]:
         CatalogModel.objects.update_or_create(
             provider=provider, model_id=model.key,
             defaults={
-                "display_name": model.display_name, "context_length": model.context_length,
+                "display_name": model.display_name, "context_length": model.served_context,
                 "input_price": Decimal(0), "output_price": Decimal(0),
                 "supports_tools": False, "source": CatalogModel.Source.LOCAL,
             },

@@ -59,12 +59,18 @@ def build(run: Run) -> dict:
             first = x(start + answer.first_token_ms)
         role = {
             "seat": f"Seat {answer.position + 1}",
+            "router": "Router",
             "judge": "Judge",
             "synthesizer": "Synthesis",
         }[answer.role]
         rows.append(Row(20 + index * ROW, f"{role}: {answer.model_name}", answer, segments, first))
     ticks = [(x(ms), f"{ms / 1000:g} s") for ms in range(0, int(total) + 1, _tick(total))]
+    decisions = [
+        {"x": x(d["ms"]), "ms": d["ms"], "stage": d["stage"], "summary": d["summary"]}
+        for d in run.decisions
+    ]
     return {
+        "decisions": decisions,
         "rows": rows,
         "ticks": ticks,
         "width": WIDTH,

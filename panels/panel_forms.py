@@ -3,8 +3,10 @@
 from django import forms
 from django.forms import BaseInlineFormSet, inlineformset_factory
 
+from . import strategies
 from .models import CatalogModel, Panel, Seat
 from .recipes import MAX_SEATS
+from .strategies import SettingsError
 
 
 def _label(model: CatalogModel) -> str:
@@ -38,15 +40,24 @@ class PanelForm(forms.ModelForm):
             "judge_drafts",
             "min_answers",
             "deadline_s",
+            "strategy",
+            "router",
         ]
         field_classes = {
             "judge": _ModelChoice,
             "synthesizer": _ModelChoice,
             "synthesizer_fallback": _ModelChoice,
+            "router": _ModelChoice,
         }
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
-        labels = {"deadline_s": "Deadline (seconds)", "min_answers": "Quorum (answers)"}
+        labels = {
+            "deadline_s": "Deadline (seconds)",
+            "min_answers": "Quorum (answers)",
+            "strategy": "How the panel answers",
+            "router": "Router model",
+        }
         help_texts = {
+            "router": "Reads each question and names its category. Empty: the judge's model.",
             "synthesizer": "Empty: the judge's model writes the final answer too.",
             "min_answers": "Empty: wait for every seat. Else the judge starts once this many "
             "answered and the deadline passed.",
@@ -57,10 +68,51 @@ class PanelForm(forms.ModelForm):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         usable = CatalogModel.objects.usable_by(user).select_related("provider")
-        for name in ("judge", "synthesizer", "synthesizer_fallback"):
+        for name in ("judge", "synthesizer", "synthesizer_fallback", "router"):
             self.fields[name].queryset = usable
         self.fields["judge"].required = True
         self.fields["deadline_s"].min_value = 1
+        self.fields["strategy"].required = False  # absent: fusion, as before strategies
+        saved = self.instance.strategy_settings if self.instance.pk else {}
+        for strategy, settings in strategies.SETTINGS.items():
+            for setting in settings:
+                name = setting_field(strategy, setting.name)
+                self.fields[name] = _setting_field(setting)
+                if strategy == self.instance.strategy and setting.name in saved:
+                    self.initial[name] = _shown(setting, saved[setting.name])
+
+    def settings_fields(self, strategy: str) -> list:
+        """The bound fields of one strategy's settings, for the template."""
+        return [self[setting_field(strategy, s.name)] for s in strategies.SETTINGS[strategy]]
+
+    def strategy_sections(self) -> list[tuple[str, str, list]]:
+        return [
+            (name, label, self.settings_fields(name))
+            for name, label in strategies.CHOICES
+            if strategies.SETTINGS[name] or name == strategies.ROUTE
+        ]
+
+    def clean(self):
+        data = super().clean()
+        strategy = data["strategy"] = data.get("strategy") or strategies.FUSION
+        raw = {}
+        for setting in strategies.SETTINGS.get(strategy, ()):
+            value = data.get(setting_field(strategy, setting.name))
+            if value is None or value == "":
+                continue
+            raw[setting.name] = value
+        try:
+            data["strategy_settings"] = strategies.clean_settings(strategy, raw)
+        except SettingsError as error:
+            self.add_error(_error_field(strategy, error.field), error.message)
+        return data
+
+    def save(self, commit=True):
+        panel = super().save(commit=False)
+        panel.strategy_settings = self.cleaned_data.get("strategy_settings", {})
+        if commit:
+            panel.save()
+        return panel
 
     def clean_min_answers(self):
         value = self.cleaned_data["min_answers"]
@@ -69,7 +121,60 @@ class PanelForm(forms.ModelForm):
         return value
 
 
+def setting_field(strategy: str, name: str) -> str:
+    return f"{strategy}__{name}"
+
+
+def _error_field(strategy: str, name: str) -> str | None:
+    known = {s.name for s in strategies.SETTINGS.get(strategy, ())}
+    return setting_field(strategy, name) if name in known else None
+
+
+def _setting_field(setting: strategies.Setting) -> forms.Field:
+    common = {"label": setting.label, "help_text": setting.help, "required": False}
+    if setting.kind == "bool":
+        return forms.BooleanField(initial=setting.default, **common)
+    if setting.kind == "fraction":
+        return forms.FloatField(
+            min_value=0, max_value=1, initial=setting.default, widget=_step(0.05), **common
+        )
+    if setting.kind == "count":
+        return forms.IntegerField(
+            min_value=int(setting.low),
+            max_value=int(setting.high),
+            initial=setting.default,
+            **common,
+        )
+    if setting.kind == "choice":
+        return forms.ChoiceField(
+            choices=[(c, c) for c in setting.choices], initial=setting.default, **common
+        )
+    return _CategoriesField(initial=_shown(setting, setting.default), **common)
+
+
+def _step(step: float) -> forms.NumberInput:
+    return forms.NumberInput(attrs={"step": step})
+
+
+def _shown(setting: strategies.Setting, value):
+    return ", ".join(value) if setting.kind == "categories" else value
+
+
+class _CategoriesField(forms.CharField):
+    """Comma-separated words in the form, a list everywhere else."""
+
+    def to_python(self, value):
+        text = super().to_python(value)
+        return [w.strip().lower() for w in text.split(",") if w.strip()] if text else None
+
+
 class SeatForm(forms.ModelForm):
+    tags = _CategoriesField(
+        required=False,
+        label="Expert at",
+        help_text="Route: the categories this seat answers, comma-separated (e.g. code, "
+        "reasoning).",
+    )
     fallbacks = forms.ModelMultipleChoiceField(
         queryset=CatalogModel.objects.none(),
         required=False,
@@ -87,6 +192,8 @@ class SeatForm(forms.ModelForm):
             "first_token_timeout_s",
             "idle_timeout_s",
             "total_timeout_s",
+            "weight",
+            "tier",
         ]
         field_classes = {"model": _ModelChoice}
         widgets = {
@@ -98,6 +205,12 @@ class SeatForm(forms.ModelForm):
             "first_token_timeout_s": "First token (s)",
             "idle_timeout_s": "Idle gap (s)",
             "total_timeout_s": "Total (s)",
+            "weight": "Vote weight",
+            "tier": "Tier",
+        }
+        help_texts = {
+            "weight": "Vote: how much this seat's vote counts (default 1).",
+            "tier": "Escalate: 1 answers first; 2 only when tier 1 disagrees.",
         }
 
     def __init__(self, *args, user=None, **kwargs):
@@ -107,9 +220,13 @@ class SeatForm(forms.ModelForm):
         self.fields["model"].required = True
         self.fields["fallbacks"].queryset = usable
         self.fields["position"].required = False
+        self.fields["weight"].required = False
+        self.fields["tier"].required = False
+        self.fields["tier"].widget = forms.Select(choices=[(1, "1"), (2, "2")])
         if self.instance.pk:
             self.initial["fallbacks"] = self.instance.fallback_ids
             self.initial["position"] = self.instance.position + 1
+            self.initial["tags"] = ", ".join(self.instance.tags)
         else:
             self.initial["position"] = None  # new seats go last unless numbered
 
@@ -119,8 +236,25 @@ class SeatForm(forms.ModelForm):
             raise forms.ValidationError("Temperature goes from 0 to 2.")
         return value
 
+    def clean_weight(self):
+        value = self.cleaned_data["weight"]
+        if value is None:
+            return 1.0
+        if not 0 <= value <= 100:
+            raise forms.ValidationError("A vote weight goes from 0 to 100.")
+        return value
+
+    def clean_tier(self):
+        value = self.cleaned_data["tier"]
+        if value in (None, ""):
+            return 1
+        if value not in (1, 2):
+            raise forms.ValidationError("The tier is 1 or 2.")
+        return value
+
     def save(self, commit=True):
         seat = super().save(commit=False)
+        seat.tags = self.cleaned_data.get("tags") or []
         seat.fallback_ids = [m.pk for m in self.cleaned_data["fallbacks"]]
         if commit:
             seat.save()
@@ -135,6 +269,14 @@ class BaseSeatFormSet(BaseInlineFormSet):
             raise forms.ValidationError("A panel needs at least one seat.")
         if len(kept) > MAX_SEATS:
             raise forms.ValidationError(f"A panel has at most {MAX_SEATS} seats.")
+
+    def strategy_view(self) -> list[dict]:
+        """What the strategy rules need of the kept seats: tags and tiers."""
+        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        return [
+            {"tags": f.cleaned_data.get("tags") or [], "tier": f.cleaned_data.get("tier") or 1}
+            for f in kept
+        ]
 
 
 SeatFormSet = inlineformset_factory(

@@ -10,10 +10,11 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import recipes, versions
+from . import recipes, strategies, versions
 from .estimate import estimate
 from .models import CatalogModel, Panel
 from .panel_forms import ImportForm, PanelForm, SeatFormSet
+from .strategies import SettingsError
 
 
 def _reachable(request, slug: str) -> Panel:
@@ -77,13 +78,31 @@ def _win_rate(panel: Panel) -> dict:
     }
 
 
+def _strategy_fits(form: PanelForm, seats) -> bool:
+    """The strategy's rules that need the seats (tags for route, tiers for escalate)."""
+    strategy = form.cleaned_data["strategy"]
+    try:
+        strategies.clean_settings(
+            strategy, form.cleaned_data["strategy_settings"], seats.strategy_view()
+        )
+    except SettingsError as error:
+        form.add_error(None, f"{strategy}: {error.message}.")
+        return False
+    return True
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def edit(request, slug: str | None = None):
     panel = _own(request, slug) if slug else Panel(owner=request.user)
     form = PanelForm(request.POST or None, instance=panel, user=request.user)
     seats = SeatFormSet(request.POST or None, instance=panel, form_kwargs={"user": request.user})
-    if request.method == "POST" and form.is_valid() and seats.is_valid():
+    if (
+        request.method == "POST"
+        and form.is_valid()
+        and seats.is_valid()
+        and _strategy_fits(form, seats)
+    ):
         panel = form.save(commit=False)
         if not panel.slug:
             panel.slug = versions.new_slug(panel.name)

@@ -13,9 +13,12 @@ from django.db import transaction
 
 from fusionroom import storable
 
+from . import strategies
 from .models import CatalogModel, Panel, Seat
 
-SCHEMA_VERSION = 1
+# 2 added strategies: "strategy", "router", and the seats' "weight", "tags", "tier".
+# Version 1 recipes still import (as fusion panels with default weights and tiers).
+SCHEMA_VERSION = 2
 MAX_BYTES = 256 * 1024
 MAX_SEATS = 8
 _TOP = {
@@ -29,8 +32,20 @@ _TOP = {
     "judge_drafts",
     "min_answers",
     "deadline_s",
+    "strategy",
+    "router",
 }
-_SEAT = {"model", "fallbacks", "system_prompt", "temperature", "max_tokens", "timeouts"}
+_SEAT = {
+    "model",
+    "fallbacks",
+    "system_prompt",
+    "temperature",
+    "max_tokens",
+    "timeouts",
+    "weight",
+    "tags",
+    "tier",
+}
 _TIMEOUTS = {"first_token_s", "idle_s", "total_s"}
 
 
@@ -67,6 +82,9 @@ def to_recipe(panel: Panel) -> dict:
                     "idle_s": seat.idle_timeout_s,
                     "total_s": seat.total_timeout_s,
                 },
+                "weight": seat.weight,
+                "tags": list(seat.tags),
+                "tier": seat.tier,
             }
             for seat in seats
         ],
@@ -76,6 +94,11 @@ def to_recipe(panel: Panel) -> dict:
         "judge_drafts": panel.judge_drafts,
         "min_answers": panel.min_answers,
         "deadline_s": panel.deadline_s,
+        "strategy": {
+            "name": panel.strategy,
+            **strategies.clean_settings(panel.strategy, panel.strategy_settings),
+        },
+        "router": _ref(panel.router),
     }
 
 
@@ -142,6 +165,14 @@ def _text(where: str, value, limit: int) -> str:
     return value
 
 
+def _tags(where: str, value) -> list[str]:
+    if not isinstance(value, list) or len(value) > 12:
+        raise RecipeError(where, "must be a list of at most 12 categories")
+    if not all(isinstance(t, str) and 0 < len(t) <= 30 for t in value):
+        raise RecipeError(where, "must hold category names (short words)")
+    return [t.strip().lower() for t in value]
+
+
 def validate(data) -> dict:
     """The recipe with every field checked; raises RecipeError naming the field."""
     if not isinstance(data, dict):
@@ -194,14 +225,34 @@ def validate(data) -> dict:
                     k: _number(f"{where}.timeouts.{k}", timeouts.get(k), 1, 3600)
                     for k in sorted(_TIMEOUTS)
                 },
+                "weight": float(
+                    _number(f"{where}.weight", seat.get("weight", 1.0), 0, 100, optional=False)
+                ),
+                "tags": _tags(f"{where}.tags", seat.get("tags", [])),
+                "tier": _number(f"{where}.tier", seat.get("tier", 1), 1, 2, True, optional=False),
             }
         )
     min_answers = _number("min_answers", data.get("min_answers"), 1, len(seats), True)
     drafts = data.get("judge_drafts", False)
     if not isinstance(drafts, bool):
         raise RecipeError("judge_drafts", "must be true or false")
+    strategy = data.get("strategy") or {"name": strategies.FUSION}
+    if not isinstance(strategy, dict) or not isinstance(strategy.get("name"), str):
+        raise RecipeError("strategy", 'must be {"name": "fusion" | "vote" | …, …settings}')
+    settings = {k: v for k, v in strategy.items() if k != "name"}
+    try:
+        settings = strategies.clean_settings(strategy["name"], settings, clean_seats)
+    except strategies.SettingsError as error:
+        field = error.field
+        if field == "strategy":
+            field = "strategy.name"
+        elif not field.startswith("seats"):
+            field = f"strategy.{field}"
+        raise RecipeError(field, error.message) from None
     return {
         "schema": SCHEMA_VERSION,
+        "strategy": {"name": strategy["name"], **settings},
+        "router": _model_ref("router", data.get("router"), optional=True),
         "name": name.strip(),
         "description": _text("description", data.get("description"), 2000),
         "seats": clean_seats,
@@ -236,7 +287,7 @@ def resolve(data: dict, user) -> Imported:
         find(f"seat {i}", seat["model"])
         for fallback in seat["fallbacks"]:
             find(f"seat {i} fallback", fallback)
-    for key in ("judge", "synthesizer", "synthesizer_fallback"):
+    for key in ("judge", "synthesizer", "synthesizer_fallback", "router"):
         find(key.replace("_", " "), data[key])
     return imported
 
@@ -262,6 +313,9 @@ def save_as_panel(imported: Imported, owner, slug: str) -> Panel:
         judge_drafts=data["judge_drafts"],
         min_answers=data["min_answers"],
         deadline_s=data["deadline_s"],
+        strategy=data["strategy"]["name"],
+        strategy_settings={k: v for k, v in data["strategy"].items() if k != "name"},
+        router=model(data["router"]),
     )
     for position, seat in enumerate(data["seats"]):
         t = seat["timeouts"]
@@ -276,5 +330,8 @@ def save_as_panel(imported: Imported, owner, slug: str) -> Panel:
             first_token_timeout_s=t["first_token_s"],
             idle_timeout_s=t["idle_s"],
             total_timeout_s=t["total_s"],
+            weight=seat["weight"],
+            tags=seat["tags"],
+            tier=seat["tier"],
         )
     return panel

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from panels import recipes, versions
+from panels import recipes, strategies, versions
 
 MODELS = [
     {"provider": "Local · Qwen2.5-Coder 0.5B Instruct", "model": "qwen2.5-coder-0.5b"},
@@ -17,6 +17,7 @@ model = st.sampled_from(MODELS)
 # (tests/test_unstorable_text.py), so they are not part of a *valid* recipe.
 storable = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
 maybe = st.none() | st.integers(1, 3600).map(float)
+categories = st.lists(st.sampled_from(strategies.CATEGORIES), unique=True, max_size=3)
 seat = st.fixed_dictionaries(
     {
         "model": model,
@@ -27,15 +28,47 @@ seat = st.fixed_dictionaries(
         "timeouts": st.fixed_dictionaries(
             {"first_token_s": maybe, "idle_s": maybe, "total_s": maybe}
         ),
+        "weight": st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5, 100.0]),
+        "tags": categories,
+        "tier": st.sampled_from([1, 2]),
     }
 )
+fraction = st.sampled_from([0.0, 0.25, 0.5, 0.7, 0.75, 1.0])
+SETTINGS = {
+    "fusion": st.just({}),
+    "vote": st.fixed_dictionaries({"use_judge_scores": st.booleans()}),
+    "route": st.fixed_dictionaries(
+        {
+            "categories": st.just(list(strategies.CATEGORIES)),
+            "threshold": fraction,
+            "max_subquestions": st.integers(0, strategies.MAX_SUBQUESTIONS),
+        }
+    ),
+    "gate": st.fixed_dictionaries(
+        {
+            "threshold": fraction,
+            "cross_check": st.just(False),
+            "fallback": st.sampled_from(["fusion", "vote"]),
+        }
+    ),
+    "escalate": st.fixed_dictionaries(
+        {"trigger": st.sampled_from(["contradiction", "vote"]), "threshold": fraction}
+    ),
+}
 
 
 @st.composite
 def recipe(draw):
-    seats = draw(st.lists(seat, min_size=1, max_size=8))
+    name = draw(st.sampled_from(strategies.NAMES))
+    seats = draw(st.lists(seat, min_size=2 if name in ("gate", "escalate") else 1, max_size=8))
+    if name == "route" and not seats[0]["tags"]:
+        seats[0]["tags"] = ["code"]
+    if name == "escalate":
+        seats[0]["tier"], seats[-1]["tier"] = 1, 2
     return {
-        "schema": 1,
+        "schema": 2,
+        "strategy": {"name": name, **draw(SETTINGS[name])},
+        "router": draw(st.none() | model),
         "name": draw(
             st.text(storable, min_size=1, max_size=80).filter(lambda s: s.strip() == s and s)
         ),
@@ -50,7 +83,6 @@ def recipe(draw):
     }
 
 
-@pytest.mark.django_db
 # Random on every run; a failure prints the example and a @reproduce_failure blob.
 @settings(
     max_examples=40,
@@ -65,3 +97,20 @@ def test_import_then_export_is_identical(data, smollm2, alice):
     panel = recipes.save_as_panel(imported, alice, versions.new_slug("p"))
     assert recipes.to_recipe(panel) == data
     panel.delete()
+
+
+@pytest.mark.django_db
+def test_a_version_1_recipe_imports_as_a_fusion_panel(smollm2, alice):
+    old = {
+        "schema": 1,
+        "name": "Old",
+        "seats": [{"model": MODELS[1]}],
+        "judge": MODELS[1],
+        "deadline_s": 60,
+    }
+    imported = recipes.resolve(recipes.parse(json.dumps(old)), alice)
+    panel = recipes.save_as_panel(imported, alice, versions.new_slug("old"))
+    exported = recipes.to_recipe(panel)
+    assert exported["schema"] == 2 and exported["strategy"] == {"name": "fusion"}
+    seat = exported["seats"][0]
+    assert (seat["weight"], seat["tier"], seat["tags"]) == (1.0, 1, [])

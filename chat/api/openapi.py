@@ -75,6 +75,42 @@ USAGE = {
         "cost": {"type": ["number", "null"]},
     },
 }
+DECISION = {
+    "type": "object",
+    "required": ["stage", "summary", "ms", "detail"],
+    "properties": {
+        "stage": {"type": "string", "enum": ["route", "vote", "gate", "escalate"]},
+        "summary": {"type": "string", "description": "The decision in words."},
+        "ms": {"type": "integer", "description": "When, in ms after the run started."},
+        "detail": {"type": "object", "description": "The numbers behind it."},
+    },
+}
+FUSION_RESULT = {
+    "type": "object",
+    "description": "Extension: what the panel did (chat/engine/events.py api_fusion).",
+    "properties": {
+        "run": {"type": "integer"},
+        "panel": {"type": ["object", "null"]},
+        "status": {"type": "string"},
+        "failure_reason": {"type": ["string", "null"]},
+        "failed_models": {"type": "array", "items": {"type": "string"}},
+        "seats": {"type": "array", "items": {"type": "object"}},
+        "analysis": {"type": ["object", "null"]},
+        "cost": {"type": ["number", "null"]},
+        "cost_of_most_expensive_seat": {"type": ["number", "null"]},
+        "stage_ms": {"type": "object"},
+        "strategy": {
+            "type": "string",
+            "enum": ["fusion", "vote", "route", "gate", "escalate"],
+            "description": "How the panel answered.",
+        },
+        "decisions": {
+            "type": "array",
+            "items": DECISION,
+            "description": "Every automatic decision of the strategy, in order.",
+        },
+    },
+}
 COMPLETION = {
     "type": "object",
     "required": ["id", "object", "created", "model", "choices", "usage"],
@@ -85,7 +121,7 @@ COMPLETION = {
         "model": {"type": "string"},
         "choices": {"type": "array", "items": {"type": "object"}},
         "usage": USAGE,
-        "fusion": {"type": "object"},
+        "fusion": FUSION_RESULT,
     },
 }
 

@@ -16,3 +16,19 @@ form.querySelector("[data-role=add-seat]").addEventListener("click", () => {
   total.value = String(index + 1);
   seats.lastElementChild?.querySelector("select")?.focus();
 });
+
+// Show the chosen strategy's settings, and on each seat only the fields it uses.
+// Without JavaScript every section shows, each labelled with its strategy.
+const strategy = form.querySelector("select[name=strategy]");
+function showStrategy() {
+  const chosen = strategy.value;
+  for (const section of form.querySelectorAll("[data-strategy]")) {
+    section.hidden = section.dataset.strategy !== chosen;
+  }
+  for (const field of form.querySelectorAll("[data-for]")) {
+    field.hidden = field.dataset.for !== chosen;
+  }
+}
+strategy?.addEventListener("change", showStrategy);
+form.querySelector("[data-role=add-seat]").addEventListener("click", showStrategy);
+if (strategy) showStrategy();

@@ -15,8 +15,8 @@ const composerError = room.querySelector("[data-role=composer-error]");
 const seqs = new Map(); // answer id -> last sequence number applied
 const ACTIVE = ["queued", "panel", "judging", "synthesizing"];
 // Keep in step with chat.models.Run.Status labels.
-const RUN_LABELS = { queued: "Waiting for a worker…", panel: "The panel is answering…", judging: "The judge is comparing the answers…", synthesizing: "Writing the final answer…" };
-const STATUS_LABELS = { queued: "Queued", streaming: "Streaming", done: "Done", failed: "Failed", late: "Late", cancelled: "Cancelled" };
+const RUN_LABELS = { queued: "Waiting for a worker…", routing: "The router is reading the question…", panel: "The panel is answering…", judging: "The judge is comparing the answers…", synthesizing: "Writing the final answer…" };
+const STATUS_LABELS = { queued: "Queued", streaming: "Streaming", done: "Done", failed: "Failed", late: "Late", cancelled: "Cancelled", skipped: "Skipped" };
 
 let socket = null;
 let lastEvent = Date.now();
@@ -142,6 +142,7 @@ function handle(event) {
       return;
     }
     case "answer.created":   // the judge or the synthesizer starts: render it
+    case "decision":         // a strategy decided something: show its card
     case "analysis.ready":
     case "run.done":         // the run folds into "how this answer was made"
       return refreshThread();

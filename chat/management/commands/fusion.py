@@ -80,6 +80,8 @@ class Command(BaseCommand):
                             f"{elapsed}  {event['role']}: {stats['model']} {event['status']} "
                             f"({stats['output_tokens']} tokens, {stats['cost']})"
                         )
+                    elif kind == "decision":
+                        self.stdout.write(f"{elapsed}  decision: {event['decision']['summary']}")
                     elif kind == "analysis.ready":
                         state = "structured" if event["structured"] else "unstructured"
                         self.stdout.write(f"{elapsed}  analysis ready ({state})")
@@ -115,6 +117,10 @@ class Command(BaseCommand):
                 )
             )
             out.write(_wrap(synthesis.text or synthesis.error))
+        if run.decisions:
+            out.write(style.MIGRATE_HEADING(f"\n── Decisions ({run.strategy})"))
+            for decision in run.decisions:
+                out.write(f"  {decision['ms'] / 1000:5.1f}s  {decision['summary']}")
         out.write(style.MIGRATE_HEADING("\n── Totals"))
         out.write(
             f"status {run.status}  cost {run.cost_display}  "

@@ -264,3 +264,20 @@ def test_bad_settings_are_refused_naming_the_field():
         clean_settings("vote", {"threshold": 0.5})
     assert clean_settings("fusion", None) == {}
     assert clean_settings("route", {})["categories"] == strategies.CATEGORIES
+
+
+def test_the_api_and_mcp_results_carry_the_strategy_and_its_decisions(make_kit):
+    from chat.api.openapi import SPEC
+    from chat.engine import events
+
+    kit = make_kit("vote", seats=2)
+    _answer(kit, "42", "42")
+    run = Run.objects.prefetch_related("answers").get(pk=_run(kit, "6 × 7?").pk)
+    fusion = events.api_fusion(run)
+    assert fusion["strategy"] == "vote"
+    assert fusion["decisions"][0]["summary"] == "Vote 2 for 42, confidence 1.00"
+    assert fusion["decisions"][0]["detail"]["winner"] == "42"
+    assert events.mcp_result(run)["decisions"] == ["Vote 2 for 42, confidence 1.00"]
+    documented = SPEC["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]
+    schema = documented["content"]["application/json"]["schema"]["properties"]["fusion"]
+    assert {"strategy", "decisions"} <= set(schema["properties"])

@@ -99,7 +99,8 @@ def test_low_disk_space_is_said_before_writing(tmp_path, monkeypatch, data_dir):
 def test_server_params_one_thread_two_slots_explicit_context(settings):
     model = local_models.QWEN_1_5B
     params = local_models.server_params(model, local_models.model_file(model))
-    assert params.cpuparams.n_threads == 1 and params.cpuparams_batch.n_threads == 1
+    assert params.cpuparams.n_threads == 1  # decoding: one core per model
+    assert params.cpuparams_batch.n_threads <= 2  # reading a prompt
     assert params.n_parallel == 2
     # n_ctx is split between the slots: each request gets the served context.
     assert params.n_ctx == 2 * model.served_context and model.served_context >= 4096

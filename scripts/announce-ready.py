@@ -18,7 +18,13 @@ TIMEOUT_S = 300
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _listening(url: str) -> bool:
+def _up(url: str) -> bool:
+    """The web server listens; a model server lists its model (it is loaded)."""
+    if url.endswith("/v1"):
+        try:
+            return httpx.get(f"{url}/models", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
     address = httpx.URL(url)
     try:
         with socket.create_connection((address.host, address.port or 80), timeout=1):
@@ -40,7 +46,7 @@ def main(url: str) -> None:
     body: dict | None = None
     while time.monotonic() - started < TIMEOUT_S:
         time.sleep(1)
-        waiting = [address for address in waiting if not _listening(address)]
+        waiting = [address for address in waiting if not _up(address)]
         if waiting:
             continue
         try:

@@ -35,9 +35,9 @@ N_THREADS = 1
 # for the 1.5B. When the other core is busy it still gains a little (30 vs 26) and
 # slows the other model's decoding for that moment (docs/LOCAL_MODELS.md).
 N_THREADS_BATCH = min(2, os.cpu_count() or 1)
-# A server-side ceiling on max_tokens: a request that forgets max_tokens would
-# otherwise decode until its slot's context is full.
-MAX_PREDICT = 4096
+# max_tokens for a request that sends none (it would otherwise decode until its
+# slot's context is full). Only a default: a larger max_tokens is honoured.
+DEFAULT_PREDICT = 4096
 FIX_PARTS = "run `make models` (or: python manage.py serve_model {key} --prepare-only)"
 
 Progress = Callable[[str], None]
@@ -340,7 +340,7 @@ def server_params(model: LocalModel, path: Path):
     params.n_parallel = N_PARALLEL
     # n_ctx is divided between the slots: give each one the context a request may use.
     params.n_ctx = model.served_context * N_PARALLEL
-    params.n_predict = MAX_PREDICT
+    params.n_predict = DEFAULT_PREDICT
     params.cpuparams.n_threads = N_THREADS
     params.cpuparams_batch.n_threads = N_THREADS_BATCH
     params.use_jinja = True  # the model's own chat template (tool calls need it)

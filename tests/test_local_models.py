@@ -105,6 +105,6 @@ def test_server_params_one_thread_two_slots_explicit_context(settings):
     # n_ctx is split between the slots: each request gets the served context.
     assert params.n_ctx == 2 * model.served_context and model.served_context >= 4096
     assert params.port == model.port and params.model_alias == {model.key}
-    assert 0 < params.n_predict <= 4096  # a request without max_tokens is still bounded
+    assert 0 < params.n_predict <= 4096  # a request without max_tokens is bounded
     assert params.cache_ram_mib == 0  # no gigabytes of old prompts kept in RAM
     assert params.cors_origins != "*" and params.use_jinja

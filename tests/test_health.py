@@ -25,5 +25,6 @@ def test_live_stack_is_healthy(live_stack):
         "redis",
         "worker",
         "model:qwen2.5-coder-0.5b",
+        "model:qwen2.5-coder-1.5b",
         "model:smollm2-135m",
     }

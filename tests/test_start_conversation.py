@@ -68,7 +68,11 @@ def _from_cli(alice, panel) -> Conversation:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_every_door_leaves_the_same_rows(client, alice, alices_panel):  # noqa: F811
+def test_every_door_leaves_the_same_rows(client, alice, alices_panel, monkeypatch):  # noqa: F811
+    # Record what would be queued instead of queueing it: a worker started by other
+    # tests of the session would otherwise pick the runs up and change their rows.
+    queued: list[int] = []
+    monkeypatch.setattr("chat.engine.runs.enqueue", queued.append)
     doors = {
         "room": lambda: _from_room(client, alice, alices_panel),
         "api": lambda: _from_api(alice, alices_panel),
@@ -85,4 +89,5 @@ def test_every_door_leaves_the_same_rows(client, alice, alices_panel):  # noqa: 
     assert len(rows["room"]["answers"]) == 3
     for via in ("api", "mcp", "cli"):
         assert rows[via] == rows["room"], via
+    assert len(queued) == len(set(queued)) == 4  # each door queued its run, once
     assert Panel.objects.get(pk=alices_panel.pk).use_count == 4

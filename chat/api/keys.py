@@ -3,7 +3,6 @@
 import hashlib
 import hmac
 import secrets
-import time
 
 from django.conf import settings
 from django.utils import timezone
@@ -40,12 +39,15 @@ def find(key: str) -> ApiKey | None:
 
 
 def over_limit(redis_client, record: ApiKey) -> float | None:
-    """Seconds to wait when this key made too many requests this minute, else None."""
-    window = int(time.time() // 60)
-    key = f"fr:ratelimit:{record.pk}:{window}"
-    count = redis_client.incr(key)
-    if count == 1:
-        redis_client.expire(key, 61)
+    """Seconds to wait when this key made too many requests in its current window,
+    else None. A window opens with a key's first request and lasts a minute (not a
+    wall-clock minute, whose boundary would let a burst through twice)."""
+    key = f"fr:ratelimit:{record.pk}"
+    with redis_client.pipeline() as pipe:
+        pipe.set(key, 0, ex=60, nx=True)  # opens the window (any Redis version)
+        pipe.incr(key)  # keeps the window's expiry
+        pipe.ttl(key)
+        _, count, ttl = pipe.execute()
     if count > settings.API_RATE_LIMIT_PER_MINUTE:
-        return 60 - time.time() % 60
+        return float(max(ttl, 1))
     return None

@@ -142,7 +142,7 @@ class OpenAICompatibleProvider:
         for call in tool_parts.complete():
             yield call
         if usage is None:
-            # llama.cpp's server sends no usage on streams: one chunk is one token
+            # Some servers send no usage on streams: one chunk is about one token
             # there; elsewhere this is an estimate, and marked as one.
             prompt_chars = "".join(m.content for m in request.messages)
             usage = Usage(

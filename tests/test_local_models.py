@@ -38,10 +38,16 @@ def _fake_parts(tmp_path, monkeypatch, contents: list[bytes]) -> tuple:
 
 def _model(parts, content: bytes) -> LocalModel:
     return LocalModel(
-        key="fake", display_name="Fake Model", index=9, size=len(content),
-        sha256=hashlib.sha256(content).hexdigest(), license="-", context_length=2048,
-        parts=parts, parts_version="1.0",
-    )  # fmt: skip
+        key="fake",
+        display_name="Fake Model",
+        index=9,
+        size=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+        license="-",
+        context_length=2048,
+        parts=parts,
+        parts_version="1.0",
+    )
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ def extract(text: str) -> str | None:
 
 
 def _numbers_in_words(words: list[str]) -> list[str]:
-    """"forty two" → "42", "seven" → "7"; other words unchanged."""
+    """Numbers in words to digits: "forty two" → "42"; other words unchanged."""
     out: list[str] = []
     for word in words:
         small = _WORDS.get(word)

@@ -50,6 +50,7 @@ migrate: install
 
 run: install
 	@PY=$(PY) scripts/ensure-redis.sh
+	@scripts/ensure-bubblewrap.sh
 	@$(MAKE) --no-print-directory migrate models
 	@echo ""
 	@echo "  Fusion Room is starting: http://$(HOST):$(WEB_PORT)/   (health: /healthz)"
@@ -62,6 +63,7 @@ run: install
 test: install
 	@PY=$(PY) REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15} scripts/ensure-redis.sh
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-bubblewrap.sh
 	@$(MAKE) --no-print-directory models
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory test-sqlite

@@ -20,6 +20,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 NOBODY = "65534"
 PYTHON = "/usr/bin/python3"
@@ -179,11 +180,11 @@ async def run_python(code: str, limits: Limits | None = None) -> Execution:
         await process.stdin.drain()
     process.stdin.close()
     over = asyncio.Event()
-    reading = asyncio.gather(
+    reading: asyncio.Future[tuple[bytes, bytes]] = asyncio.gather(
         _read_capped(process.stdout, limits.output_bytes, over),
         _read_capped(process.stderr, limits.output_bytes, over),
     )
-    watch_output = asyncio.create_task(over.wait())
+    watch_output: asyncio.Future[Any] = asyncio.ensure_future(over.wait())
     ended = "exited"
     try:
         done, _ = await asyncio.wait(
@@ -194,10 +195,11 @@ async def run_python(code: str, limits: Limits | None = None) -> Execution:
         elif reading not in done:
             ended = "timed_out"
     finally:
-        if ended != "exited" or process.returncode is None:
+        if ended != "exited":
             _kill_group(process.pid)
         watch_output.cancel()
     stdout, stderr = await reading
+    exit_code: int | None
     try:
         exit_code = await asyncio.wait_for(process.wait(), 5)
     except TimeoutError:

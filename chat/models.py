@@ -201,6 +201,8 @@ class Answer(models.Model):
     position = models.PositiveSmallIntegerField(default=0)
     # The part of the question this seat answered, when a router split it.
     subquestion = models.TextField(blank=True)
+    # Every tool call it made, in order (chat/engine/events.py ToolStep).
+    tool_steps = models.JSONField(default=list, blank=True)
     # The messages sent, for the judge and the synthesizer: the prompt is part of
     # the record (and of the prompt-injection tests).
     prompt = models.JSONField(null=True, blank=True)

@@ -250,6 +250,32 @@ SYNTHESIZER_MAX_TOKENS = env_int("SYNTHESIZER_MAX_TOKENS", 1500, minimum=64, max
 JUDGE_DEADLINE_S = env_int("JUDGE_DEADLINE_S", 120, minimum=5, maximum=3600)
 SYNTHESIZER_DEADLINE_S = env_int("SYNTHESIZER_DEADLINE_S", 180, minimum=5, maximum=3600)
 
+# Tools for seats (chat/engine/tools/). Search: "searxng" (SEARXNG_URL), "brave"
+# (BRAVE_API_KEY), "tavily" (TAVILY_API_KEY), "ddgs" (keyless, needs the internet) or
+# "none". Default: SearXNG when its URL is set, else ddgs.
+SEARXNG_URL = env_str("SEARXNG_URL", "")
+BRAVE_API_KEY = env_str("BRAVE_API_KEY", "")
+TAVILY_API_KEY = env_str("TAVILY_API_KEY", "")
+BRAVE_SEARCH_URL = env_str("BRAVE_SEARCH_URL", "https://api.search.brave.com/res/v1/web/search")
+TAVILY_SEARCH_URL = env_str("TAVILY_SEARCH_URL", "https://api.tavily.com/search")
+SEARCH_BACKEND = env_str("SEARCH_BACKEND", "searxng" if SEARXNG_URL else "ddgs")
+if SEARCH_BACKEND not in ("searxng", "brave", "tavily", "ddgs", "none"):
+    raise ImproperlyConfigured(
+        f"SEARCH_BACKEND={SEARCH_BACKEND!r}: use searxng, brave, tavily, ddgs or none."
+    )
+SEARCH_TIMEOUT_S = env_int("SEARCH_TIMEOUT_S", 10, minimum=1, maximum=120)
+SEARCH_CACHE_TTL_S = env_int("SEARCH_CACHE_TTL_S", 600, minimum=1)
+# Never searched nor fetched, on every panel (a benchmark's answers, say).
+SEARCH_EXCLUDED_DOMAINS = [d.lower() for d in env_list("SEARCH_EXCLUDED_DOMAINS", [])]
+WEB_FETCH_MAX_BYTES = env_int("WEB_FETCH_MAX_BYTES", 2_000_000, minimum=10_000)
+WEB_FETCH_TIMEOUT_S = env_int("WEB_FETCH_TIMEOUT_S", 15, minimum=1, maximum=120)
+TOOL_RESULT_MAX_CHARS = env_int("TOOL_RESULT_MAX_CHARS", 6000, minimum=500)
+RUN_PYTHON_WALL_S = env_int("RUN_PYTHON_WALL_S", 10, minimum=1, maximum=120)
+RUN_PYTHON_CPU_S = env_int("RUN_PYTHON_CPU_S", 5, minimum=1, maximum=120)
+# host:port pairs web_fetch may reach although private (an intranet; the test suite's
+# own pages). Everything else private or local is refused.
+TOOLS_PRIVATE_HOSTS = env_list("TOOLS_PRIVATE_HOSTS", [])
+
 # The OpenAI-compatible API (chat/api/).
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60, minimum=1)
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_000_000, minimum=10_000)

@@ -219,6 +219,10 @@ class Panel(models.Model):
         max_length=16, choices=strategies.CHOICES, default=strategies.FUSION
     )
     strategy_settings = models.JSONField(default=dict, blank=True)
+    # Tools the seats may call (web_search, web_fetch, run_python); none by default.
+    tools = models.JSONField(default=list, blank=True)
+    # Never searched nor fetched by this panel's seats (on top of the site's list).
+    excluded_domains = models.JSONField(default=list, blank=True)
     # The route strategy's router; empty: the judge's model routes.
     router = models.ForeignKey(
         CatalogModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -260,6 +264,8 @@ class Panel(models.Model):
                 **strategies.clean_settings(self.strategy, self.strategy_settings),
             },
             "router": _model_ref(self.router or self.judge),
+            "tools": list(self.tools),
+            "excluded_domains": list(self.excluded_domains),
         }
 
 
@@ -274,6 +280,7 @@ def _model_ref(model: "CatalogModel | None") -> dict | None:
         "name": model.display_name,
         "context_length": model.context_length,
         "local": model.provider.source == Provider.Source.LOCAL,
+        "supports_tools": model.supports_tools,
     }
 
 
@@ -299,6 +306,8 @@ def solo_snapshot(model: CatalogModel) -> dict:
         "deadline_s": None,
         "strategy": {"name": strategies.FUSION},
         "router": None,
+        "tools": [],
+        "excluded_domains": [],
     }
 
 
@@ -319,6 +328,9 @@ class Seat(models.Model):
     weight = models.FloatField(default=1.0)
     tags = models.JSONField(default=list, blank=True)
     tier = models.PositiveSmallIntegerField(default=1)
+    # Whether this seat may call the panel's tools, and how many times per answer.
+    use_tools = models.BooleanField(default=True)
+    max_tool_calls = models.PositiveSmallIntegerField(default=8)
 
     class Meta:
         ordering = ["panel", "position", "pk"]
@@ -343,6 +355,8 @@ class Seat(models.Model):
             "weight": self.weight,
             "tags": list(self.tags),
             "tier": self.tier,
+            "use_tools": self.use_tools,
+            "max_tool_calls": self.max_tool_calls,
         }
 
 

@@ -91,6 +91,7 @@ class ScriptedPanel:
             context_length=8192,
             input_price="1",
             output_price="2",
+            supports_tools=True,
         )
 
     def ask(self, question="What is the capital of Australia?") -> int:

@@ -146,6 +146,33 @@ class Reply:
         return cls(headers={"Content-Type": "text/event-stream"}, chunks=chunks, **options)
 
     @classmethod
+    def tool_calls(cls, calls, text="", **options) -> "Reply":
+        """An OpenAI-compatible stream that calls tools: calls = [(id, name, arguments)],
+        each call's JSON arguments sent in two pieces, as real servers do."""
+        chunks = []
+        if text:
+            chunks.append(_sse({"choices": [{"index": 0, "delta": {"content": text}}]}))
+        for index, (call_id, name, arguments) in enumerate(calls):
+            head = {"index": index, "id": call_id, "type": "function"}
+            head["function"] = {"name": name, "arguments": arguments[: len(arguments) // 2]}
+            rest = {"index": index, "function": {"arguments": arguments[len(arguments) // 2 :]}}
+            for part in (head, rest):
+                chunks.append(_sse({"choices": [{"index": 0, "delta": {"tool_calls": [part]}}]}))
+        finish = {"index": 0, "delta": {}, "finish_reason": "tool_calls"}
+        chunks.append(_sse({"choices": [finish]}))
+        chunks.append(b"data: [DONE]\n\n")
+        return cls(headers={"Content-Type": "text/event-stream"}, chunks=chunks, **options)
+
+    @classmethod
+    def page(cls, html: str, content_type="text/html; charset=utf-8", status=200, headers=None):
+        """A web page (or any body) for the web_fetch tool."""
+        return cls(
+            status=status,
+            headers={"Content-Type": content_type, **(headers or {})},
+            body=html.encode(),
+        )
+
+    @classmethod
     def json(cls, status: int, data, headers=None) -> "Reply":
         return cls(
             status=status,

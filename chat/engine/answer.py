@@ -9,6 +9,8 @@ keeps its partial text, usage and cost.
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from channels.layers import get_channel_layer
 
@@ -16,11 +18,14 @@ from chat.models import Answer, Run
 from panels import calls
 from panels.calls import CallLimits, CallResult, Target
 from panels.cooldown import Cooldowns
-from panels.providers import ChatRequest, ErrorKind, ProviderError
+from panels.pricing import Cost
+from panels.providers import ChatMessage, ChatRequest, ErrorKind, ProviderError, ToolCall, Usage
 
 from . import events, live, prompts
 from .db import in_db
 from .loop import is_shared_loop, make_http_client, shared_clients
+from .tools import registry
+from .tools.base import ToolEnv
 
 log = logging.getLogger(__name__)
 
@@ -144,15 +149,81 @@ def record(answer: Answer, result: CallResult, local: bool, site_wide: bool = Tr
         answer.error = friendly_error(result.error, answer, local, site_wide)
 
 
+@dataclass
+class ToolUse:
+    """The tools one answer may call, and how many calls it has."""
+
+    names: list[str]
+    max_calls: int
+    env: ToolEnv
+
+    def schemas(self) -> tuple[dict, ...]:
+        return tuple(registry.TOOLS[name].schema() for name in self.names)
+
+
+OUT_OF_CALLS = (
+    "You have used every tool call you were allowed. Answer the question now with what "
+    "you have found."
+)
+
+
+def _merge(total: CallResult, one: CallResult) -> None:
+    """One more call (a tool round) added to the answer's totals."""
+    first = not total.attempts
+    if total.parts and one.parts:
+        total.parts.append("\n\n")
+    total.parts += one.parts
+    total.attempts += one.attempts
+    if first:
+        total.usage, total.cost = one.usage, one.cost
+    else:
+        if one.usage is not None:
+            before = total.usage or Usage(0, 0)
+            total.usage = Usage(
+                before.input_tokens + one.usage.input_tokens,
+                before.output_tokens + one.usage.output_tokens,
+                estimated=before.estimated or one.usage.estimated,
+            )
+        known = total.cost.usd is not None and one.cost.usd is not None
+        usd = total.cost.usd + one.cost.usd if known else None  # type: ignore[operator]
+        total.cost = Cost(usd, total.cost.source)
+    total.answered_by, total.error = one.answered_by, one.error
+    total.finish_reason, total.tool_calls = one.finish_reason, one.tool_calls
+    if total.first_token_ms is None:
+        total.first_token_ms = one.first_token_ms
+    total.latency_ms = total.elapsed_ms()  # since the answer's first call
+
+
+async def _use_tools(
+    ctx: RunContext, answer: Answer, calls_: list[ToolCall], tools: ToolUse
+) -> list[ChatMessage]:
+    """Carry out one turn's tool calls at once; the messages that report them."""
+    for call in calls_:
+        await ctx.announce(events.tool_started(answer, call.id, call.name, call.arguments))
+    outcomes = await asyncio.gather(
+        *(registry.call(c.name, c.arguments, tools.env) for c in calls_)
+    )
+    replies = []
+    for call, (result, latency_ms) in zip(calls_, outcomes, strict=True):
+        step = events.tool_step(call.id, call.name, call.arguments, result, latency_ms)
+        answer.tool_steps = [*answer.tool_steps, step]
+        await ctx.announce(events.tool_done(answer, step))
+        replies.append(ChatMessage("tool", result.text, tool_call_id=call.id))
+    return replies
+
+
 async def run_answer(
     ctx: RunContext,
     answer: Answer,
     targets: list[Target],
     request: ChatRequest,
     limits: CallLimits | None = None,
+    tools: ToolUse | None = None,
 ) -> CallResult:
     """Call the model(s) for one answer, streaming its text, and save the outcome.
-    Runs as its own task so that a stop or the deadline can cancel it alone."""
+    With tools, the model's tool calls are carried out and it is called again, until
+    it answers or has used its calls. Runs as its own task so that a stop or the
+    deadline can cancel it alone."""
     # "Streaming" lives in the events and in Redis; the database learns the outcome.
     # (One write fewer per answer, where every run starts all its seats at once.)
     answer.status = Answer.Status.STREAMING
@@ -174,21 +245,44 @@ async def run_answer(
     coalescer = live.Coalescer(flush, FLUSH_INTERVAL_S)
     coalescer.start()
     answer.started_ms = int((asyncio.get_running_loop().time() - ctx.started) * 1000)
-    result = CallResult()
-    task = asyncio.create_task(
-        calls.call(
-            targets,
-            request,
-            result,
-            client=ctx.http,
-            cooldowns=ctx.cooldowns,
-            on_text=on_text,
-            limits=limits,
-        )
-    )
-    ctx.running[answer.pk] = task
+    total = CallResult()
+    messages = list(request.messages)
+    used = 0
     try:
-        await task
+        while True:
+            offered = tools is not None and used < tools.max_calls
+            round_request = replace(
+                request,
+                messages=tuple(messages),
+                tools=tools.schemas() if tools and offered else (),
+            )
+            result = CallResult()
+            task = asyncio.create_task(
+                calls.call(
+                    targets,
+                    round_request,
+                    result,
+                    client=ctx.http,
+                    cooldowns=ctx.cooldowns,
+                    on_text=on_text,
+                    limits=limits,
+                )
+            )
+            ctx.running[answer.pk] = task
+            try:
+                await task
+            finally:
+                _merge(total, result)
+            if tools is None or not offered or not result.ok or not result.tool_calls:
+                break
+            if total.parts:
+                coalescer.push("\n\n")
+            batch = result.tool_calls[: tools.max_calls - used]
+            used += len(batch)
+            messages.append(ChatMessage("assistant", result.text, tool_calls=tuple(batch)))
+            messages += await _use_tools(ctx, answer, batch, tools)
+            if used >= tools.max_calls:
+                messages.append(ChatMessage("user", OUT_OF_CALLS))
     except asyncio.CancelledError:
         # The call was cancelled (a stop, or the deadline): record it and go on.
         # If this coroutine itself is being cancelled (the worker is shutting
@@ -200,7 +294,7 @@ async def run_answer(
             raise
     except Exception as exc:  # a bug, not an upstream failure: say so, keep the text
         log.exception("answer %s failed unexpectedly", answer.pk)
-        result.error = ProviderError(
+        total.error = ProviderError(
             f"Internal error while calling {answer.model_name}: {type(exc).__name__}.",
             retryable=False,
             kind=ErrorKind.SERVER,
@@ -212,10 +306,13 @@ async def run_answer(
         first = targets[0] if targets else None
         record(
             answer,
-            result,
+            total,
             local=bool(first and _is_local(first)),
             site_wide=not (first and first.endpoint.public_only),
         )
+        tool_cost = sum((Decimal(step["cost"]) for step in answer.tool_steps), Decimal(0))
+        if tool_cost and answer.cost_usd is not None:
+            answer.cost_usd += tool_cost  # search APIs that charge count in the run
         if answer.role == Answer.Role.SYNTHESIZER:
             answer.text = prompts.clean_final(answer.text)
         last_seq = 0
@@ -223,7 +320,7 @@ async def run_answer(
             _, last_seq = await live.live_state(ctx.redis, answer.pk)
         await in_db(answer.save)
         await ctx.announce(events.answer_ended(answer, last_seq))
-    return result
+    return total
 
 
 def _is_local(target: Target) -> bool:

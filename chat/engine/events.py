@@ -232,6 +232,63 @@ def answer_ended(answer: Answer, seq: int) -> AnswerEnded:
     }
 
 
+class ToolStep(TypedDict):
+    """One tool call of an answer, as saved on it and shown in its column."""
+
+    id: str
+    name: str
+    arguments: str  # as the model wrote them, cut to 500 characters
+    preview: str  # "“query” → 5 results", "fetched example.org/page, 12 kB"
+    sources: list[dict]  # [{"title", "url"}]
+    error: str
+    latency_ms: int
+    cost: str  # USD
+
+
+class ToolStarted(TypedDict):
+    type: Literal["tool.started"]
+    run: int
+    answer: int
+    id: str
+    name: str
+    arguments: str
+
+
+class ToolDone(TypedDict):
+    type: Literal["tool.done"]
+    run: int
+    answer: int
+    step: ToolStep
+
+
+def tool_step(call_id: str, name: str, arguments: str, result, latency_ms: int) -> ToolStep:
+    return {
+        "id": call_id,
+        "name": name,
+        "arguments": arguments[:500],
+        "preview": result.preview,
+        "sources": result.sources[:10],
+        "error": result.error,
+        "latency_ms": latency_ms,
+        "cost": str(result.cost_usd),
+    }
+
+
+def tool_started(answer: Answer, call_id: str, name: str, arguments: str) -> ToolStarted:
+    return {
+        "type": "tool.started",
+        "run": answer.run_id,
+        "answer": answer.pk,
+        "id": call_id,
+        "name": name,
+        "arguments": arguments[:500],
+    }
+
+
+def tool_done(answer: Answer, step: ToolStep) -> ToolDone:
+    return {"type": "tool.done", "run": answer.run_id, "answer": answer.pk, "step": step}
+
+
 def analysis_ready(run: Run) -> AnalysisReady:
     return {
         "type": "analysis.ready",

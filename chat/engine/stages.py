@@ -20,9 +20,11 @@ from panels.models import CatalogModel
 from panels.providers import ChatMessage, ChatRequest, ErrorKind, ProviderError
 
 from . import events, prompts
-from .answer import RunContext, run_answer
+from .answer import RunContext, ToolUse, run_answer
 from .context import earlier_turns, fit_given_messages, fit_messages
 from .db import in_db
+from .tools import registry
+from .tools.base import ToolEnv
 
 SeatCall = tuple[list[Target], ChatRequest, CallLimits]
 
@@ -79,6 +81,18 @@ class SeatJob:
     system_note: str = ""
 
 
+def seat_tools(ctx: RunContext, seat: dict) -> ToolUse | None:
+    """The tools this seat may call: the panel's, if the seat uses tools and its
+    model can call them (a model that cannot is never sent any)."""
+    names = [n for n in ctx.run.config.get("tools", []) if n in registry.TOOLS]
+    model = seat.get("model") or {}
+    if not names or not seat.get("use_tools", True) or not model.get("supports_tools"):
+        return None
+    excluded = {*settings.SEARCH_EXCLUDED_DOMAINS, *ctx.run.config.get("excluded_domains", [])}
+    env = ToolEnv(http=ctx.http, redis=ctx.redis, excluded_domains=tuple(sorted(excluded)))
+    return ToolUse(names, max(1, min(16, int(seat.get("max_tool_calls") or 8))), env)
+
+
 def _seat_calls(run: Run, jobs: list[SeatJob]) -> list[SeatCall | ProviderError]:
     """Every seat's call, prepared in one go (one database round trip)."""
     prepared: list[SeatCall | ProviderError] = []
@@ -130,7 +144,8 @@ async def run_seats(ctx: RunContext, jobs: list[SeatJob]) -> None:
             await ctx.announce(events.answer_ended(answer, 0))
             continue
         targets, request, limits = call
-        task = asyncio.create_task(run_answer(ctx, answer, targets, request, limits))
+        tools = seat_tools(ctx, job.seat)
+        task = asyncio.create_task(run_answer(ctx, answer, targets, request, limits, tools))
         tasks[task] = answer
     if tasks:
         await _quorum(ctx, tasks)

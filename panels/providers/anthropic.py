@@ -13,6 +13,7 @@ import httpx
 
 from .base import (
     DEPTH_HEADER,
+    ChatMessage,
     ChatRequest,
     Endpoint,
     ErrorKind,
@@ -39,6 +40,37 @@ FINISH_REASONS = {
 # Mid-stream error types worth another try; anything else (e.g. invalid_request_error)
 # would fail the same way again.
 RETRYABLE_ERRORS = {"overloaded_error", "api_error", "rate_limit_error"}
+
+
+def _content(message: ChatMessage) -> tuple[str, str | list[dict]]:
+    """A message's role and content: plain text, or content blocks for tool turns."""
+    if message.role == "tool":
+        block = {
+            "type": "tool_result",
+            "tool_use_id": message.tool_call_id,
+            "content": message.content,
+        }
+        return "user", [block]
+    if not message.tool_calls:
+        return message.role, message.content
+    blocks: list[dict] = [{"type": "text", "text": message.content}] if message.content else []
+    for call in message.tool_calls:
+        try:
+            arguments = json.loads(call.arguments or "{}")
+        except ValueError:
+            arguments = {}
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": arguments})
+    return message.role, blocks
+
+
+def _joined(first: str | list[dict], second: str | list[dict]) -> str | list[dict]:
+    if isinstance(first, str) and isinstance(second, str):
+        return f"{first}\n\n{second}"
+
+    def blocks(content: str | list[dict]) -> list[dict]:
+        return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+    return blocks(first) + blocks(second)
 
 
 def convert_tool(tool: dict) -> dict:
@@ -73,13 +105,17 @@ class AnthropicProvider:
         system = [m.content for m in request.messages if m.role == "system"]
         messages: list[dict] = []
         for m in request.messages:
-            # The API rejects empty text turns, and requires user/assistant to alternate.
-            if m.role == "system" or not m.content:
+            if m.role == "system":
                 continue
-            if messages and messages[-1]["role"] == m.role:
-                messages[-1]["content"] += "\n\n" + m.content
+            # Tool turns are content blocks: tool_use in the assistant's turn, and
+            # tool_result in the user's turn that follows.
+            role, content = _content(m)
+            if not content:
+                continue  # the API rejects empty text turns
+            if messages and messages[-1]["role"] == role:  # turns must alternate
+                messages[-1]["content"] = _joined(messages[-1]["content"], content)
             else:
-                messages.append({"role": m.role, "content": m.content})
+                messages.append({"role": role, "content": content})
         body = {
             "model": request.model,
             "max_tokens": request.max_tokens,

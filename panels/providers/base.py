@@ -12,8 +12,11 @@ DEPTH_HEADER = "X-Fusion-Depth"
 
 @dataclass(frozen=True)
 class ChatMessage:
-    role: str  # "system" | "user" | "assistant"
+    role: str  # "system" | "user" | "assistant" | "tool"
     content: str
+    # An assistant turn that called tools, and a tool turn answering one call.
+    tool_calls: tuple["ToolCall", ...] = ()
+    tool_call_id: str = ""
 
 
 @dataclass(frozen=True)

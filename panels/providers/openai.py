@@ -12,6 +12,7 @@ import httpx
 
 from .base import (
     DEPTH_HEADER,
+    ChatMessage,
     ChatRequest,
     Endpoint,
     ErrorKind,
@@ -25,6 +26,24 @@ from .base import (
 from .errors import is_retryable_code, upstream_message
 from .http import open_sse, where
 from .tokens import estimate_tokens
+
+
+def _message(message: ChatMessage) -> dict:
+    """One message in OpenAI's shape, tool turns included."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    body: dict = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        body["content"] = message.content or None
+        body["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    return body
 
 
 class _ToolCallParts:
@@ -62,7 +81,7 @@ class OpenAICompatibleProvider:
     def _body(self, request: ChatRequest) -> dict:
         body = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "max_tokens": request.max_tokens,
             "stream": True,
             "stream_options": {"include_usage": True},

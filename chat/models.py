@@ -149,6 +149,18 @@ class Run(models.Model):
         return self.answers_in(Answer.Role.JUDGE)
 
     @property
+    def sources(self) -> list[dict]:
+        """Every page the panel's tools found or read, once each: the final answer's
+        sources (the synthesizer read the seats' answers built on them)."""
+        seen, found = set(), []
+        for answer in self.seat_answers:
+            for source in answer.tool_sources:
+                if source["url"] not in seen:
+                    seen.add(source["url"])
+                    found.append(source)
+        return found
+
+    @property
     def router_answers(self) -> list["Answer"]:
         return self.answers_in(Answer.Role.ROUTER)
 
@@ -238,6 +250,18 @@ class Answer(models.Model):
 
     def __str__(self):
         return f"Answer {self.pk} by {self.model_key} ({self.status})"
+
+    @property
+    def tool_sources(self) -> list[dict]:
+        """The pages its tools found or read, once each, in order (http(s) only)."""
+        seen, sources = set(), []
+        for step in self.tool_steps:
+            for source in step.get("sources", []):
+                url = source.get("url", "")
+                if url.startswith(("http://", "https://")) and url not in seen:
+                    seen.add(url)
+                    sources.append(source)
+        return sources
 
     @property
     def is_live(self) -> bool:

@@ -282,3 +282,37 @@ def test_run_python_as_a_tool():
 
     result, _ = asyncio.run(go())
     assert "stdout:\n42" in result.text and result.preview == "ran 1 line → 42"
+
+
+def test_the_room_shows_tool_steps_and_only_web_sources(client, web):
+    from chat.models import Answer
+
+    kit = _tools_kit()
+    try:
+        run_id = kit.ask()
+        answer = Answer.objects.get(run_id=run_id, role="seat")
+        answer.status, answer.text = "done", "Canberra."
+        answer.tool_steps = [
+            {
+                "id": "c1",
+                "name": "web_search",
+                "arguments": "{}",
+                "preview": "“capital” → 2 results",
+                "error": "",
+                "latency_ms": 12,
+                "cost": "0",
+                "sources": [
+                    {"title": "<b>Canberra</b>", "url": "https://example.com/canberra"},
+                    {"title": "evil", "url": "javascript:alert(1)"},
+                ],
+            }
+        ]
+        answer.save()
+        client.force_login(kit.user)
+        page = client.get(kit.room.get_absolute_url()).content.decode()
+        assert "🔎" in page and "“capital” → 2 results" in page
+        assert 'href="https://example.com/canberra"' in page
+        assert "&lt;b&gt;Canberra&lt;/b&gt;" in page  # titles are text, never HTML
+        assert "javascript:alert" not in page
+    finally:
+        kit.close()

@@ -143,6 +143,7 @@ function handle(event) {
     }
     case "answer.created":   // the judge or the synthesizer starts: render it
     case "decision":         // a strategy decided something: show its card
+    case "tool.done":        // a seat's tool step: show its row
     case "analysis.ready":
     case "run.done":         // the run folds into "how this answer was made"
       return refreshThread();

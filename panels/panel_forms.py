@@ -27,7 +27,37 @@ class _ModelChoice(forms.ModelChoiceField):
         return _label(obj)
 
 
+class _CategoriesField(forms.CharField):
+    """Comma-separated words in the form, a list everywhere else."""
+
+    def to_python(self, value):
+        text = super().to_python(value)
+        return [w.strip().lower() for w in text.split(",") if w.strip()] if text else None
+
+
+TOOL_CHOICES = [
+    ("web_search", "Web search"),
+    ("web_fetch", "Read web pages"),
+    ("run_python", "Run Python in a sandbox"),
+]
+
+
 class PanelForm(forms.ModelForm):
+    tools = forms.MultipleChoiceField(
+        choices=TOOL_CHOICES,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Tools the seats may use",
+        help_text="Each seat with tools on (and a model that can call tools) may use these, "
+        "up to its own limit of calls per answer.",
+    )
+    excluded_domains = _CategoriesField(
+        required=False,
+        label="Never search or fetch",
+        help_text="Domains, comma-separated (e.g. a benchmark's site): left out of search "
+        "results and never fetched, subdomains included.",
+    )
+
     class Meta:
         model = Panel
         fields = [
@@ -73,6 +103,9 @@ class PanelForm(forms.ModelForm):
         self.fields["judge"].required = True
         self.fields["deadline_s"].min_value = 1
         self.fields["strategy"].required = False  # absent: fusion, as before strategies
+        if self.instance.pk:
+            self.initial["tools"] = list(self.instance.tools)
+            self.initial["excluded_domains"] = ", ".join(self.instance.excluded_domains)
         saved = self.instance.strategy_settings if self.instance.pk else {}
         for strategy, settings in strategies.SETTINGS.items():
             for setting in settings:
@@ -107,8 +140,17 @@ class PanelForm(forms.ModelForm):
             self.add_error(_error_field(strategy, error.field), error.message)
         return data
 
+    def clean_excluded_domains(self):
+        domains = self.cleaned_data.get("excluded_domains") or []
+        for domain in domains:
+            if "/" in domain or " " in domain or len(domain) > 253:
+                raise forms.ValidationError(f"{domain!r} is not a domain name (e.g. example.org).")
+        return [d.strip(".") for d in domains]
+
     def save(self, commit=True):
         panel = super().save(commit=False)
+        panel.tools = [name for name, _ in TOOL_CHOICES if name in self.cleaned_data["tools"]]
+        panel.excluded_domains = self.cleaned_data.get("excluded_domains") or []
         panel.strategy_settings = self.cleaned_data.get("strategy_settings", {})
         if commit:
             panel.save()
@@ -160,14 +202,6 @@ def _shown(setting: strategies.Setting, value):
     return ", ".join(value) if setting.kind == "categories" else value
 
 
-class _CategoriesField(forms.CharField):
-    """Comma-separated words in the form, a list everywhere else."""
-
-    def to_python(self, value):
-        text = super().to_python(value)
-        return [w.strip().lower() for w in text.split(",") if w.strip()] if text else None
-
-
 class SeatForm(forms.ModelForm):
     tags = _CategoriesField(
         required=False,
@@ -194,6 +228,8 @@ class SeatForm(forms.ModelForm):
             "total_timeout_s",
             "weight",
             "tier",
+            "use_tools",
+            "max_tool_calls",
         ]
         field_classes = {"model": _ModelChoice}
         widgets = {
@@ -207,10 +243,13 @@ class SeatForm(forms.ModelForm):
             "total_timeout_s": "Total (s)",
             "weight": "Vote weight",
             "tier": "Tier",
+            "use_tools": "Uses the panel's tools",
+            "max_tool_calls": "Tool calls at most",
         }
         help_texts = {
             "weight": "Vote: how much this seat's vote counts (default 1).",
             "tier": "Escalate: 1 answers first; 2 only when tier 1 disagrees.",
+            "max_tool_calls": "Per answer, 1 to 16 (default 8).",
         }
 
     def __init__(self, *args, user=None, **kwargs):
@@ -221,6 +260,9 @@ class SeatForm(forms.ModelForm):
         self.fields["fallbacks"].queryset = usable
         self.fields["position"].required = False
         self.fields["weight"].required = False
+        self.fields["max_tool_calls"].required = False
+        self.fields["max_tool_calls"].min_value = 1
+        self.fields["max_tool_calls"].max_value = 16
         self.fields["tier"].required = False
         self.fields["tier"].widget = forms.Select(choices=[(1, "1"), (2, "2")])
         if self.instance.pk:
@@ -242,6 +284,14 @@ class SeatForm(forms.ModelForm):
             return 1.0
         if not 0 <= value <= 100:
             raise forms.ValidationError("A vote weight goes from 0 to 100.")
+        return value
+
+    def clean_max_tool_calls(self):
+        value = self.cleaned_data["max_tool_calls"]
+        if value is None:
+            return 8
+        if not 1 <= value <= 16:
+            raise forms.ValidationError("Tool calls go from 1 to 16 per answer.")
         return value
 
     def clean_tier(self):

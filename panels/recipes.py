@@ -34,6 +34,8 @@ _TOP = {
     "deadline_s",
     "strategy",
     "router",
+    "tools",
+    "excluded_domains",
 }
 _SEAT = {
     "model",
@@ -45,6 +47,8 @@ _SEAT = {
     "weight",
     "tags",
     "tier",
+    "use_tools",
+    "max_tool_calls",
 }
 _TIMEOUTS = {"first_token_s", "idle_s", "total_s"}
 
@@ -85,6 +89,8 @@ def to_recipe(panel: Panel) -> dict:
                 "weight": seat.weight,
                 "tags": list(seat.tags),
                 "tier": seat.tier,
+                "use_tools": seat.use_tools,
+                "max_tool_calls": seat.max_tool_calls,
             }
             for seat in seats
         ],
@@ -99,6 +105,8 @@ def to_recipe(panel: Panel) -> dict:
             **strategies.clean_settings(panel.strategy, panel.strategy_settings),
         },
         "router": _ref(panel.router),
+        "tools": list(panel.tools),
+        "excluded_domains": list(panel.excluded_domains),
     }
 
 
@@ -163,6 +171,33 @@ def _text(where: str, value, limit: int) -> str:
     if not isinstance(value, str) or len(value) > limit:
         raise RecipeError(where, f"must be text of at most {limit:,} characters")
     return value
+
+
+TOOL_NAMES = ("web_search", "web_fetch", "run_python")
+
+
+def _bool(where: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise RecipeError(where, "must be true or false")
+    return value
+
+
+def _tools(value) -> list[str]:
+    if not isinstance(value, list) or any(t not in TOOL_NAMES for t in value):
+        raise RecipeError("tools", f"must list tools among {', '.join(TOOL_NAMES)}")
+    return [t for t in TOOL_NAMES if t in value]
+
+
+def _domains(value) -> list[str]:
+    if not isinstance(value, list) or len(value) > 100:
+        raise RecipeError("excluded_domains", "must be a list of at most 100 domain names")
+    domains = []
+    for item in value:
+        domain = item.strip().lower().strip(".") if isinstance(item, str) else ""
+        if not domain or len(domain) > 253 or " " in domain or "/" in domain:
+            raise RecipeError("excluded_domains", f"{item!r} is not a domain name")
+        domains.append(domain)
+    return domains
 
 
 def _tags(where: str, value) -> list[str]:
@@ -230,6 +265,10 @@ def validate(data) -> dict:
                 ),
                 "tags": _tags(f"{where}.tags", seat.get("tags", [])),
                 "tier": _number(f"{where}.tier", seat.get("tier", 1), 1, 2, True, optional=False),
+                "use_tools": _bool(f"{where}.use_tools", seat.get("use_tools", True)),
+                "max_tool_calls": _number(
+                    f"{where}.max_tool_calls", seat.get("max_tool_calls", 8), 1, 16, True, False
+                ),
             }
         )
     min_answers = _number("min_answers", data.get("min_answers"), 1, len(seats), True)
@@ -253,6 +292,8 @@ def validate(data) -> dict:
         "schema": SCHEMA_VERSION,
         "strategy": {"name": strategy["name"], **settings},
         "router": _model_ref("router", data.get("router"), optional=True),
+        "tools": _tools(data.get("tools", [])),
+        "excluded_domains": _domains(data.get("excluded_domains", [])),
         "name": name.strip(),
         "description": _text("description", data.get("description"), 2000),
         "seats": clean_seats,
@@ -313,6 +354,8 @@ def save_as_panel(imported: Imported, owner, slug: str) -> Panel:
         judge_drafts=data["judge_drafts"],
         min_answers=data["min_answers"],
         deadline_s=data["deadline_s"],
+        tools=data["tools"],
+        excluded_domains=data["excluded_domains"],
         strategy=data["strategy"]["name"],
         strategy_settings={k: v for k, v in data["strategy"].items() if k != "name"},
         router=model(data["router"]),
@@ -333,5 +376,7 @@ def save_as_panel(imported: Imported, owner, slug: str) -> Panel:
             weight=seat["weight"],
             tags=seat["tags"],
             tier=seat["tier"],
+            use_tools=seat["use_tools"],
+            max_tool_calls=seat["max_tool_calls"],
         )
     return panel

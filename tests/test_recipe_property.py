@@ -31,6 +31,8 @@ seat = st.fixed_dictionaries(
         "weight": st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5, 100.0]),
         "tags": categories,
         "tier": st.sampled_from([1, 2]),
+        "use_tools": st.booleans(),
+        "max_tool_calls": st.integers(1, 16),
     }
 )
 fraction = st.sampled_from([0.0, 0.25, 0.5, 0.7, 0.75, 1.0])
@@ -69,6 +71,10 @@ def recipe(draw):
         "schema": 2,
         "strategy": {"name": name, **draw(SETTINGS[name])},
         "router": draw(st.none() | model),
+        "tools": draw(
+            st.sampled_from([[], ["web_search"], ["web_search", "web_fetch", "run_python"]])
+        ),
+        "excluded_domains": draw(st.sampled_from([[], ["bench.example.org"]])),
         "name": draw(
             st.text(storable, min_size=1, max_size=80).filter(lambda s: s.strip() == s and s)
         ),

@@ -316,3 +316,33 @@ def test_the_room_shows_tool_steps_and_only_web_sources(client, web):
         assert "javascript:alert" not in page
     finally:
         kit.close()
+
+
+def test_the_builder_saves_who_gets_tools(client, alice, smollm2):
+    from django.urls import reverse
+
+    from panels.models import CatalogModel, Panel
+    from tests.test_panels import builder_post
+
+    qwen = CatalogModel.objects.get(model_id="qwen2.5-coder-0.5b")
+    client.force_login(alice)
+    data = builder_post(
+        (smollm2, qwen),
+        tools=["web_search", "run_python"],
+        excluded_domains="Bench.Example.org, rubrics.example.net",
+        **{"seats-0-use_tools": "on", "seats-0-max_tool_calls": "3"},
+    )
+    response = client.post(reverse("panels:new"), data)
+    assert response.status_code == 302, response.content.decode()[:1500]
+    panel = Panel.objects.get(owner=alice)
+    snapshot = panel.snapshot()
+    assert snapshot["tools"] == ["web_search", "run_python"]
+    assert snapshot["excluded_domains"] == ["bench.example.org", "rubrics.example.net"]
+    seats = snapshot["seats"]
+    assert (seats[0]["use_tools"], seats[0]["max_tool_calls"]) == (True, 3)
+    assert seats[1]["use_tools"] is False  # unchecked
+    bad = builder_post((smollm2, qwen), **{"seats-0-max_tool_calls": "40"})
+    assert (
+        "Tool calls go from 1 to 16 per answer."
+        in client.post(reverse("panels:new"), bad).content.decode()
+    )

@@ -221,6 +221,12 @@ class Panel(models.Model):
     strategy_settings = models.JSONField(default=dict, blank=True)
     # Tools the seats may call (web_search, web_fetch, run_python); none by default.
     tools = models.JSONField(default=list, blank=True)
+    # The judge may run code (in the sandbox) to settle a contradiction.
+    judge_tools = models.BooleanField(
+        default=False,
+        help_text="When answers disagree about a computation or a program's output, the judge "
+        "runs it in the sandbox before judging.",
+    )
     # Never searched nor fetched by this panel's seats (on top of the site's list).
     excluded_domains = models.JSONField(default=list, blank=True)
     # The route strategy's router; empty: the judge's model routes.
@@ -265,6 +271,7 @@ class Panel(models.Model):
             },
             "router": _model_ref(self.router or self.judge),
             "tools": list(self.tools),
+            "judge_tools": self.judge_tools,
             "excluded_domains": list(self.excluded_domains),
         }
 

@@ -68,6 +68,7 @@ class PanelForm(forms.ModelForm):
             "synthesizer",
             "synthesizer_fallback",
             "judge_drafts",
+            "judge_tools",
             "min_answers",
             "deadline_s",
             "strategy",

@@ -35,6 +35,7 @@ _TOP = {
     "strategy",
     "router",
     "tools",
+    "judge_tools",
     "excluded_domains",
 }
 _SEAT = {
@@ -106,6 +107,7 @@ def to_recipe(panel: Panel) -> dict:
         },
         "router": _ref(panel.router),
         "tools": list(panel.tools),
+        "judge_tools": panel.judge_tools,
         "excluded_domains": list(panel.excluded_domains),
     }
 
@@ -293,6 +295,7 @@ def validate(data) -> dict:
         "strategy": {"name": strategy["name"], **settings},
         "router": _model_ref("router", data.get("router"), optional=True),
         "tools": _tools(data.get("tools", [])),
+        "judge_tools": _bool("judge_tools", data.get("judge_tools", False)),
         "excluded_domains": _domains(data.get("excluded_domains", [])),
         "name": name.strip(),
         "description": _text("description", data.get("description"), 2000),
@@ -355,6 +358,7 @@ def save_as_panel(imported: Imported, owner, slug: str) -> Panel:
         min_answers=data["min_answers"],
         deadline_s=data["deadline_s"],
         tools=data["tools"],
+        judge_tools=data["judge_tools"],
         excluded_domains=data["excluded_domains"],
         strategy=data["strategy"]["name"],
         strategy_settings={k: v for k, v in data["strategy"].items() if k != "name"},

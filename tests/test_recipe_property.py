@@ -74,6 +74,7 @@ def recipe(draw):
         "tools": draw(
             st.sampled_from([[], ["web_search"], ["web_search", "web_fetch", "run_python"]])
         ),
+        "judge_tools": draw(st.booleans()),
         "excluded_domains": draw(st.sampled_from([[], ["bench.example.org"]])),
         "name": draw(
             st.text(storable, min_size=1, max_size=80).filter(lambda s: s.strip() == s and s)

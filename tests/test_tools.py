@@ -4,9 +4,11 @@ the saved steps; the cap on tool calls; web_fetch's SSRF guard and excluded doma
 
 import asyncio
 import json
+import random
 
 import pytest
 
+from chat.engine import prompts
 from chat.engine.answer import OUT_OF_CALLS
 from chat.engine.tools import fetch, search
 from chat.engine.tools.base import ToolEnv
@@ -346,3 +348,56 @@ def test_the_builder_saves_who_gets_tools(client, alice, smollm2):
         "Tool calls go from 1 to 16 per answer."
         in client.post(reverse("panels:new"), bad).content.decode()
     )
+
+
+@pytest.mark.skipif(bool(unavailable_reason()), reason="bubblewrap is not installed")
+def test_the_judge_settles_a_contradiction_by_running_the_code():
+    """Two seats disagree about what a program prints; the judge runs it in the sandbox
+    and the analysis names the right one, citing what it ran and what came out."""
+    kit = ScriptedPanel(seats=2, judge_tools=True)
+    try:
+        kit.seats[0].enqueue(Reply.stream(["It prints 6."]))
+        kit.seats[1].enqueue(Reply.stream(["It prints 5."]))
+        code = "print(len('banana'))"
+        kit.synthesizer.enqueue(Reply.stream(["It prints 6."]))
+        run_id = kit.ask("What does print(len('banana')) print?")
+        # The judge sees the answers under shuffled labels; script it to name the
+        # one that says 6, whatever its label.
+        seats = Run.objects.get(pk=run_id).seat_answers
+        labelled = prompts.anonymise([(a.pk, "") for a in seats], random.Random(run_id))
+        label = {answer_id: lab for lab, answer_id, _ in labelled}
+        right, wrong = label[seats[0].pk], label[seats[1].pk]
+        kit.judge.enqueue(
+            Reply.tool_calls([_call("j1", "run_python", code=code)]),
+            Reply.stream(["I ran print(len('banana')): it prints 6."]),
+            analysis_reply(
+                {
+                    "contradictions": [
+                        {
+                            "point": "what the program prints",
+                            "positions": {right: "6", wrong: "5"},
+                            "verdict": f"Running it printed 6: answer {right} is right.",
+                        }
+                    ],
+                    "scores": [
+                        {"label": right, "score": 9, "reason": "right"},
+                        {"label": wrong, "score": 2, "reason": "wrong"},
+                    ],
+                }
+            ),
+        )
+        asyncio.run(run_and_listen(kit, run_id))
+        run = Run.objects.get(pk=run_id)
+        check_call = run.judge_answers[0]
+        assert check_call.tool_steps[0]["name"] == "run_python"
+        assert check_call.tool_steps[0]["output"].endswith("stdout:\n6\n")  # really ran
+        (check,) = run.analysis["checks"]
+        assert check["code"] == code and "6" in check["output"]
+        # The judge's analysis call saw what came out, and judged by it.
+        analysis_prompt = kit.judge.requests[2]["json"]["messages"][-1]["content"]
+        assert "<checks>" in analysis_prompt and "stdout:\n6" in analysis_prompt
+        verdict = run.analysis["contradictions"][0]["verdict"]
+        assert f"answer {right} is right" in verdict
+        assert run.analysis["labels"][right] == seats[0].pk  # the seat that said 6
+    finally:
+        kit.close()

@@ -243,6 +243,7 @@ class ToolStep(TypedDict):
     error: str
     latency_ms: int
     cost: str  # USD
+    output: str  # what the model read, cut to 1,000 characters
 
 
 class ToolStarted(TypedDict):
@@ -271,6 +272,7 @@ def tool_step(call_id: str, name: str, arguments: str, result, latency_ms: int) 
         "error": result.error,
         "latency_ms": latency_ms,
         "cost": str(result.cost_usd),
+        "output": result.text[:1000],
     }
 
 

@@ -5,6 +5,7 @@ costed and drawn on the trace like any other.
 """
 
 import asyncio
+import json
 import math
 import random
 from dataclasses import dataclass
@@ -327,13 +328,52 @@ def label_answers(run: Run, answers: list[Answer]) -> list[tuple[str, int, str]]
     return prompts.anonymise([(a.pk, shown(a)) for a in answers], random.Random(run.pk))
 
 
+async def _checks(ctx: RunContext, question: str, labelled) -> list[dict]:
+    """When the panel lets the judge run code: one call with run_python, in which the
+    judge runs what the answers disagree about. Returns what it ran and what came out."""
+    config = ctx.run.config
+    ref = config["judge"]
+    if not config.get("judge_tools") or not ref.get("supports_tools"):
+        return []
+    messages = prompts.judge_check_messages(question, labelled)
+    answer = await in_db(new_answer, ctx.run, Answer.Role.JUDGE, ctx.take_position(), ref, messages)
+    await ctx.announce(events.answer_created(answer))
+    try:
+        targets = await in_db(targets_for, [ref], ctx.owner)
+    except ProviderError as error:
+        answer.status, answer.error = Answer.Status.FAILED, error.message
+        await in_db(answer.save)
+        return []
+    env = ToolEnv(http=ctx.http, redis=ctx.redis)
+    request = ChatRequest(
+        model=targets[0].model_id,
+        messages=messages,
+        max_tokens=400,
+        temperature=0.0,
+        depth=config.get("depth", 0),
+    )
+    limits = CallLimits.from_settings(total_s=settings.JUDGE_DEADLINE_S)
+    await run_answer(ctx, answer, targets, request, limits, ToolUse(["run_python"], 3, env))
+    checks = []
+    for step in answer.tool_steps:
+        try:
+            code = json.loads(step["arguments"]).get("code", "")
+        except (ValueError, AttributeError):
+            code = step["arguments"]
+        checks.append({"code": code, "output": step["output"], "summary": step["preview"]})
+    return checks
+
+
 async def judge(ctx: RunContext, question: str, labelled) -> Verdict:
     """The analysis: structured JSON, with one repair attempt when the reply ended
     normally but was not valid; a reply cut off (by its budget, its deadline or a loop)
-    is not a format error and is not repaired."""
+    is not a format error and is not repaired. When the panel lets it, the judge first
+    runs code to settle what can be settled, and the analysis cites it."""
     config = ctx.run.config
     ref, drafts = config["judge"], config.get("judge_drafts", False)
-    messages = prompts.judge_messages(question, labelled, drafts)
+    checks = await _checks(ctx, question, labelled)
+    shown = "\n\n".join(f"Ran:\n{c['code']}\nResult:\n{c['output']}" for c in checks)
+    messages = prompts.judge_messages(question, labelled, drafts, shown)
     known = [label for label, _, _ in labelled]
     max_tokens = judge_budget(len(labelled), drafts)
     loop = asyncio.get_running_loop()
@@ -376,6 +416,8 @@ async def judge(ctx: RunContext, question: str, labelled) -> Verdict:
         verdict.raw = result.text
         try:
             verdict.analysis = prompts.parse_analysis(result.text, known, drafts)
+            if checks:
+                verdict.analysis["checks"] = checks  # what was run, and what came out
             return verdict
         except prompts.AnalysisError as problem:
             if result.finish_reason == "length":

@@ -30,6 +30,7 @@ def build(run: Run) -> dict:
     total = max(
         [run.stage_ms.get("total") or 0]
         + [(a.started_ms or 0) + (a.latency_ms or 0) for a in answers]
+        + [s.get("started_ms", 0) + s["latency_ms"] for a in answers for s in a.tool_steps]
         + [1]
     )
     scale = WIDTH / total
@@ -54,6 +55,19 @@ def build(run: Run) -> dict:
             error = (attempt.get("error") or {}).get("message", "")
             title = f"{attempt['model']}: {attempt['outcome']}" + (f" ({error})" if error else "")
             segments.append(Segment(x(begin), max(x(end - begin), 2), attempt["outcome"], title))
+        for step in answer.tool_steps:
+            if "started_ms" in step:
+                what = f"{step['name']}: {step['preview']}" + (
+                    f" ({step['error']})" if step["error"] else ""
+                )
+                segments.append(
+                    Segment(
+                        x(step["started_ms"]),
+                        max(x(step["latency_ms"]), 2),
+                        "tool-failed" if step["error"] else "tool",
+                        what,
+                    )
+                )
         first = None
         if answer.first_token_ms is not None:
             first = x(start + answer.first_token_ms)

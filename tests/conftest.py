@@ -219,13 +219,24 @@ def database_url(settings_dict: dict) -> str:
 class Stack:
     url: str
     worker_name: str
+    search: object  # a SearXNG-shaped scripted server the worker's web_search uses
+    pages: object  # a scripted web server the worker's web_fetch may reach
 
 
 @pytest.fixture(scope="session")
 def live_stack(django_db_setup, django_db_blocker, redis_ready, model_servers):
     from django.db import connection
 
-    env = child_env(DATABASE_URL=database_url(connection.settings_dict))
+    from tests.scripted_server import ScriptedServer
+
+    search, pages = ScriptedServer(), ScriptedServer()
+    search.__enter__(), pages.__enter__()
+    env = child_env(
+        DATABASE_URL=database_url(connection.settings_dict),
+        SEARCH_BACKEND="searxng",
+        SEARXNG_URL=search.base_url.removesuffix("/v1"),
+        TOOLS_PRIVATE_HOSTS=f"127.0.0.1:{pages.port}",
+    )
     port = free_port()
     worker_name = f"test-{uuid.uuid4().hex[:8]}@localhost"
     processes = [
@@ -282,6 +293,8 @@ def live_stack(django_db_setup, django_db_blocker, redis_ready, model_servers):
             90,
             processes,
         )
-        yield Stack(url=url, worker_name=worker_name)
+        yield Stack(url=url, worker_name=worker_name, search=search, pages=pages)
     finally:
         stop(processes)
+        search.__exit__(None, None, None)
+        pages.__exit__(None, None, None)

@@ -198,6 +198,7 @@ async def _use_tools(
     ctx: RunContext, answer: Answer, calls_: list[ToolCall], tools: ToolUse
 ) -> list[ChatMessage]:
     """Carry out one turn's tool calls at once; the messages that report them."""
+    started_ms = ctx.elapsed_ms()
     for call in calls_:
         await ctx.announce(events.tool_started(answer, call.id, call.name, call.arguments))
     outcomes = await asyncio.gather(
@@ -206,6 +207,7 @@ async def _use_tools(
     replies = []
     for call, (result, latency_ms) in zip(calls_, outcomes, strict=True):
         step = events.tool_step(call.id, call.name, call.arguments, result, latency_ms)
+        step["started_ms"] = started_ms  # on the run's clock: places it on the trace
         answer.tool_steps = [*answer.tool_steps, step]
         await ctx.announce(events.tool_done(answer, step))
         replies.append(ChatMessage("tool", result.text, tool_call_id=call.id))

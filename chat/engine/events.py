@@ -244,6 +244,7 @@ class ToolStep(TypedDict):
     latency_ms: int
     cost: str  # USD
     output: str  # what the model read, cut to 1,000 characters
+    started_ms: NotRequired[int]  # after the run started
 
 
 class ToolStarted(TypedDict):

@@ -136,9 +136,13 @@ async def fetch_page(url: str, env: ToolEnv) -> ToolResult:
     shown = f"{parts.hostname}{parts.path}"[:60]
     return ToolResult(
         f"{title}\n{final}\n\n" + clipped(text, settings.TOOL_RESULT_MAX_CHARS) + note,
-        f"fetched {shown}, {len(body) // 1024} kB",
+        f"fetched {shown}, {_size(len(body))}",
         sources=[{"title": title or shown, "url": final}],
     )
+
+
+def _size(count: int) -> str:
+    return f"{count:,} bytes" if count < 1024 else f"{count / 1024:,.0f} kB"
 
 
 async def _run(arguments: dict, env: ToolEnv) -> ToolResult:

@@ -248,6 +248,22 @@ async def final_from(ctx: RunContext, chosen: Answer, text: str | None = None) -
     return final
 
 
+async def open_call(
+    ctx: RunContext, role: str, refs: list[dict | None], messages
+) -> tuple[Answer, list[Target] | None]:
+    """A new answer row for a call to the first of `refs` (the rest are fallbacks),
+    shown in the room; its targets, or None when none may be called (the row then
+    says why)."""
+    answer = await in_db(new_answer, ctx.run, role, ctx.take_position(), refs[0], messages)
+    await ctx.announce(events.answer_created(answer))
+    try:
+        return answer, await in_db(targets_for, refs, ctx.owner)
+    except ProviderError as error:
+        answer.status, answer.error = Answer.Status.FAILED, error.message
+        await in_db(answer.save)
+        return answer, None
+
+
 # --- constrained JSON calls -------------------------------------------------------------
 
 
@@ -269,13 +285,8 @@ async def ask_json(
     deadline_s: float = 60,
 ) -> tuple[dict | None, Answer]:
     """One small call whose reply must be a JSON object: (the object or None, its row)."""
-    answer = await in_db(new_answer, ctx.run, role, ctx.take_position(), ref, messages)
-    await ctx.announce(events.answer_created(answer))
-    try:
-        targets = await in_db(targets_for, [ref], ctx.owner)
-    except ProviderError as error:
-        answer.status, answer.error = Answer.Status.FAILED, error.message
-        await in_db(answer.save)
+    answer, targets = await open_call(ctx, role, [ref], messages)
+    if targets is None:
         return None, answer
     request = ChatRequest(
         model=targets[0].model_id,
@@ -336,13 +347,8 @@ async def _checks(ctx: RunContext, question: str, labelled) -> list[dict]:
     if not config.get("judge_tools") or not ref.get("supports_tools"):
         return []
     messages = prompts.judge_check_messages(question, labelled)
-    answer = await in_db(new_answer, ctx.run, Answer.Role.JUDGE, ctx.take_position(), ref, messages)
-    await ctx.announce(events.answer_created(answer))
-    try:
-        targets = await in_db(targets_for, [ref], ctx.owner)
-    except ProviderError as error:
-        answer.status, answer.error = Answer.Status.FAILED, error.message
-        await in_db(answer.save)
+    answer, targets = await open_call(ctx, Answer.Role.JUDGE, [ref], messages)
+    if targets is None:
         return []
     env = ToolEnv(http=ctx.http, redis=ctx.redis)
     request = ChatRequest(
@@ -380,18 +386,11 @@ async def judge(ctx: RunContext, question: str, labelled) -> Verdict:
     deadline = loop.time() + settings.JUDGE_DEADLINE_S
     verdict = Verdict()
     for _attempt in range(2):
-        answer = await in_db(
-            new_answer, ctx.run, Answer.Role.JUDGE, ctx.take_position(), ref, messages
-        )
-        await ctx.announce(events.answer_created(answer))
-        try:
-            targets = await in_db(targets_for, [ref], ctx.owner)
-        except ProviderError as error:
-            answer.status, answer.error = Answer.Status.FAILED, error.message
-            await in_db(answer.save)
+        answer, targets = await open_call(ctx, Answer.Role.JUDGE, [ref], messages)
+        if targets is None:
             return Verdict(
                 failure=Run.Failure.JUDGE_UPSTREAM_ERROR,
-                detail=f"The judge could not run: {error.message}",
+                detail=f"The judge could not run: {answer.error}",
             )
         request = ChatRequest(
             model=targets[0].model_id,
@@ -470,15 +469,8 @@ async def synthesize(
     messages = prompts.synthesizer_messages(
         question, labelled, prompts.analysis_as_text(analysis, verdict.raw), parts
     )
-    answer = await in_db(
-        new_answer, ctx.run, Answer.Role.SYNTHESIZER, ctx.take_position(), refs[0], messages
-    )
-    await ctx.announce(events.answer_created(answer))
-    try:
-        targets = await in_db(targets_for, refs, ctx.owner)
-    except ProviderError as error:
-        answer.status, answer.error = Answer.Status.FAILED, error.message
-        await in_db(answer.save)
+    answer, targets = await open_call(ctx, Answer.Role.SYNTHESIZER, refs, messages)
+    if targets is None:
         return answer
     request = ChatRequest(
         model=targets[0].model_id,

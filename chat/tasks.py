@@ -11,13 +11,13 @@ from django.utils import timezone
 
 from .engine import loop, pipeline, runstate
 from .engine.live import sync_redis
-from .engine.runs import mark_failed
+from .engine.runs import EXECUTE_RUN, mark_failed
 from .models import Run
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="chat.execute_run")
+@shared_task(name=EXECUTE_RUN)
 def execute_run(run_id: int) -> None:
     """One run on its own event loop; the worker's threads pool runs many at once."""
     try:

@@ -9,6 +9,7 @@ import logging
 
 import redis
 from asgiref.sync import async_to_sync
+from celery import current_app
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import F
@@ -122,12 +123,14 @@ class StopUnavailable(Exception):
     pass
 
 
-def enqueue(run_id: int) -> None:
-    from chat.tasks import execute_run
+EXECUTE_RUN = "chat.execute_run"  # chat/tasks.py; sent by name, so the engine never imports it
 
+
+def enqueue(run_id: int) -> None:
     try:
         # Few, quick retries: a person is waiting for the page.
-        execute_run.apply_async(
+        current_app.send_task(
+            EXECUTE_RUN,
             args=[run_id],
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},

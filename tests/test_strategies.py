@@ -3,9 +3,11 @@ each upstream received: a strategy that says it saved calls must not have made t
 
 import asyncio
 import json
+import random
 
 import pytest
 
+from chat.engine import prompts
 from chat.models import Answer, Run
 from panels import strategies
 from panels.strategies import SettingsError, clean_settings
@@ -281,3 +283,24 @@ def test_the_api_and_mcp_results_carry_the_strategy_and_its_decisions(make_kit):
     documented = SPEC["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]
     schema = documented["content"]["application/json"]["schema"]["properties"]["fusion"]
     assert {"strategy", "decisions"} <= set(schema["properties"])
+
+
+def test_votes_weighed_by_the_judges_scores(make_kit):
+    """Two seats say 41 and one says 42; the judge scores the 42 at 10 and the 41s at
+    2: weighed by score, 42 wins (1.0 against 0.4)."""
+    kit = make_kit("vote", {"use_judge_scores": True})
+    _answer(kit, "42", "41", "41")
+    run_id = kit.ask("What is 6 times 7?")
+    seats = Run.objects.get(pk=run_id).seat_answers
+    labelled = prompts.anonymise([(a.pk, "") for a in seats], random.Random(run_id))
+    label = {answer_id: lab for lab, answer_id, _ in labelled}
+    scores = [
+        {"label": label[a.pk], "score": 10 if i == 0 else 2, "reason": "."}
+        for i, a in enumerate(seats)
+    ]
+    kit.judge.enqueue(analysis_reply({"scores": scores}))
+    asyncio.run(run_and_listen(kit, run_id))
+    run = Run.objects.get(pk=run_id)
+    assert kit.calls()["judge"] == 1 and kit.calls()["synth"] == 0
+    assert _decisions(run) == ["Vote 1–0.4 for 42, confidence 0.71"]
+    assert run.final_answer.text == "42"

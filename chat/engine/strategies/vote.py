@@ -8,13 +8,11 @@ as its confidence."""
 
 from dataclasses import dataclass, field
 
-from chat.models import Answer
+from chat.models import Answer, Run
 
 from .. import prompts, shortanswer, stages
 from ..answer import RunContext
-from .common import Outcome, all_failed, answer_all, fuse, judge
-
-ABSTAIN = "abstained"
+from .common import CANCELLED, Outcome, all_failed, answer_all, fuse, judge
 
 
 @dataclass
@@ -58,6 +56,11 @@ class Tally:
         }
 
 
+def _weight(ctx: RunContext, answer: Answer) -> float:
+    """The vote weight of the seat that wrote `answer` (default 1)."""
+    return float(stages.seat_config(ctx, answer).get("weight", 1.0) or 0.0)
+
+
 async def _short_answers(ctx: RunContext, answers: list[Answer]) -> dict[int, str | None]:
     """Each answer's final short answer: by rule, else asked of the judge model in
     one call for all the unclear ones; None is an abstention."""
@@ -96,7 +99,7 @@ async def count(
         if not key:
             abstained.append(answer)
             continue
-        weight = float(stages.seat_config(ctx, answer).get("weight", 1.0) or 0.0)
+        weight = _weight(ctx, answer)
         if scores is not None:
             weight *= scores.get(answer.pk, 5.0) / 10
         group = groups.setdefault(key, Group(key, value or key))
@@ -139,14 +142,12 @@ async def _judge_breaks(ctx: RunContext, contenders: list[Group]) -> Group | Non
 
 def best_member(group: Group, ctx: RunContext, scores: dict[int, float] | None) -> Answer:
     def rank(answer: Answer) -> tuple:
-        score = (scores or {}).get(answer.pk, 0.0)
-        weight = float(stages.seat_config(ctx, answer).get("weight", 1.0) or 0.0)
-        return (-score, -weight, answer.position)
+        return (-(scores or {}).get(answer.pk, 0.0), -_weight(ctx, answer), answer.position)
 
     return sorted(group.members, key=rank)[0]
 
 
-def scores_by_answer(run, analysis: dict | None) -> dict[int, float] | None:
+def scores_by_answer(analysis: dict | None) -> dict[int, float] | None:
     if not analysis:
         return None
     labels = analysis.get("labels", {})
@@ -160,11 +161,11 @@ async def finish_by_vote(ctx: RunContext, answers: list[Answer]) -> Outcome:
     usable = stages.answered(answers)
     if not usable:
         return all_failed(answers)
-    scores = None
+    scores, judged = None, None
     settings = ctx.run.config.get("strategy") or {}
     if settings.get("use_judge_scores") and ctx.run.config.get("judge"):
-        _, verdict = await judge(ctx, usable)
-        scores = scores_by_answer(ctx.run, ctx.run.analysis)
+        judged = await judge(ctx, usable)
+        scores = scores_by_answer(ctx.run.analysis)
     tally = await count(ctx, usable, scores)
     if tally.winner is None:
         await ctx.decide(
@@ -172,7 +173,7 @@ async def finish_by_vote(ctx: RunContext, answers: list[Answer]) -> Outcome:
             "No seat gave a short answer to vote on: the judge and synthesizer decide instead",
             **tally.as_detail(),
         )
-        return await fuse(ctx, answers)
+        return await fuse(ctx, answers, judged=judged)  # the judge is not asked twice
     how = " (tie broken by the judge)" if tally.tie_broken_by_judge else ""
     await ctx.decide(
         "vote",
@@ -180,13 +181,11 @@ async def finish_by_vote(ctx: RunContext, answers: list[Answer]) -> Outcome:
         **tally.as_detail(),
     )
     await stages.final_from(ctx, best_member(tally.winner, ctx, scores))
-    return Outcome("done")
+    return Outcome(Run.Status.DONE)
 
 
 async def run(ctx: RunContext, seats: list[Answer]) -> Outcome:
     await answer_all(ctx, seats)
     if ctx.cancelled:
-        from .common import CANCELLED
-
         return CANCELLED
     return await finish_by_vote(ctx, seats)

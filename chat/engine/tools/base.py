@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import httpx
+import redis.asyncio as aioredis
 
 
 @dataclass
@@ -26,7 +27,7 @@ class ToolEnv:
     """What tools may use during one run."""
 
     http: httpx.AsyncClient
-    redis: object
+    redis: aioredis.Redis  # the run's: the search cache
     excluded_domains: tuple[str, ...] = ()
 
 

@@ -103,12 +103,9 @@ async def search(query: str, env: ToolEnv) -> ToolResult:
         )
         return ToolResult(message, "search unavailable", error=message)
     key, hits, cost = _cache_key(backend, query), None, Decimal(0)
-    try:
-        cached = await env.redis.get(key)  # type: ignore[attr-defined]
-        if cached:
+    with contextlib.suppress(Exception):  # a cache that cannot answer is a miss, no failure
+        if cached := await env.redis.get(key):
             hits = [Hit(**h) for h in json.loads(cached)]
-    except Exception:
-        cached = None  # a cache miss, never a failure
     if hits is None:
         try:
             async with asyncio.timeout(settings.SEARCH_TIMEOUT_S):
@@ -121,7 +118,7 @@ async def search(query: str, env: ToolEnv) -> ToolResult:
             return ToolResult(message, f"search failed: {reason}", error=message)
         cost = PRICES.get(backend, Decimal(0))
         with contextlib.suppress(Exception):  # a cache that cannot store is no failure
-            await env.redis.set(  # type: ignore[attr-defined]
+            await env.redis.set(
                 key, json.dumps([h.__dict__ for h in hits]), ex=settings.SEARCH_CACHE_TTL_S
             )
     kept = [

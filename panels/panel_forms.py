@@ -115,6 +115,31 @@ class PanelForm(forms.ModelForm):
                 if strategy == self.instance.strategy and setting.name in saved:
                     self.initial[name] = _shown(setting, saved[setting.name])
 
+    # The builder's sections, by exact field name (a template's `in "…"` tests
+    # substrings, and put "tools" in the judge's section because of "judge_tools").
+    def _bound(self, *names: str) -> list:
+        return [self[name] for name in names]
+
+    @property
+    def about_fields(self) -> list:
+        return self._bound("name", "description", "visibility")
+
+    @property
+    def tool_fields(self) -> list:
+        return self._bound("tools", "excluded_domains")
+
+    @property
+    def judge_fields(self) -> list:
+        return self._bound(
+            "judge",
+            "synthesizer",
+            "synthesizer_fallback",
+            "judge_drafts",
+            "judge_tools",
+            "min_answers",
+            "deadline_s",
+        )
+
     def settings_fields(self, strategy: str) -> list:
         """The bound fields of one strategy's settings, for the template."""
         return [self[setting_field(strategy, s.name)] for s in strategies.SETTINGS[strategy]]

@@ -328,6 +328,9 @@ def test_the_builder_saves_who_gets_tools(client, alice, smollm2):
 
     qwen = CatalogModel.objects.get(model_id="qwen2.5-coder-0.5b")
     client.force_login(alice)
+    builder = client.get(reverse("panels:new")).content.decode()
+    assert builder.count('name="tools"') == 3  # three boxes, shown once (not twice)
+    assert builder.count('name="judge_tools"') == 1
     data = builder_post(
         (smollm2, qwen),
         tools=["web_search", "run_python"],

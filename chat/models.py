@@ -26,6 +26,9 @@ class Conversation(models.Model):
     model = models.ForeignKey(
         "panels.CatalogModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # A run of the evaluation harness (evals/): kept for its record, not listed
+    # among the owner's conversations.
+    hidden = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -28,7 +28,7 @@ def _wants_json(request) -> bool:
 
 
 def _sidebar(request) -> dict:
-    conversations = request.user.conversations.all()
+    conversations = request.user.conversations.filter(hidden=False)
     query = request.GET.get("q", "").strip()[:100]
     if query:
         conversations = conversations.filter(title__icontains=query)

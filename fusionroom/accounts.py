@@ -25,5 +25,5 @@ def account(request):
     return render(
         request,
         "registration/account.html",
-        {"conversation_count": request.user.conversations.count()},
+        {"conversation_count": request.user.conversations.filter(hidden=False).count()},
     )

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "channels",
     "panels",
     "chat",
+    "evals",
 ]
 
 MIDDLEWARE = [
@@ -167,6 +168,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # the `beat` process of the Procfile schedules it.
 CELERY_BEAT_SCHEDULE = {
     "sweep-abandoned-runs": {"task": "chat.sweep_abandoned_runs", "schedule": 30.0},
+    "resume-interrupted-evaluations": {"task": "evals.resume_interrupted", "schedule": 30.0},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -239,6 +241,20 @@ CALL_MAX_RETRIES = env_int("CALL_MAX_RETRIES", 2, minimum=0, maximum=10)
 
 # A run whose worker sent no heartbeat for this long is closed by the sweeper.
 RUN_HEARTBEAT_TTL_S = env_int("RUN_HEARTBEAT_TTL_S", 30, minimum=2)
+
+# The evaluation harness (evals/): runs at once per evaluation (so an evaluation never
+# takes the chat's place), evaluations running at once per user, the largest
+# evaluation and dataset, and how long a dead runner's lease outlives it.
+EVAL_CONCURRENCY = env_int("EVAL_CONCURRENCY", 2, minimum=1, maximum=32)
+EVAL_MAX_RUNNING = env_int("EVAL_MAX_RUNNING", 1, minimum=1, maximum=20)
+EVAL_MAX_SYSTEMS = env_int("EVAL_MAX_SYSTEMS", 12, minimum=1, maximum=50)
+EVAL_MAX_PAIRS = env_int("EVAL_MAX_PAIRS", 5000, minimum=1)
+EVAL_DATASET_MAX_ITEMS = env_int("EVAL_DATASET_MAX_ITEMS", 5000, minimum=1)
+EVAL_DATASET_MAX_BYTES = env_int("EVAL_DATASET_MAX_BYTES", 10_000_000, minimum=1000)
+EVAL_LEASE_TTL_S = env_int("EVAL_LEASE_TTL_S", 20, minimum=3)
+# A Celery queue of their own keeps evaluations off the chat's workers entirely:
+# set EVAL_QUEUE=evals and start a worker with `-Q evals`. Empty: the default queue.
+EVAL_QUEUE = env_str("EVAL_QUEUE", "")
 
 # The judge's and the synthesizer's answers may be longer than a seat's. The judge's
 # budget grows with the panel (a base plus so much per answer judged), up to the cap.

@@ -8,6 +8,7 @@ from . import health
 urlpatterns = [
     path("", include("chat.urls")),
     path("", include("panels.urls")),
+    path("", include("evals.urls")),
     path("accounts/", include("fusionroom.accounts_urls")),
     path("healthz", health.healthz, name="healthz"),
     path("v1/chat/completions", api.chat_completions, name="api_chat_completions"),

@@ -15,7 +15,7 @@ HEARTBEAT_EVERY_S = 5.0
 CANCEL_POLL_S = 0.25  # a stop reaches every upstream call well within 1 s
 
 
-def _cancel_key(run_id: int) -> str:
+def cancel_key(run_id: int) -> str:
     return f"fr:run:{run_id}:cancel"
 
 
@@ -24,7 +24,7 @@ def _alive_key(run_id: int) -> str:
 
 
 def request_cancel(redis_sync, run_id: int) -> None:
-    redis_sync.set(_cancel_key(run_id), "1", ex=3600)
+    redis_sync.set(cancel_key(run_id), "1", ex=3600)
 
 
 def is_alive(redis_sync, run_id: int) -> bool:
@@ -42,7 +42,7 @@ async def watch(redis, run_id: int, on_cancel: Callable[[], None]) -> None:
             if loop.time() >= next_beat:
                 await redis.set(_alive_key(run_id), "1", ex=settings.RUN_HEARTBEAT_TTL_S)
                 next_beat = loop.time() + min(HEARTBEAT_EVERY_S, settings.RUN_HEARTBEAT_TTL_S / 3)
-            if not cancelled and await redis.exists(_cancel_key(run_id)):
+            if not cancelled and await redis.exists(cancel_key(run_id)):
                 cancelled = True
                 on_cancel()  # the heartbeat goes on while the run winds down
             await asyncio.sleep(CANCEL_POLL_S)

@@ -72,7 +72,7 @@ def extract(text: str) -> str | None:
     return None
 
 
-def _numbers_in_words(words: list[str]) -> list[str]:
+def numbers_in_words(words: list[str]) -> list[str]:
     """Numbers in words to digits: "forty two" → "42"; other words unchanged."""
     out: list[str] = []
     for word in words:
@@ -92,7 +92,7 @@ def normalise(answer: str) -> str:
     text = re.sub(r"^(?:the|a|an)\s+", "", text)
     if re.fullmatch(r"\(?[a-h]\)?[.)]?", text):
         return text.strip("().").upper()
-    text = " ".join(_numbers_in_words(re.split(r"[\s-]+", text)))
+    text = " ".join(numbers_in_words(re.split(r"[\s-]+", text)))
     number = re.fullmatch(rf"\s*({_NUMBER})\s*%?\s*", text)
     if number:
         value = number.group(1).replace(",", "")

@@ -6,8 +6,9 @@ $0, so the x axis is then the mean latency, and the chart says so.
 
 from html import escape
 
-WIDTH, HEIGHT = 720, 400
-LEFT, RIGHT, TOP, BOTTOM = 64, 200, 24, 56
+WIDTH, HEIGHT = 880, 400
+LEFT, RIGHT, TOP, BOTTOM = 64, 330, 24, 56
+LABEL_CHARS = 40
 COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f"]
 
 
@@ -84,7 +85,7 @@ def scatter(summary) -> str:
         parts.append(shape)
         # The legend on the right names each colour (labels beside points collide).
         legend_y = TOP + 8 + index * 18
-        label = row.label if len(row.label) <= 28 else row.label[:27] + "…"
+        label = row.label if len(row.label) <= LABEL_CHARS else row.label[: LABEL_CHARS - 1] + "…"
         parts.append(
             f'<circle cx="{WIDTH - RIGHT + 16}" cy="{legend_y - 4}" r="5" fill="{colour}"/>'
             f'<text x="{WIDTH - RIGHT + 26}" y="{legend_y}" fill="#111827">'

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from panels.models import CatalogModel, solo_snapshot
 
-from .harness import items_of
+from .harness import is_interrupted, items_of
 from .models import Dataset, Evaluation, System
 from .systems import Spec
 
@@ -117,9 +117,12 @@ def stop(evaluation: Evaluation) -> bool:
 
 
 def resume(evaluation: Evaluation) -> None:
-    if evaluation.status not in (Evaluation.Status.STOPPED, Evaluation.Status.FAILED):
+    """Queue what is left of a stopped, failed or interrupted evaluation."""
+    resumable = (Evaluation.Status.STOPPED, Evaluation.Status.FAILED)
+    if evaluation.status not in resumable and not is_interrupted(evaluation):
         raise Refused(
-            f"This evaluation is {evaluation.status}; only a stopped or failed one resumes."
+            f"This evaluation is {evaluation.status}; only a stopped, failed or interrupted "
+            "one resumes."
         )
     start(evaluation)
 

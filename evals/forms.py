@@ -20,6 +20,16 @@ def datasets_for(user):
     return Dataset.objects.filter(Q(owner=None) | Q(owner=user))
 
 
+class ModelChoices(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj):
+        return obj.display_name
+
+
+class GraderChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj):
+        return obj.display_name
+
+
 class EvaluationForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     item_limit = forms.IntegerField(
@@ -46,13 +56,13 @@ class EvaluationForm(forms.Form):
         required=False,
         widget=forms.CheckboxSelectMultiple,
     )
-    models = forms.ModelMultipleChoiceField(
+    models = ModelChoices(
         label="Also these models alone",
         queryset=CatalogModel.objects.none(),
         required=False,
         widget=forms.CheckboxSelectMultiple,
     )
-    grader = forms.ModelChoiceField(
+    grader = GraderChoice(
         queryset=CatalogModel.objects.none(),
         required=False,
         help_text="Rubric datasets only: the model that grades, never one of the systems' calls.",
@@ -74,6 +84,7 @@ class EvaluationForm(forms.Form):
         for name, queryset in choices.items():
             cast(forms.ModelChoiceField, self.fields[name]).queryset = queryset
         self.fields["panel"].initial = panels.filter(owner=None, slug="local").first()
+        self.fields["dataset"].initial = choices["dataset"].filter(slug="dev-short").first()
 
     def clean(self):
         data = super().clean() or {}

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -64,8 +64,35 @@ class Progress:
         }
 
 
+INTERRUPTED = "interrupted"
+
+
+def is_interrupted(evaluation: Evaluation) -> bool:
+    """Marked running, but nobody holds its lease: its process died. (Unknown when
+    Redis does not answer: then it is not called interrupted.)"""
+    if evaluation.status not in (Evaluation.Status.RUNNING, Evaluation.Status.STOPPING):
+        return False
+    client = live.sync_redis()
+    try:
+        return not client.exists(lease_key(evaluation.pk))
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
 def progress_of(evaluation: Evaluation, busy_s: float | None = None) -> Progress:
     """Where it stands; the ETA from the time spent so far, over all its starts."""
+    if busy_s is None and is_interrupted(evaluation):
+        detail = (
+            "Its runner stopped before it finished (a worker restart?). A worker resumes it "
+            "within a minute; or resume it now. Finished results are kept."
+        )
+        return replace(_progress(evaluation, busy_s), status=INTERRUPTED, eta_s=None, detail=detail)
+    return _progress(evaluation, busy_s)
+
+
+def _progress(evaluation: Evaluation, busy_s: float | None) -> Progress:
     results = Result.objects.filter(evaluation=evaluation)
     done = results.count()
     errors = results.exclude(status=Result.Status.GRADED).count()

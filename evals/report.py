@@ -235,6 +235,12 @@ def table_rows(summary: Summary) -> list[list[str]]:
     return rows
 
 
+def labelled_rows(summary: Summary) -> list[list[tuple[str, str]]]:
+    """The table's cells with their column names (a phone shows them as labels)."""
+    names = header(summary)
+    return [list(zip(names, cells, strict=True)) for cells in table_rows(summary)]
+
+
 def header(summary: Summary) -> list[str]:
     return [h.format(metric=summary.metric) for h in HEADER]
 
@@ -371,3 +377,41 @@ def write(summary: Summary, out: Path, command: str) -> list[Path]:
         (out / name).write_text(text)
         written.append(out / name)
     return written
+
+
+def panel_evidence(panel, viewer) -> list[dict]:
+    """A saved panel's latest finished measurement per dataset, as saved (its own
+    strategy), by the viewer or by the panel's owner: its page's evidence."""
+    owners = {viewer.pk, panel.owner_id} - {None}
+    found = (
+        System.objects.filter(
+            panel=panel,
+            evaluation__status=Evaluation.Status.DONE,
+            evaluation__owner_id__in=owners,
+        )
+        .select_related("evaluation__dataset")
+        .order_by("-evaluation__finished_at")
+    )
+    evidence, seen = [], set()
+    for system in found[:20]:
+        if system.evaluation.dataset_id in seen:
+            continue
+        seen.add(system.evaluation.dataset_id)
+        summary = summarise(system.evaluation)
+        row = next(r for r in summary.rows if r.system.pk == system.pk)
+        evidence.append(
+            {
+                "evaluation": system.evaluation,
+                "dataset": system.evaluation.dataset,
+                "items": len(summary.items),
+                "accuracy": f"{pct(row.accuracy)} {interval(row.ci)}".strip(),
+                "delta": None
+                if row.delta is None
+                else f"{points(row.delta)} {interval(row.delta_ci, True)}",
+                "baseline": summary.baseline.label if summary.baseline else None,
+                "cost": money(row.cost_per_item, row.cost_unknown),
+                "version": system.panel_version,
+                "when": system.evaluation.finished_at,
+            }
+        )
+    return evidence

@@ -2,6 +2,7 @@
 
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, JsonResponse
@@ -27,6 +28,7 @@ def _index_context(request, form=None, upload=None) -> dict:
         "upload": upload or DatasetUploadForm(),
         "evaluations": Evaluation.objects.filter(owner=request.user).select_related("dataset")[:50],
         "datasets": datasets_for(request.user),
+        "concurrency": settings.EVAL_CONCURRENCY,
     }
 
 
@@ -70,7 +72,7 @@ def detail(request, pk: int):
             "summary": summary,
             "progress": progress_of(evaluation),
             "header": report.header(summary),
-            "table": report.table_rows(summary),
+            "table": report.labelled_rows(summary),
         },
     )
 
@@ -86,7 +88,11 @@ def table(request, pk: int):
     return render(
         request,
         "evals/_table.html",
-        {"summary": summary, "header": report.header(summary), "table": report.table_rows(summary)},
+        {
+            "summary": summary,
+            "header": report.header(summary),
+            "table": report.labelled_rows(summary),
+        },
     )
 
 

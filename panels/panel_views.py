@@ -10,6 +10,8 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from evals.report import panel_evidence
+
 from . import recipes, strategies, versions
 from .estimate import estimate
 from .models import CatalogModel, Panel
@@ -58,6 +60,7 @@ def detail(request, slug: str):
             "votes": votes,
             "avg_latency_ms": sum(latencies) / len(latencies) if latencies else None,
             "estimate": estimate(panel, request.GET.get("prompt", "")[:20_000]),
+            "evidence": panel_evidence(panel, request.user),
             "recent": panel.runs.filter(message__conversation__owner=request.user)
             .select_related("message__conversation")
             .order_by("-pk")[:10],

@@ -125,7 +125,8 @@ def _compare(row: Row, baseline: Row, rubric: bool) -> None:
 def summarise(evaluation: Evaluation) -> Summary:
     systems = list(evaluation.systems.order_by("position"))
     items = items_of(evaluation)
-    results = list(Result.objects.filter(evaluation=evaluation))
+    # Only the evaluation's items (a narrowed item count leaves earlier rows aside).
+    results = list(Result.objects.filter(evaluation=evaluation, item__in=items))
     by_system: dict[int, list[Result]] = {s.pk: [] for s in systems}
     lookup: dict[tuple[int, int], Result] = {}
     for result in results:

@@ -9,9 +9,11 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from chat.models import Conversation
+
 from . import control, datasets, report
 from .forms import DatasetUploadForm, EvaluationForm, datasets_for
-from .harness import progress_of
+from .harness import is_interrupted, progress_of
 from .models import DatasetItem, Evaluation, Result
 
 
@@ -34,7 +36,10 @@ def _index_context(request, form=None, upload=None) -> dict:
 
 @login_required
 def index(request):
-    return render(request, "evals/index.html", _index_context(request))
+    # ?panel=<id> (from a panel's page) preselects it.
+    panel = request.GET.get("panel", "")
+    form = EvaluationForm(user=request.user, initial={"panel": panel} if panel.isdigit() else None)
+    return render(request, "evals/index.html", _index_context(request, form=form))
 
 
 @login_required
@@ -75,6 +80,22 @@ def detail(request, pk: int):
             "table": report.labelled_rows(summary),
         },
     )
+
+
+@login_required
+@require_POST
+def delete(request, pk: int):
+    """An evaluation, its results and the hidden conversations of its runs."""
+    evaluation = _own(request, pk)
+    if evaluation.is_active and not is_interrupted(evaluation):
+        messages.error(request, "Stop the evaluation before deleting it.")
+        return redirect(evaluation)
+    Conversation.objects.filter(
+        owner=request.user, hidden=True, messages__run__config__evaluation=evaluation.pk
+    ).delete()
+    evaluation.delete()
+    messages.success(request, f"Deleted {evaluation.name}.")
+    return redirect("evals:index")
 
 
 @login_required
@@ -165,6 +186,16 @@ def item(request, pk: int, item_pk: int):
 @login_required
 @require_POST
 def upload(request):
+    # Refused by its declared size before Django reads (and spools) the body.
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    if declared > settings.EVAL_DATASET_MAX_BYTES + 64_000:
+        refusal = (
+            f"Nothing was imported: the upload is {declared / 1e6:,.1f} MB; the limit is "
+            f"{settings.EVAL_DATASET_MAX_BYTES / 1e6:,.0f} MB. Split the file, or import a "
+            "sample of it."
+        )
+        context = _index_context(request) | {"upload_refusal": refusal}
+        return render(request, "evals/index.html", context, status=413)
     form = DatasetUploadForm(request.POST, request.FILES)
     if form.is_valid():
         try:

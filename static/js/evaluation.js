@@ -1,3 +1,5 @@
+import "./composer.js"; // confirmation of the Delete button
+
 // An evaluation's page while it runs: the progress bar, its ETA and the results
 // table follow the worker (polled; the evaluation itself lives on the server, so a
 // reload or a closed tab changes nothing). When it ends the page reloads once to

@@ -11,8 +11,8 @@ class DatasetAdmin(admin.ModelAdmin):
 
 class SystemInline(admin.TabularInline):
     model = System
-    fields = ["position", "label", "kind", "panel", "panel_version"]
-    readonly_fields = fields
+    fields = ("position", "label", "kind", "panel", "panel_version")
+    readonly_fields = ("position", "label", "kind", "panel", "panel_version")
     extra = 0
     can_delete = False
 

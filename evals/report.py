@@ -226,7 +226,7 @@ def table_rows(summary: Summary) -> list[list[str]]:
                 if row.is_baseline
                 else f"{points(row.delta)} {interval(row.delta_ci, True)}".strip(),
                 "" if row.is_baseline else p_value(row.p_value),
-                "" if row.fixed is None else f"{row.fixed} / {row.broken}",
+                "" if row.fixed is None else f"{row.fixed} / {row.broken} of {row.paired_n}",
                 str(row.errors),
                 money(row.cost_per_item, row.cost_unknown),
                 money(row.cost_per_correct, row.cost_unknown),

@@ -84,7 +84,7 @@ def test_every_system_answers_every_item_and_the_report_pairs_them():
         assert rows[first.pk].by_category == {"arithmetic": 1 / 3, "facts": 0.0}
         table = report.markdown_table(summary)
         assert "25.0% [0.0, 75.0]" in table  # one of four right: the bootstrap's range
-        assert "| 0 / 1 |" in table
+        assert "| 0 / 1 of 4 |" in table
         assert summary.grid[0][1][2].state == "error"
         rows_out = list(csv.DictReader(io.StringIO(report.results_csv(summary))))
         assert len(rows_out) == 12

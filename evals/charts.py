@@ -19,13 +19,16 @@ def _ticks(high: float, count: int = 5) -> list[float]:
 
 def scatter(summary) -> str:
     rows = [r for r in summary.rows if r.accuracy is not None]
-    by_cost = any(r.cost_per_item for r in rows)
+    unpriced = any(r.cost_unknown for r in rows)
+    by_cost = not unpriced and any(r.cost_per_item for r in rows)
     if by_cost:
         xs = [float(r.cost_per_item or 0) for r in rows]
         x_label, x_format = "Cost per item (USD)", (lambda v: f"${v:.4f}")
     else:
+        # Never plot an unknown cost as $0: then latency is the axis, and it says why.
+        why = "some costs are unknown" if unpriced else "every system here costs $0"
         xs = [(r.latency_mean_ms or 0) / 1000 for r in rows]
-        x_label = "Mean latency per item (s) — every system here costs $0"
+        x_label = f"Mean latency per item (s) — {why}"
         x_format = lambda v: f"{v:.1f}"  # noqa: E731
     x_high = max(xs + [0.0]) * 1.15 or 1.0
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM

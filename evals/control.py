@@ -5,12 +5,13 @@ import logging
 
 from celery import current_app
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from panels.models import CatalogModel, solo_snapshot
 
-from .harness import is_interrupted, items_of
+from .harness import choose_items, is_interrupted
 from .models import Dataset, Evaluation, System
 from .systems import Spec
 
@@ -31,7 +32,10 @@ def create(
     item_limit: int | None = None,
     grader: CatalogModel | None = None,
     name: str = "",
+    enqueue_it: bool = True,
 ) -> Evaluation:
+    """A new evaluation, queued for a worker (or, with enqueue_it=False, for the
+    caller to run: the command). Refused, with nothing saved, past a limit."""
     if not specs:
         raise Refused("Choose at least one system to evaluate.")
     if len(specs) > settings.EVAL_MAX_SYSTEMS:
@@ -40,18 +44,21 @@ def create(
         raise Refused("A rubric dataset needs a grader model, which the systems never see.")
     if item_limit is not None and item_limit < 1:
         raise Refused("The number of items must be at least 1.")
-    items = min(dataset.item_count, item_limit or dataset.item_count)
-    if items * len(specs) > settings.EVAL_MAX_PAIRS:
+    item_ids = choose_items(dataset, item_limit)
+    if len(item_ids) * len(specs) > settings.EVAL_MAX_PAIRS:
         raise Refused(
-            f"{items} items × {len(specs)} systems is {items * len(specs):,} runs; the limit "
-            f"is {settings.EVAL_MAX_PAIRS:,}. Evaluate fewer items or systems."
+            f"{len(item_ids)} items × {len(specs)} systems is {len(item_ids) * len(specs):,} "
+            f"runs; the limit is {settings.EVAL_MAX_PAIRS:,}. Evaluate fewer items or systems."
         )
     with transaction.atomic():
+        check_running(owner)
         evaluation = Evaluation.objects.create(
             owner=owner,
             dataset=dataset,
             name=name or f"{dataset.name}: {len(specs)} systems",
             item_limit=item_limit,
+            item_ids=item_ids,
+            total=len(item_ids) * len(specs),
             grader=grader,
             grader_config=solo_snapshot(grader) if grader else None,
         )
@@ -67,25 +74,33 @@ def create(
             )
             for position, spec in enumerate(specs)
         )
-        evaluation.total = len(items_of(evaluation)) * len(specs)
-        evaluation.save(update_fields=["total"])
+        if enqueue_it:
+            transaction.on_commit(lambda: enqueue(evaluation.pk))
     return evaluation
 
 
-def running_for(owner) -> int:
-    return Evaluation.objects.filter(owner=owner, status__in=Evaluation.ACTIVE).count()
+def check_running(owner, besides: Evaluation | None = None) -> None:
+    """At most EVAL_MAX_RUNNING at once per user. The owner's row is locked first, so
+    two requests at once cannot both pass (PostgreSQL; SQLite writes one at a time)."""
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+    active = Evaluation.objects.filter(owner=owner, status__in=Evaluation.ACTIVE)
+    if besides is not None:
+        active = active.exclude(pk=besides.pk)
+    if active.count() >= settings.EVAL_MAX_RUNNING:
+        raise Refused(
+            f"You already have {active.count()} evaluation(s) running (the limit is "
+            f"{settings.EVAL_MAX_RUNNING}); stop one or wait for it to finish."
+        )
 
 
 def start(evaluation: Evaluation) -> None:
-    """Queue it for a worker (after the rows are committed)."""
-    others = running_for(evaluation.owner) - (1 if evaluation.is_active else 0)
-    if others >= settings.EVAL_MAX_RUNNING:
-        raise Refused(
-            f"You already have {others} evaluation(s) running (the limit is "
-            f"{settings.EVAL_MAX_RUNNING}); stop one or wait for it to finish."
+    """Queue a stopped, failed or interrupted evaluation again (after the commit)."""
+    with transaction.atomic():
+        check_running(evaluation.owner, besides=evaluation)
+        Evaluation.objects.filter(pk=evaluation.pk).update(
+            status=Evaluation.Status.QUEUED, detail=""
         )
-    Evaluation.objects.filter(pk=evaluation.pk).update(status=Evaluation.Status.QUEUED, detail="")
-    transaction.on_commit(lambda: enqueue(evaluation.pk))
+        transaction.on_commit(lambda: enqueue(evaluation.pk))
 
 
 def enqueue(evaluation_id: int) -> None:

@@ -96,7 +96,7 @@ def _choice(obj: dict, line: int) -> dict:
     if not all(isinstance(c, str) and c.strip() and len(c) <= MAX_TEXT for c in choices):
         raise DatasetError("every choice must be a non-empty string", line, "choices")
     answer = obj.get("answer")
-    letters = LETTERS[: len(choices)]
+    letters = list(LETTERS[: len(choices)])
     if not isinstance(answer, str) or answer.strip().upper() not in letters:
         raise DatasetError(f"must be one of the letters {', '.join(letters)}", line, "answer")
     return {

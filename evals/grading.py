@@ -1,7 +1,8 @@
 """What a system is asked for each kind of item, and how its answer is graded.
 
 - short:  normalised whole-word match of an accepted answer ("12" never matches
-          "112"); in the reply's last "Answer:" line when it wrote one, else anywhere.
+          "112"); in the reply's last "Answer:" line when it wrote one, else in its
+          last line. (A line that names two answers, "12, not 13", matches both.)
 - choice: the letter it chose ("Answer: C", "(C)", "C."), or the one choice whose text
           it quoted.
 - code:   the function it wrote, run against the item's tests in the run_python
@@ -16,6 +17,7 @@ never a wrong answer of the system.
 
 import json
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -74,10 +76,10 @@ def words(text: str) -> list[str]:
     text = text.lower().replace("−", "-").replace("’", "'")
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,000 → 1000
     text = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", text)  # forty-two → forty two
-    text = re.sub(r"[^\w.\-]+", " ", text)
+    text = re.sub(r"[^\w./\-]+", " ", text)  # "3/4" stays one word
     out = []
     for word in text.split():
-        word = word.strip("._").rstrip("-")
+        word = word.strip("._/").rstrip("-")
         if word.startswith("-") and not word[1:2].isdigit():
             word = word.lstrip("-")
         if re.fullmatch(r"-?\d+\.\d+", word):
@@ -99,7 +101,7 @@ def final_part(text: str) -> tuple[str, bool]:
     """The reply's last "Answer: …" line when it wrote one, else its last line: a
     reply that quotes the question (or a reading passage) on the way is graded on
     what it concluded, not on every word it repeated."""
-    found = _ANSWER_LINE.findall(text)
+    found = _ANSWER_LINE.findall(re.sub(r"[*_]{2}", "", text))  # **Answer**: 42
     if found:
         return found[-1], True
     lines = [line for line in text.strip().splitlines() if line.strip()]
@@ -118,8 +120,10 @@ def grade_short(data: dict, reply: str) -> Grade:
 
 # ── multiple choice ────────────────────────────────────────────────────────────
 
-_LETTER_AT_START = re.compile(r"^\W*\(?([A-H])\b(?:\)|\.|:|\s|$)")
-_LETTER_WORDED = re.compile(r"\b(?:option|choice|answer(?: is)?)\s*\(?([A-H])\b\)?", re.I)
+# Letters are capitals: "a" in "the answer is a bit tricky" is a word, not a choice.
+_LETTER_AT_START = re.compile(r"^\W*\(?([A-H])(?:\)|\.|:|$)")
+_LETTER_WORDED = re.compile(r"\b(?i:option|choice|answer(?: is)?)\s*\(?([A-H])\b\)?")
+_LETTER_ALONE = re.compile(r"(?<![\w'])([A-H])(?![\w'])")
 
 
 def chosen_letter(reply: str, choices: list[str]) -> str | None:
@@ -129,8 +133,13 @@ def chosen_letter(reply: str, choices: list[str]) -> str | None:
         _LETTER_AT_START.match(part.strip()),
         _LETTER_WORDED.search(part) if not marked else None,
     ):
-        if candidate and candidate.group(1).upper() in letters:
-            return candidate.group(1).upper()
+        if candidate and candidate.group(1) in letters:
+            return candidate.group(1)
+    # "Answer: I think C", "I pick C": the one choice letter standing alone there.
+    prose = re.sub(r"(^|[.!?]\s+)A(?=\s+[a-z])", r"\1", part)  # "A careful reading…"
+    alone = {m for m in _LETTER_ALONE.findall(prose) if m in letters}
+    if len(alone) == 1:
+        return alone.pop()
     extracted = shortanswer.extract(part)
     if extracted and (letter := shortanswer.normalise(extracted)) in letters:
         return letter
@@ -149,34 +158,34 @@ def grade_choice(data: dict, reply: str) -> Grade:
 # ── code ───────────────────────────────────────────────────────────────────────
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
-_IMPORT = re.compile(r"^(?:from\s+\S+\s+import\s+.+|import\s+.+)$", re.MULTILINE)
 
 
-def program_for(data: dict, reply: str) -> str:
-    """The code to run: the reply's function (or, when it wrote only a body, the
-    prompt completed by it), the prompt's imports, the tests, and the call."""
+def program_for(data: dict, reply: str, marker: str) -> str:
+    """The code to run: the prompt (its imports and helper functions; its stub is
+    redefined by the reply's function, or completed by a reply that wrote only a
+    body), the tests, the call, and a marker printed only when the call returned, so
+    a reply that exits early with status 0 does not pass."""
     blocks = _FENCE.findall(reply)
     entry = data["entry_point"]
     defining = [b for b in blocks if re.search(rf"\bdef\s+{re.escape(entry)}\s*\(", b)]
     code = defining[-1] if defining else (blocks[0] if blocks else reply)
-    if not re.search(rf"\bdef\s+{re.escape(entry)}\s*\(", code):
-        code = data["prompt"] + code  # a completion of the prompt's body
-    imports = "\n".join(_IMPORT.findall(data["prompt"]))
-    return f"{imports}\n{code}\n\n{data['test']}\n\ncheck({entry})\n"
+    return f"{data['prompt']}\n{code}\n\n{data['test']}\n\ncheck({entry})\nprint({marker!r})\n"
 
 
 async def grade_code(data: dict, reply: str) -> Grade:
-    execution = await sandbox.run_python(program_for(data, reply), CODE_LIMITS)
+    marker = f"all tests passed {uuid.uuid4().hex}"  # the reply cannot know it
+    execution = await sandbox.run_python(program_for(data, reply, marker), CODE_LIMITS)
     if execution.ended == "unavailable":
         raise GradingError(f"Code cannot be graded here: {execution.stderr}")
+    passed = execution.ok and marker in execution.stdout
     detail = {
-        "passed": execution.ok,
+        "passed": passed,
         "ended": execution.ended,
         "summary": execution.summary(),
         "stderr": execution.stderr[-800:],
         "ms": execution.duration_ms,
     }
-    return Grade(execution.ok, float(execution.ok), detail)
+    return Grade(passed, float(passed), detail)
 
 
 # ── rubric ─────────────────────────────────────────────────────────────────────

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -37,6 +38,15 @@ log = logging.getLogger(__name__)
 
 def lease_key(evaluation_id: int) -> str:
     return f"fr:eval:{evaluation_id}:lease"
+
+
+# Renew the lease only while it is still ours (a lapsed lease may be someone else's).
+RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2]) else return nil end"  # noqa: E501
+RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"  # noqa: E501
+
+
+class _Cancelled(Exception):
+    """A run of the evaluation was cancelled by its stop: no result, done on resume."""
 
 
 @dataclass(frozen=True)
@@ -111,9 +121,17 @@ def spread(items: list, count: int | None) -> list:
     return [items[(i * len(items)) // count] for i in range(count)]
 
 
+def choose_items(dataset, limit: int | None) -> list[int]:
+    items = DatasetItem.objects.filter(dataset=dataset).order_by("position")
+    return [item.pk for item in spread(list(items), limit)]
+
+
 def items_of(evaluation: Evaluation) -> list[DatasetItem]:
+    """The evaluation's items, in dataset order: the ones frozen at its creation."""
     items = DatasetItem.objects.filter(dataset=evaluation.dataset).order_by("position")
-    return spread(list(items), evaluation.item_limit)
+    if evaluation.item_ids:
+        return list(items.filter(pk__in=evaluation.item_ids))
+    return spread(list(items), evaluation.item_limit)  # made before items were frozen
 
 
 def _pending(evaluation: Evaluation) -> list[tuple[System, DatasetItem]]:
@@ -185,14 +203,16 @@ def _save(evaluation: Evaluation, system: System, item: DatasetItem, fields: dic
 
 def _finish(evaluation_id: int, stopped: bool, busy_s: float) -> str:
     evaluation = Evaluation.objects.get(pk=evaluation_id)
-    evaluation.busy_s += busy_s
-    left = evaluation.total - Result.objects.filter(evaluation=evaluation).count()
-    if left <= 0:
+    evaluation.busy_s = busy_s
+    left = len(_pending(evaluation))
+    if left == 0:
         evaluation.status, evaluation.detail = Evaluation.Status.DONE, ""
         evaluation.finished_at = timezone.now()
     elif stopped:
         evaluation.status = Evaluation.Status.STOPPED
         evaluation.detail = f"Stopped with {left} of {evaluation.total} left; resume to finish."
+    else:  # its lease was lost: another start will take over
+        evaluation.detail = f"Interrupted with {left} of {evaluation.total} left."
     evaluation.save(update_fields=["status", "detail", "finished_at", "busy_s"])
     return evaluation.status
 
@@ -203,6 +223,7 @@ class _Runner:
         self.redis = redis
         self.on_progress = on_progress
         self.stopping = False
+        self.lost = False
         self.in_flight: set[int] = set()
         self.started = time.monotonic()
 
@@ -212,6 +233,8 @@ class _Runner:
         if not config:
             raise grading.GradingError("This evaluation has no grader model.")
         run, reply = await self._run(config, question)
+        if self.stopping and run.status == Run.Status.CANCELLED:
+            raise _Cancelled
         if not reply:
             raise grading.GradingError(f"The grader failed: {run.failure_detail or run.status}")
         return reply
@@ -238,6 +261,8 @@ class _Runner:
             return
         try:
             grade = await grading.grade(kind, item.data, reply, self.ask_grader)
+        except _Cancelled:
+            return
         except grading.GradingError as exc:
             fields = {
                 "status": Result.Status.GRADE_ERROR,
@@ -272,22 +297,31 @@ class _Runner:
         return self.evaluation.busy_s + time.monotonic() - self.started
 
     async def heartbeat(self, lease: str) -> None:
-        """Hold the lease; notice a stop asked from the page or the command."""
+        """Hold the lease and record the time spent; notice a stop asked from the page
+        or the command. A lease found lost (Redis was down longer than its TTL) stops
+        this runner: another may hold the evaluation now, and two must never run it."""
         ttl = settings.EVAL_LEASE_TTL_S
-        while True:
+        while not self.stopping:
             await asyncio.sleep(min(2.0, ttl / 3))
-            await self.redis.set(lease_key(self.evaluation.pk), lease, ex=ttl)
-            status = await in_db(
-                lambda: (
-                    Evaluation.objects.filter(pk=self.evaluation.pk)
-                    .values_list("status", flat=True)
-                    .first()
-                )
-            )
-            if status != Evaluation.Status.RUNNING and not self.stopping:
+            try:
+                held = await self.redis.eval(RENEW, 1, lease_key(self.evaluation.pk), lease, ttl)
+                status = await in_db(_beat, self.evaluation.pk, self.busy_s())
+            except Exception as exc:  # a blip: try again at the next beat
+                log.warning("evaluation %s heartbeat failed: %r", self.evaluation.pk, exc)
+                continue
+            if held is None:
+                log.warning("evaluation %s lost its lease; stopping here", self.evaluation.pk)
+                self.lost = True
+            if held is None or status != Evaluation.Status.RUNNING:
                 self.stopping = True
                 for run_id in list(self.in_flight):
-                    await self.redis.set(runstate.cancel_key(run_id), "1", ex=3600)
+                    with contextlib.suppress(Exception):
+                        await self.redis.set(runstate.cancel_key(run_id), "1", ex=3600)
+
+
+def _beat(evaluation_id: int, busy_s: float) -> str | None:
+    Evaluation.objects.filter(pk=evaluation_id).update(busy_s=busy_s)
+    return Evaluation.objects.filter(pk=evaluation_id).values_list("status", flat=True).first()
 
 
 async def evaluate(
@@ -295,7 +329,7 @@ async def evaluate(
 ) -> str | None:
     """Run what is left of an evaluation; returns its status, or None when it was
     not ours to run (not queued, or another process holds its lease)."""
-    lease = f"{time.time()}"
+    lease = uuid.uuid4().hex
     redis = live.redis_client(max_connections=4)
     try:
         if not await redis.set(
@@ -307,8 +341,7 @@ async def evaluate(
             return await _evaluate(evaluation_id, lease, redis, on_progress)
     finally:
         with contextlib.suppress(Exception):
-            if (await redis.get(lease_key(evaluation_id))) == lease.encode():
-                await redis.delete(lease_key(evaluation_id))
+            await redis.eval(RELEASE, 1, lease_key(evaluation_id), lease)
         await redis.aclose()
 
 
@@ -332,6 +365,7 @@ async def _evaluate(evaluation_id, lease, redis, on_progress) -> str | None:
         beating.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beating
-        busy = time.monotonic() - runner.started
-        status = await in_db(_finish, evaluation_id, runner.stopping, busy)
+        status = await in_db(
+            _finish, evaluation_id, runner.stopping and not runner.lost, runner.busy_s()
+        )
     return status

@@ -82,8 +82,10 @@ class Evaluation(models.Model):
     )
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="evaluations")
     name = models.CharField(max_length=160)
-    # The items' positions evaluated, in order (a dataset's first N, or all).
+    # How many items were asked for (empty: all), and the ones chosen, frozen when
+    # it was created: a later change of the dataset never changes what it measures.
     item_limit = models.PositiveIntegerField(null=True, blank=True)
+    item_ids = models.JSONField(default=list, blank=True)
     # The model that grades rubric items; the systems under test never see it.
     grader = models.ForeignKey(
         "panels.CatalogModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

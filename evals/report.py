@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from django.db.models import Q
+
 from . import charts, stats
 from .harness import items_of
 from .models import Dataset, DatasetItem, Evaluation, Result, System
@@ -122,7 +124,50 @@ def _compare(row: Row, baseline: Row, rubric: bool) -> None:
     row.fixed, row.broken = counts.only_first, counts.only_second
 
 
-def summarise(evaluation: Evaluation) -> Summary:
+def _best_single(rows: list[Row]) -> Row | None:
+    """The best single model: the most accurate on the items every single model has
+    a grade for (so a seat that failed on the hard items cannot win on the easy
+    ones), then the one that answered more, then the cheaper (an unknown cost counts
+    as the dearest), then the first."""
+    singles = [r for r in rows if r.system.is_single_model and r.accuracy is not None]
+    if not singles:
+        return None
+    shared = set.intersection(*(set(r.scores) for r in singles))
+
+    def accuracy(row: Row) -> float:
+        if not shared:
+            return row.accuracy or 0.0
+        return stats.mean([row.scores[i] for i in shared]) or 0.0
+
+    def cost(row: Row) -> Decimal:
+        return Decimal("Infinity") if row.cost_unknown else row.cost_per_item or Decimal(0)
+
+    return max(singles, key=lambda r: (accuracy(r), len(r.scores), -cost(r), -r.system.position))
+
+
+_CACHE: dict[tuple, "Summary"] = {}
+_CACHE_SIZE = 16
+
+
+def summarise(evaluation: Evaluation) -> "Summary":
+    """The report of an evaluation, computed once per state of its results (the
+    bootstrap is thousands of resamples; the page asks again every few seconds)."""
+    results = Result.objects.filter(evaluation=evaluation)
+    key = (
+        evaluation.pk,
+        evaluation.created_at,
+        evaluation.status,
+        results.count(),
+        results.order_by("-pk").values_list("pk", flat=True).first(),
+    )
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = _summarise(evaluation)
+    return _CACHE[key]
+
+
+def _summarise(evaluation: Evaluation) -> Summary:
     systems = list(evaluation.systems.order_by("position"))
     items = items_of(evaluation)
     # Only the evaluation's items (a narrowed item count leaves earlier rows aside).
@@ -134,14 +179,8 @@ def summarise(evaluation: Evaluation) -> Summary:
         lookup[(result.system_id, result.item_id)] = result
     categories = {item.pk: item.category for item in items}
     rows = [_row(s, by_system[s.pk], categories) for s in systems]
-    singles = [r for r in rows if r.system.is_single_model and r.accuracy is not None]
-    baseline = None
-    if singles:
-        # The best single model: highest accuracy, then the cheaper, then the first.
-        baseline = max(
-            singles,
-            key=lambda r: (r.accuracy, -(r.cost_per_item or 0), -r.system.position),
-        )
+    baseline = _best_single(rows)
+    if baseline is not None:
         baseline.is_baseline = True
         for row in rows:
             if row is not baseline:
@@ -271,6 +310,13 @@ def category_table(summary: Summary) -> str:
     return "\n".join(lines)
 
 
+def _cell(value) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting with = + - @ (or a tab
+    or carriage return) would be run as a formula."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def results_csv(summary: Summary) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
@@ -296,10 +342,12 @@ def results_csv(summary: Summary) -> str:
         for system, cell in zip(systems, cells, strict=True):
             r = cell.result
             if r is None:
-                writer.writerow([item.key, item.category, system.label, "pending"] + [""] * 9)
+                row = [item.key, item.category, system.label, "pending"] + [""] * 9
+                writer.writerow([_cell(v) for v in row])
                 continue
             writer.writerow(
-                [
+                _cell(v)
+                for v in [
                     item.key,
                     item.category,
                     system.label,
@@ -382,13 +430,15 @@ def write(summary: Summary, out: Path, command: str) -> list[Path]:
 
 def panel_evidence(panel, viewer) -> list[dict]:
     """A saved panel's latest finished measurement per dataset, as saved (its own
-    strategy), by the viewer or by the panel's owner: its page's evidence."""
-    owners = {viewer.pk, panel.owner_id} - {None}
+    strategy): the viewer's own evaluations, and its owner's on the shipped datasets
+    (anyone may see those; an owner's own questions stay theirs)."""
+    mine = Q(evaluation__owner_id=viewer.pk)
+    owners = Q(evaluation__owner_id=panel.owner_id, evaluation__dataset__owner=None)
     found = (
         System.objects.filter(
+            mine | owners if panel.owner_id else mine,
             panel=panel,
             evaluation__status=Evaluation.Status.DONE,
-            evaluation__owner_id__in=owners,
         )
         .select_related("evaluation__dataset")
         .order_by("-evaluation__finished_at")

@@ -57,7 +57,6 @@ def create(request):
                 grader=data["grader"],
                 name=data["name"],
             )
-            control.start(evaluation)
         except control.Refused as exc:
             form.add_error(None, str(exc))
         else:

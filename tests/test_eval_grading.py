@@ -53,6 +53,8 @@ def test_a_code_task_with_no_tests_is_refused():
     [
         ({"id": 1, "question": "Q", "choices": ["a", "b"], "answer": "C"}, "answer"),
         ({"id": 1, "question": "Q", "choices": ["only one"], "answer": "A"}, "choices"),
+        ({"id": 1, "question": "Q", "choices": ["a", "b"], "answer": "AB"}, "answer"),
+        ({"id": 1, "question": "Q", "choices": ["a", "b"], "answer": ""}, "answer"),
         ({"id": 1, "question": "", "answers": ["x"]}, "question"),
         ({"id": 1, "question": "Q", "answers": []}, "answers"),
         ({"id": 1, "task": "T", "criteria": [{"criterion": "c", "weight": 0}]}, "criteria[1]"),
@@ -124,6 +126,8 @@ def test_humaneval_is_read_from_the_package_file_without_its_executor():
         ("Answer: 1,2", False),
         ("It is 12, I think.\nAnswer: 13", False),  # the answer line decides
         ("What is 5 + 7? Let me see.\nIt is 13.", False),  # graded on the last line
+        ("**Answer**: 12\nHope this helps!", True),  # Markdown around the label
+        ("Answer: 12/5", False),  # a fraction is one word
     ],
 )
 def test_short_answers_match_whole_words(reply, right):
@@ -158,6 +162,9 @@ CHOICES = ["Mercury", "Venus", "Earth", "Mars"]
         ("It is Mars, the red planet.", "D"),  # no letter: the one choice it named
         ("Venus or Mars.", None),  # two choices named: no answer
         ("Answer: E", None),  # not one of the choices
+        ("The answer is a bit tricky; I pick C", "C"),  # "a" is a word, not a letter
+        ("A careful reading shows it is C.", "C"),
+        ("Answer: I think C", "C"),
     ],
 )
 def test_the_chosen_letter_is_read(reply, letter):
@@ -203,6 +210,27 @@ async def test_a_wrong_function_fails_with_the_assertion_shown():
     grade = await grading.grade_code(TASK, "```python\ndef total(xs):\n    return 0\n```")
     assert grade.correct is False
     assert "AssertionError" in grade.detail["stderr"]
+
+
+@needs_sandbox
+async def test_a_reply_that_exits_before_the_tests_does_not_pass():
+    reply = "```python\nimport sys\ndef total(xs):\n    return 0\nsys.exit(0)\n```"
+    grade = await grading.grade_code(TASK, reply)
+    assert grade.correct is False and grade.detail["ended"] == "exited"
+
+
+@needs_sandbox
+async def test_helpers_of_the_prompt_are_there_for_the_tests():
+    # HumanEval/38's shape: the tests call a helper the prompt defines, which a reply
+    # that writes only the asked function does not repeat.
+    task = {
+        "prompt": "def encode(s):\n    return s[::-1]\n\n\ndef decode(s):\n"
+        '    """Undo encode."""\n',
+        "entry_point": "decode",
+        "test": "def check(candidate):\n    assert candidate(encode('abc')) == 'abc'\n",
+    }
+    grade = await grading.grade_code(task, "```python\ndef decode(s):\n    return s[::-1]\n```")
+    assert grade.correct, grade.detail
 
 
 @needs_sandbox

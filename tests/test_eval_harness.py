@@ -40,6 +40,11 @@ def dataset_of(owner, items=ITEMS, kind=None):
     return datasets.save(owner, "Tiny", kind, parsed, source="test")
 
 
+def create(*args, **kwargs) -> Evaluation:
+    """An evaluation this test runs itself (never queued for a worker)."""
+    return control.create(*args, enqueue_it=False, **kwargs)
+
+
 def evaluate(evaluation_id: int):
     return loop.run(harness.evaluate(evaluation_id))
 
@@ -50,10 +55,9 @@ def test_every_system_answers_every_item_and_the_report_pairs_them():
         kit.seats[0].default = Reply.stream(["Let me see.\n", "Answer: 4"])  # right on 1 of 4
         kit.seats[1].default = Reply.stream(["Answer: 112"])  # never right: 12 ≠ 112
         kit.seats[2].default = Reply.json(400, {"error": {"message": "model not found"}})
-        evaluation = control.create(
+        evaluation = create(
             kit.user, dataset_of(kit.user), systems.parse(["seats"], kit.panel, kit.user)
         )
-        Evaluation.objects.filter(pk=evaluation.pk).update(status=Evaluation.Status.QUEUED)
         assert evaluate(evaluation.pk) == Evaluation.Status.DONE
 
         evaluation.refresh_from_db()
@@ -98,10 +102,9 @@ def test_a_stopped_evaluation_keeps_what_finished_and_resumes_with_the_rest():
     kit = ScriptedPanel(seats=1)
     try:
         kit.seats[0].default = Reply.stream(["Answer: 4"], first_delay=0.3)
-        evaluation = control.create(
+        evaluation = create(
             kit.user, dataset_of(kit.user), systems.parse(["seats"], kit.panel, kit.user)
         )
-        Evaluation.objects.filter(pk=evaluation.pk).update(status=Evaluation.Status.QUEUED)
 
         async def stop_after_two():
             task = asyncio.create_task(harness.evaluate(evaluation.pk))
@@ -131,10 +134,9 @@ def test_a_second_runner_leaves_a_held_evaluation_alone():
     kit = ScriptedPanel(seats=1)
     try:
         kit.seats[0].default = Reply.stream(["Answer: 4"], first_delay=0.5)
-        evaluation = control.create(
+        evaluation = create(
             kit.user, dataset_of(kit.user), systems.parse(["seats"], kit.panel, kit.user)
         )
-        Evaluation.objects.filter(pk=evaluation.pk).update(status=Evaluation.Status.QUEUED)
 
         async def two_at_once():
             first = asyncio.create_task(harness.evaluate(evaluation.pk))
@@ -165,13 +167,12 @@ def test_a_grader_that_returns_nonsense_makes_grading_errors_not_wrong_answers()
                 "criteria": [{"criterion": "Mentions Rayleigh scattering", "weight": 2}],
             }
         ]
-        evaluation = control.create(
+        evaluation = create(
             kit.user,
             dataset_of(kit.user, rubric),
             systems.parse(["seats"], kit.panel, kit.user),
             grader=grader,
         )
-        Evaluation.objects.filter(pk=evaluation.pk).update(status=Evaluation.Status.QUEUED)
         assert evaluate(evaluation.pk) == Evaluation.Status.DONE
         result = Result.objects.get(evaluation=evaluation)
         assert result.status == "grade_error" and result.correct is None
@@ -195,18 +196,24 @@ def test_limits_are_refused_in_words(settings):
         with pytest.raises(
             control.Refused, match="4 items × 4 systems is 16 runs; the limit is 10"
         ):
-            control.create(owner, dataset, specs)
+            create(owner, dataset, specs)
         settings.EVAL_MAX_PAIRS = 5000
         with pytest.raises(control.Refused, match="needs a grader model"):
             rubric = [{"id": "t", "task": "T", "criteria": [{"criterion": "c"}]}]
-            control.create(owner, dataset_of(owner, rubric), specs)
+            create(owner, dataset_of(owner, rubric), specs)
         with pytest.raises(systems.SystemsError, match="Unknown system 'best'"):
             systems.parse(["best"], kit.panel, owner)
-        evaluation = control.create(owner, dataset, specs)
-        Evaluation.objects.filter(pk=evaluation.pk).update(status=Evaluation.Status.RUNNING)
-        second = control.create(owner, dataset, specs)
+        first = create(owner, dataset, specs)
+        assert first.status == Evaluation.Status.QUEUED
         with pytest.raises(control.Refused, match="already have 1 evaluation"):
-            control.start(second)
+            create(owner, dataset, specs)
+        assert Evaluation.objects.filter(owner=owner).count() == 1  # nothing saved
+        Evaluation.objects.filter(pk=first.pk).update(status=Evaluation.Status.STOPPED)
+        second = create(owner, dataset, specs)
+        first.refresh_from_db()
+        with pytest.raises(control.Refused, match="already have 1 evaluation"):
+            control.resume(first)
+        assert second.status == Evaluation.Status.QUEUED
     finally:
         kit.close()
 
@@ -230,5 +237,33 @@ def test_systems_from_a_panel():
         assert {s["model"]["model_id"] for s in fused["seats"]} == {"seat-0"}
         assert fused["synthesizer"]["model_id"] == "seat-0"
         assert all(s["temperature"] >= 0.7 for s in fused["seats"])
+    finally:
+        kit.close()
+
+
+def test_exports_never_start_a_cell_with_a_formula():
+    assert report._cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert report._cell("-5") == "'-5" and report._cell("@x") == "'@x"
+    assert report._cell("Answer: 4") == "Answer: 4" and report._cell(12) == "12"
+
+
+def test_the_best_single_model_is_chosen_on_the_items_all_of_them_answered():
+    kit = ScriptedPanel(seats=2)
+    try:
+        # Seat 0 answers every item, right on "add" only: 1 of 4.
+        kit.seats[0].default = Reply.stream(["Answer: 4"])
+        # Seat 1 fails on three items and is right on the one it answers ("add"):
+        # 100% of what it answered, yet no better than seat 0 where both answered.
+        kit.seats[1].enqueue(Reply.stream(["Answer: 4"]))
+        kit.seats[1].default = Reply.json(400, {"error": {"message": "bad request"}})
+        evaluation = create(
+            kit.user, dataset_of(kit.user), systems.parse(["seats"], kit.panel, kit.user)
+        )
+        assert evaluate(evaluation.pk) == Evaluation.Status.DONE
+        summary = report.summarise(evaluation)
+        first, second = summary.rows
+        assert (first.accuracy, second.accuracy, second.errors) == (0.25, 1.0, 3)
+        assert summary.baseline is first  # tied on the shared item; seat 0 answered more
+        assert summary is report.summarise(evaluation)  # computed once per state
     finally:
         kit.close()

@@ -107,7 +107,8 @@ def test_a_form_without_systems_says_so(client, kit):
 def _finished_evaluation(kit) -> Evaluation:
     kind, items = datasets.parse(GOOD.splitlines())
     dataset = datasets.save(kit.user, "Sums", kind, items, source="test")
-    evaluation = control.create(kit.user, dataset, systems.parse(["seats"], kit.panel, kit.user))
+    specs = systems.parse(["seats"], kit.panel, kit.user)
+    evaluation = control.create(kit.user, dataset, specs, enqueue_it=False)
     conversation = Conversation.objects.create(owner=kit.user, hidden=True)
     from chat.engine.runs import create_run
 

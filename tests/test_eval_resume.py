@@ -49,10 +49,8 @@ def test_an_evaluation_resumes_after_its_worker_is_killed(settings):
         ]
         kind, items = datasets.parse(lines)
         dataset = datasets.save(kit.user, "Resume", kind, items, source="test")
-        evaluation = control.create(
-            kit.user, dataset, systems.parse(["seats"], kit.panel, kit.user)
-        )
-        control.start(evaluation)  # committed at once: the task is on QUEUE
+        specs = systems.parse(["seats"], kit.panel, kit.user)
+        evaluation = control.create(kit.user, dataset, specs)  # queued on QUEUE at once
 
         first = _worker("eval-worker-1")
         wait_for(

@@ -54,6 +54,10 @@ class Command(BaseCommand):
             if evaluation is None:
                 raise CommandError(f"No evaluation {opts['resume']} of user {owner.username}.")
             if evaluation.status in (Evaluation.Status.STOPPED, Evaluation.Status.FAILED):
+                try:
+                    control.check_running(owner, besides=evaluation)
+                except control.Refused as exc:
+                    raise CommandError(str(exc)) from None
                 Evaluation.objects.filter(pk=evaluation.pk).update(status=Evaluation.Status.QUEUED)
         else:
             evaluation = self._create(owner, opts)
@@ -102,13 +106,17 @@ class Command(BaseCommand):
             if grader is None:
                 raise CommandError(f"No catalog model {opts['grader']!r} to grade with.")
         try:
-            evaluation = control.create(
-                owner, dataset, specs, item_limit=opts["limit"], grader=grader, name=opts["name"]
+            return control.create(
+                owner,
+                dataset,
+                specs,
+                item_limit=opts["limit"],
+                grader=grader,
+                name=opts["name"],
+                enqueue_it=False,  # this process runs it
             )
         except control.Refused as exc:
             raise CommandError(str(exc)) from None
-        Evaluation.objects.filter(pk=evaluation.pk).update(status=Evaluation.Status.QUEUED)
-        return evaluation
 
     def _dataset(self, owner, name: str) -> Dataset:
         path = Path(name)

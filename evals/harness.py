@@ -369,3 +369,36 @@ async def _evaluate(evaluation_id, lease, redis, on_progress) -> str | None:
             _finish, evaluation_id, runner.stopping and not runner.lost, runner.busy_s()
         )
     return status
+
+
+async def regrade(evaluation_id: int) -> int:
+    """Grade the saved answers again with today's graders, no model called: after a
+    grader is fixed, an evaluation's numbers follow without running it again.
+    Rubric items are left alone (their grader is a model). Returns the rows changed."""
+    evaluation = await in_db(
+        lambda: Evaluation.objects.select_related("dataset").get(pk=evaluation_id)
+    )
+    kind = evaluation.dataset.kind
+    if kind == "rubric":
+        return 0
+    results = await in_db(
+        lambda: list(
+            Result.objects.filter(evaluation=evaluation).exclude(answer="").select_related("item")
+        )
+    )
+    changed = 0
+    for result in results:
+        fields: dict[str, object]
+        try:
+            grade = await grading.grade(kind, result.item.data, result.answer)
+        except grading.GradingError as exc:
+            status, fields = Result.Status.GRADE_ERROR, {"error": str(exc)}
+        else:
+            status = Result.Status.GRADED
+            fields = {"correct": grade.correct, "score": grade.score, "grade": grade.detail}
+        if status != result.status or fields.get("correct") != result.correct:
+            changed += 1
+        for name, value in {"status": status, **fields}.items():
+            setattr(result, name, value)
+        await in_db(result.save)
+    return changed

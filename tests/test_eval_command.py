@@ -125,3 +125,26 @@ def test_a_stopped_evaluation_resumes_by_id(kit, tmp_path):
     evaluation.refresh_from_db()
     assert evaluation.status == Evaluation.Status.DONE and evaluation.results.count() == 4
     assert evaluation.attempts == 2
+
+
+def test_regrade_grades_the_saved_answers_again_without_calling_models(kit, tmp_path):
+    items = [json.dumps({"id": n, "question": "Capital?", "answers": ["Paris"]}) for n in range(2)]
+    path = write_dataset(tmp_path, items)
+    call_command(
+        "fusion_eval",
+        *("--dataset", path, "--panel", "scripted", "--systems", "seats", "--user", "alice"),
+        *("--out", str(tmp_path / "r1")),
+        stdout=StringIO(),
+    )
+    evaluation = Evaluation.objects.get()
+    calls = len(kit.seats[0].requests)
+    evaluation.results.filter(correct=True).update(correct=False, score=0.0)  # a grader bug
+    out = StringIO()
+    call_command(
+        "fusion_eval",
+        *("--regrade", str(evaluation.pk), "--user", "alice", "--out", str(tmp_path / "r2")),
+        stdout=out,
+    )
+    assert "2 grade(s) changed" in out.getvalue()
+    assert evaluation.results.filter(correct=True).count() == 2
+    assert len(kit.seats[0].requests) == calls  # no model was asked

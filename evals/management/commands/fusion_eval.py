@@ -41,6 +41,12 @@ class Command(BaseCommand):
         parser.add_argument("--grader", help="Model id of the grader (rubric datasets).")
         parser.add_argument("--name", default="", help="A name for this evaluation.")
         parser.add_argument("--resume", type=int, help="Resume the evaluation with this id.")
+        parser.add_argument(
+            "--regrade",
+            type=int,
+            help="Grade the saved answers of this evaluation again (no model is called) "
+            "and print its table.",
+        )
         parser.add_argument("--user", default=CLI_USER, help="Whose evaluation this is.")
         parser.add_argument("--out", help="Report directory (default .data/evals/<id>).")
         parser.add_argument("--list", action="store_true", help="List datasets and exit.")
@@ -49,6 +55,8 @@ class Command(BaseCommand):
         owner, _ = get_user_model().objects.get_or_create(username=opts["user"])
         if opts["list"]:
             return self._list(owner)
+        if opts["regrade"]:
+            return self._regrade(owner, opts)
         if opts["resume"]:
             evaluation = Evaluation.objects.filter(pk=opts["resume"], owner=owner).first()
             if evaluation is None:
@@ -76,16 +84,29 @@ class Command(BaseCommand):
                 f"Evaluation {evaluation.pk} is {evaluation.status} and not this command's to run "
                 "(another process holds it, or it is finished)."
             )
-        summary = report.summarise(evaluation)
-        self.stdout.write("\n" + report.markdown_table(summary) + "\n")
-        out = Path(opts["out"] or f".data/evals/{evaluation.pk}")
-        written = report.write(summary, out, command=" ".join(["python manage.py", *sys.argv[2:]]))
-        self.stdout.write(f"Report: {', '.join(str(p) for p in written)}")
+        self._report(evaluation, opts)
         if evaluation.status != Evaluation.Status.DONE:
             raise CommandError(
                 f"The evaluation is {evaluation.status}: {evaluation.detail} "
                 f"(resume with --resume {evaluation.pk})"
             )
+
+    def _regrade(self, owner, opts) -> None:
+        evaluation = Evaluation.objects.filter(pk=opts["regrade"], owner=owner).first()
+        if evaluation is None:
+            raise CommandError(f"No evaluation {opts['regrade']} of user {owner.username}.")
+        if evaluation.is_active:
+            raise CommandError("It is still running: regrade it once it has stopped.")
+        changed = loop.run(harness.regrade(evaluation.pk))
+        self.stdout.write(f"Evaluation {evaluation.pk}: {changed} grade(s) changed.")
+        self._report(evaluation, opts)
+
+    def _report(self, evaluation: Evaluation, opts) -> None:
+        summary = report.summarise(evaluation)
+        self.stdout.write("\n" + report.markdown_table(summary) + "\n")
+        out = Path(opts["out"] or f".data/evals/{evaluation.pk}")
+        written = report.write(summary, out, command=" ".join(["python manage.py", *sys.argv[2:]]))
+        self.stdout.write(f"Report: {', '.join(str(p) for p in written)}")
 
     def _create(self, owner, opts) -> Evaluation:
         if not opts["dataset"]:

@@ -62,9 +62,17 @@ async def live_state(redis, answer_id: int) -> tuple[str, int]:
     return (text or b"").decode("utf-8", "replace"), int(seq or 0)
 
 
+# channels_redis' group_send can wait forever on a Redis reply that never comes
+# (django/channels_redis#361; seen here: a finished run whose last event never left,
+# holding its task). An event is worth seconds, never the run: a late one is dropped
+# (and logged by the caller); the room recovers it from the snapshot.
+ANNOUNCE_TIMEOUT_S = 5.0
+
+
 async def announce(channel_layer, group: str, event: Mapping) -> None:
     """Send one event to every tab showing the room. Consumers forward it as is."""
-    await channel_layer.group_send(group, {"type": "room.event", "event": event})
+    async with asyncio.timeout(ANNOUNCE_TIMEOUT_S):
+        await channel_layer.group_send(group, {"type": "room.event", "event": event})
 
 
 # --- coalescing ------------------------------------------------------------------

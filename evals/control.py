@@ -81,7 +81,8 @@ def create(
 
 def check_running(owner, besides: Evaluation | None = None) -> None:
     """At most EVAL_MAX_RUNNING at once per user. The owner's row is locked first, so
-    two requests at once cannot both pass (PostgreSQL; SQLite writes one at a time)."""
+    two requests at once cannot both pass (PostgreSQL; SQLite writes one at a time).
+    Call it inside the transaction that then saves the evaluation's new status."""
     get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
     active = Evaluation.objects.filter(owner=owner, status__in=Evaluation.ACTIVE)
     if besides is not None:

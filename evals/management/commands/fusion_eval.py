@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from chat.engine import loop
 from panels.models import CatalogModel, Panel
@@ -63,10 +64,13 @@ class Command(BaseCommand):
                 raise CommandError(f"No evaluation {opts['resume']} of user {owner.username}.")
             if evaluation.status in (Evaluation.Status.STOPPED, Evaluation.Status.FAILED):
                 try:
-                    control.check_running(owner, besides=evaluation)
+                    with transaction.atomic():
+                        control.check_running(owner, besides=evaluation)
+                        Evaluation.objects.filter(pk=evaluation.pk).update(
+                            status=Evaluation.Status.QUEUED
+                        )
                 except control.Refused as exc:
                     raise CommandError(str(exc)) from None
-                Evaluation.objects.filter(pk=evaluation.pk).update(status=Evaluation.Status.QUEUED)
         else:
             evaluation = self._create(owner, opts)
         self.stdout.write(

@@ -6,6 +6,7 @@ writes the report (Markdown, CSV, JSON, SVG) to --out. An interrupted evaluation
 goes on with --resume ID.
 """
 
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -109,7 +110,7 @@ class Command(BaseCommand):
         summary = report.summarise(evaluation)
         self.stdout.write("\n" + report.markdown_table(summary) + "\n")
         out = Path(opts["out"] or f".data/evals/{evaluation.pk}")
-        written = report.write(summary, out, command=" ".join(["python manage.py", *sys.argv[2:]]))
+        written = report.write(summary, out, command=_command_line())
         self.stdout.write(f"Report: {', '.join(str(p) for p in written)}")
 
     def _create(self, owner, opts) -> Evaluation:
@@ -185,3 +186,10 @@ class Command(BaseCommand):
             sys.stdout.flush()
 
         return show
+
+
+def _command_line() -> str:
+    """The command that made this report, for the top of report.md."""
+    if sys.argv[1:2] == ["fusion_eval"]:
+        return shlex.join(["python", "manage.py", *sys.argv[1:]])
+    return "python manage.py fusion_eval (called from code)"

@@ -110,3 +110,13 @@ def test_local_judges_get_a_schema_with_this_runs_labels():
     assert scores["minItems"] == scores["maxItems"] == 2
     assert scores["items"]["properties"]["label"]["enum"] == ["A", "B"]
     assert "draft" in schema["required"]
+
+
+def test_the_judges_scores_copied_into_the_final_answer_are_removed():
+    # Seen in an evaluation: a right answer whose last line was the judge's scores.
+    assert prompts.clean_final("Yes.\n\n- Scores: A 10/10") == "Yes."
+    assert prompts.clean_final("Answer: 4\nScores: A 9/10, B 3/10") == "Answer: 4"
+    # A line about scores that is not the judge's stays.
+    assert prompts.clean_final("Scores: the test scores rose by 10%.") == (
+        "Scores: the test scores rose by 10%."
+    )

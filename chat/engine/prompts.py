@@ -442,7 +442,9 @@ _META_LINE = re.compile(
     r"|the question (?:is|was|has been) answered"
     r"|(?:here is|here's|below is) (?:the|my) (?:final|improved|synthesi[sz]ed|best) answer"
     r"|based on (?:the )?(?:analysis|review|notes|drafts?|answers)[^.\n]*[:,]?\s*$"
-    r"|final answer:?\s*$)",
+    r"|final answer:?\s*$"
+    # The judge's scores copied in (seen: "Yes.\n\n- Scores: A 10/10").
+    r"|[-*•]?\s*scores?\s*:\s*[A-H]\b[^\n]*\d\s*/\s*10\b.*$)",
     re.IGNORECASE,
 )
 _FENCE = re.compile(r"(```.*?(?:```|$))", re.DOTALL)

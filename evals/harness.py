@@ -249,37 +249,30 @@ class _Runner:
         return await in_db(_outcome, run_id)
 
     async def one(self, system: System, item: DatasetItem) -> None:
+        """Ask, grade, save one row. An error is saved as an error, never as wrong."""
         kind = self.evaluation.dataset.kind
         run, reply = await self._run(system.config, grading.question_for(kind, item.data))
         if self.stopping and run.status == Run.Status.CANCELLED:
             return  # not a result: the pair is done again on resume
-        usage = await in_db(_usage, run)
+        fields = await in_db(_usage, run)
         if not reply:
             why = run.failure_detail or f"The run ended {run.status} without a final answer."
-            fields = {"status": Result.Status.ERROR, "error": why, **usage}
-            await in_db(_save, self.evaluation, system, item, fields)
-            return
-        try:
-            grade = await grading.grade(kind, item.data, reply, self.ask_grader)
-        except _Cancelled:
-            return
-        except grading.GradingError as exc:
-            fields = {
-                "status": Result.Status.GRADE_ERROR,
-                "answer": reply,
-                "error": str(exc),
-                **usage,
-            }
-            await in_db(_save, self.evaluation, system, item, fields)
-            return
-        fields = {
-            "status": Result.Status.GRADED,
-            "answer": reply,
-            "correct": grade.correct,
-            "score": grade.score,
-            "grade": grade.detail,
-            **usage,
-        }
+            fields |= {"status": Result.Status.ERROR, "error": why}
+        else:
+            try:
+                grade = await grading.grade(kind, item.data, reply, self.ask_grader)
+            except _Cancelled:
+                return
+            except grading.GradingError as exc:
+                fields |= {"status": Result.Status.GRADE_ERROR, "answer": reply, "error": str(exc)}
+            else:
+                fields |= {
+                    "status": Result.Status.GRADED,
+                    "answer": reply,
+                    "correct": grade.correct,
+                    "score": grade.score,
+                    "grade": grade.detail,
+                }
         await in_db(_save, self.evaluation, system, item, fields)
 
     async def work(self, queue: asyncio.Queue) -> None:

@@ -12,7 +12,7 @@ from django.db import connection
 from evals import control, datasets, systems
 from evals.models import Evaluation, Result
 from evals.tasks import resume_interrupted
-from tests.conftest import child_env, database_url, start, wait_for
+from tests.conftest import child_env, database_url, start, stop, wait_for
 from tests.pipeline_kit import ScriptedPanel
 from tests.scripted_server import Reply
 
@@ -84,8 +84,6 @@ def test_an_evaluation_resumes_after_its_worker_is_killed(settings):
         evaluation.refresh_from_db()
         assert evaluation.attempts == 2
     finally:
-        for worker in (first, second):
-            if worker is not None and worker.poll() is None:
-                worker.terminate()
-                worker.wait(10)
+        # A warm shutdown waits for the evaluation in hand: stop() kills after 10 s.
+        stop([(name, w) for name, w in (("first", first), ("second", second)) if w is not None])
         kit.close()

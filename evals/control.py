@@ -94,16 +94,6 @@ def check_running(owner, besides: Evaluation | None = None) -> None:
         )
 
 
-def start(evaluation: Evaluation) -> None:
-    """Queue a stopped, failed or interrupted evaluation again (after the commit)."""
-    with transaction.atomic():
-        check_running(evaluation.owner, besides=evaluation)
-        Evaluation.objects.filter(pk=evaluation.pk).update(
-            status=Evaluation.Status.QUEUED, detail=""
-        )
-        transaction.on_commit(lambda: enqueue(evaluation.pk))
-
-
 def enqueue(evaluation_id: int) -> None:
     try:
         current_app.send_task(
@@ -132,15 +122,22 @@ def stop(evaluation: Evaluation) -> bool:
     )
 
 
-def resume(evaluation: Evaluation) -> None:
-    """Queue what is left of a stopped, failed or interrupted evaluation."""
+def resume(evaluation: Evaluation, *, enqueue_it: bool = True) -> None:
+    """Queue what is left of a stopped, failed or interrupted evaluation (for a worker
+    after the commit, or, with enqueue_it=False, for the caller to run: the command)."""
     resumable = (Evaluation.Status.STOPPED, Evaluation.Status.FAILED)
     if evaluation.status not in resumable and not is_interrupted(evaluation):
         raise Refused(
             f"This evaluation is {evaluation.status}; only a stopped, failed or interrupted "
             "one resumes."
         )
-    start(evaluation)
+    with transaction.atomic():
+        check_running(evaluation.owner, besides=evaluation)
+        Evaluation.objects.filter(pk=evaluation.pk).update(
+            status=Evaluation.Status.QUEUED, detail=""
+        )
+        if enqueue_it:
+            transaction.on_commit(lambda: enqueue(evaluation.pk))
 
 
 def mark_failed(evaluation_id: int, detail: str) -> None:

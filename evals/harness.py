@@ -91,18 +91,21 @@ def is_interrupted(evaluation: Evaluation) -> bool:
         client.close()
 
 
-def progress_of(evaluation: Evaluation, busy_s: float | None = None) -> Progress:
-    """Where it stands; the ETA from the time spent so far, over all its starts."""
-    if busy_s is None and is_interrupted(evaluation):
+def progress_of(evaluation: Evaluation) -> Progress:
+    """Where it stands, as the page and the sweep see it: a running evaluation whose
+    runner died is called interrupted."""
+    if is_interrupted(evaluation):
         detail = (
             "Its runner stopped before it finished (a worker restart?). A worker resumes it "
             "within a minute; or resume it now. Finished results are kept."
         )
-        return replace(_progress(evaluation, busy_s), status=INTERRUPTED, eta_s=None, detail=detail)
-    return _progress(evaluation, busy_s)
+        return replace(_progress(evaluation, None), status=INTERRUPTED, eta_s=None, detail=detail)
+    return _progress(evaluation, None)
 
 
 def _progress(evaluation: Evaluation, busy_s: float | None) -> Progress:
+    """The counts and the ETA, from the time spent so far over all its starts (the
+    runner passes its own, fresher than the row's)."""
     results = Result.objects.filter(evaluation=evaluation)
     done = results.count()
     errors = results.exclude(status=Result.Status.GRADED).count()
@@ -128,10 +131,8 @@ def choose_items(dataset, limit: int | None) -> list[int]:
 
 def items_of(evaluation: Evaluation) -> list[DatasetItem]:
     """The evaluation's items, in dataset order: the ones frozen at its creation."""
-    items = DatasetItem.objects.filter(dataset=evaluation.dataset).order_by("position")
-    if evaluation.item_ids:
-        return list(items.filter(pk__in=evaluation.item_ids))
-    return spread(list(items), evaluation.item_limit)  # made before items were frozen
+    items = DatasetItem.objects.filter(dataset=evaluation.dataset, pk__in=evaluation.item_ids)
+    return list(items.order_by("position"))
 
 
 def _pending(evaluation: Evaluation) -> list[tuple[System, DatasetItem]]:
@@ -283,7 +284,7 @@ class _Runner:
                 return
             await self.one(system, item)
             if self.on_progress:
-                progress = await in_db(progress_of, self.evaluation, self.busy_s())
+                progress = await in_db(_progress, self.evaluation, self.busy_s())
                 self.on_progress(progress)
 
     def busy_s(self) -> float:

@@ -68,17 +68,8 @@ def create(request):
 def detail(request, pk: int):
     evaluation = _own(request, pk)
     summary = report.summarise(evaluation)
-    return render(
-        request,
-        "evals/detail.html",
-        {
-            "evaluation": evaluation,
-            "summary": summary,
-            "progress": progress_of(evaluation),
-            "header": report.header(summary),
-            "table": report.labelled_rows(summary),
-        },
-    )
+    context = {"evaluation": evaluation, "progress": progress_of(evaluation)}
+    return render(request, "evals/detail.html", context | _table_context(summary))
 
 
 @login_required
@@ -105,15 +96,16 @@ def progress(request, pk: int):
 @login_required
 def table(request, pk: int):
     summary = report.summarise(_own(request, pk))
-    return render(
-        request,
-        "evals/_table.html",
-        {
-            "summary": summary,
-            "header": report.header(summary),
-            "table": report.labelled_rows(summary),
-        },
-    )
+    return render(request, "evals/_table.html", _table_context(summary))
+
+
+def _table_context(summary: report.Summary) -> dict:
+    """What evals/_table.html shows: the page renders it, the page's script refreshes it."""
+    return {
+        "summary": summary,
+        "header": report.header(summary),
+        "table": report.labelled_rows(summary),
+    }
 
 
 @login_required

@@ -45,6 +45,11 @@ def create(*args, **kwargs) -> Evaluation:
     return control.create(*args, enqueue_it=False, **kwargs)
 
 
+def seats_alone(kit) -> Evaluation:
+    """Each seat of the kit's panel alone, on the four items."""
+    return create(kit.user, dataset_of(kit.user), systems.parse(["seats"], kit.panel, kit.user))
+
+
 def evaluate(evaluation_id: int):
     return loop.run(harness.evaluate(evaluation_id))
 
@@ -55,9 +60,7 @@ def test_every_system_answers_every_item_and_the_report_pairs_them():
         kit.seats[0].default = Reply.stream(["Let me see.\n", "Answer: 4"])  # right on 1 of 4
         kit.seats[1].default = Reply.stream(["Answer: 112"])  # never right: 12 ≠ 112
         kit.seats[2].default = Reply.json(400, {"error": {"message": "model not found"}})
-        evaluation = create(
-            kit.user, dataset_of(kit.user), systems.parse(["seats"], kit.panel, kit.user)
-        )
+        evaluation = seats_alone(kit)
         assert evaluate(evaluation.pk) == Evaluation.Status.DONE
 
         evaluation.refresh_from_db()
@@ -102,9 +105,7 @@ def test_a_stopped_evaluation_keeps_what_finished_and_resumes_with_the_rest():
     kit = ScriptedPanel(seats=1)
     try:
         kit.seats[0].default = Reply.stream(["Answer: 4"], first_delay=0.3)
-        evaluation = create(
-            kit.user, dataset_of(kit.user), systems.parse(["seats"], kit.panel, kit.user)
-        )
+        evaluation = seats_alone(kit)
 
         async def stop_after_two():
             task = asyncio.create_task(harness.evaluate(evaluation.pk))
@@ -134,9 +135,7 @@ def test_a_second_runner_leaves_a_held_evaluation_alone():
     kit = ScriptedPanel(seats=1)
     try:
         kit.seats[0].default = Reply.stream(["Answer: 4"], first_delay=0.5)
-        evaluation = create(
-            kit.user, dataset_of(kit.user), systems.parse(["seats"], kit.panel, kit.user)
-        )
+        evaluation = seats_alone(kit)
 
         async def two_at_once():
             first = asyncio.create_task(harness.evaluate(evaluation.pk))
@@ -256,9 +255,7 @@ def test_the_best_single_model_is_chosen_on_the_items_all_of_them_answered():
         # 100% of what it answered, yet no better than seat 0 where both answered.
         kit.seats[1].enqueue(Reply.stream(["Answer: 4"]))
         kit.seats[1].default = Reply.json(400, {"error": {"message": "bad request"}})
-        evaluation = create(
-            kit.user, dataset_of(kit.user), systems.parse(["seats"], kit.panel, kit.user)
-        )
+        evaluation = seats_alone(kit)
         assert evaluate(evaluation.pk) == Evaluation.Status.DONE
         summary = report.summarise(evaluation)
         first, second = summary.rows

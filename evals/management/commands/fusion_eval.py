@@ -13,7 +13,6 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
 from chat.engine import loop
 from panels.models import CatalogModel, Panel
@@ -63,15 +62,10 @@ class Command(BaseCommand):
             evaluation = Evaluation.objects.filter(pk=opts["resume"], owner=owner).first()
             if evaluation is None:
                 raise CommandError(f"No evaluation {opts['resume']} of user {owner.username}.")
-            if evaluation.status in (Evaluation.Status.STOPPED, Evaluation.Status.FAILED):
-                try:
-                    with transaction.atomic():
-                        control.check_running(owner, besides=evaluation)
-                        Evaluation.objects.filter(pk=evaluation.pk).update(
-                            status=Evaluation.Status.QUEUED
-                        )
-                except control.Refused as exc:
-                    raise CommandError(str(exc)) from None
+            try:
+                control.resume(evaluation, enqueue_it=False)  # this process runs it
+            except control.Refused as exc:
+                raise CommandError(str(exc)) from None
         else:
             evaluation = self._create(owner, opts)
         self.stdout.write(

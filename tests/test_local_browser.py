@@ -50,7 +50,9 @@ MID_ANSWER = """() => {
 def test_reload_mid_answer_shows_what_arrived_and_continues(live_stack, page):
     sign_up(page, live_stack.url, "bob")
     page.select_option("#id_answerer", label=QWEN)
-    page.fill("#id_content", "Write a long story about a lighthouse keeper and a storm.")
+    # A long answer the coder model always writes (a story it sometimes refused in one
+    # short line, which then ended before any reload could catch it mid-stream).
+    page.fill("#id_content", "Count from 1 to 300, one number per line.")
     page.click(".composer button[type=submit]")
     page.wait_for_url("**/c/*/")
     live = page.locator(".answer .live-text")
@@ -60,7 +62,7 @@ def test_reload_mid_answer_shows_what_arrived_and_continues(live_stack, page):
         page.wait_for_function(MID_ANSWER)
         if live.count():
             break
-        page.fill("#id_content", f"Write another long story, number {attempt + 2}.")
+        page.fill("#id_content", f"Count from 1 to 300 again ({attempt + 2}), one per line.")
         page.click(".composer button[type=submit]")
         page.wait_for_function(f"() => document.querySelectorAll('.run').length === {attempt + 2}")
     else:

@@ -92,6 +92,8 @@ class Run(models.Model):
         JUDGE_UPSTREAM_ERROR = "judge_upstream_error"
         JUDGE_EMPTY = "judge_empty_completion"
         JUDGE_RUNAWAY = "judge_runaway"  # cut off: a loop, its deadline or its budget
+        # Its spend crossed the user's budget (limits/): stopped, answers so far kept.
+        BUDGET = "budget_exceeded"
 
     ACTIVE = (Status.QUEUED, Status.ROUTING, Status.PANEL, Status.JUDGING, Status.SYNTHESIZING)
 
@@ -303,6 +305,9 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Most this key may spend on the site's models in a calendar month; empty: only
+    # its owner's own budgets apply.
+    spend_limit_usd = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -10,9 +10,10 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from limits.admission import LimitReached
 from panels.models import Panel
 
-from .api.keys import create_key
+from .api.keys import TooManyKeys, create_key
 from .engine.runs import StopUnavailable, count_use, start_conversation, start_run, stop_run
 from .forms import MessageForm, NewConversationForm
 from .models import ApiKey, Conversation, Message, Run
@@ -56,26 +57,31 @@ def start(request):
     form = NewConversationForm(request.POST, user=request.user)
     if not form.is_valid():
         return render(request, "chat/home.html", {"form": form, **_sidebar(request)}, status=400)
-    message = start_conversation(
-        request.user, form.cleaned_data["answerer"], form.cleaned_data["content"], via="room"
-    )
+    try:
+        message = start_conversation(
+            request.user, form.cleaned_data["answerer"], form.cleaned_data["content"], via="room"
+        )
+    except LimitReached as refused:
+        form.add_error("content", refused.message)  # the text stays in the box
+        context = {"form": form, **_sidebar(request)}
+        return render(request, "chat/home.html", context, status=refused.status)
     return redirect(message.conversation)
 
 
 @require_GET
 @login_required
 def room(request, pk: int):
-    conversation = _conversation_for(request, pk)
-    return render(
-        request,
-        "chat/room.html",
-        {
-            "conversation": conversation,
-            "turns": _turns(conversation),
-            "form": MessageForm(),
-            **_sidebar(request),
-        },
-    )
+    return _room_page(request, _conversation_for(request, pk), MessageForm())
+
+
+def _room_page(request, conversation: Conversation, form: MessageForm, status: int = 200):
+    context = {
+        "conversation": conversation,
+        "turns": _turns(conversation),
+        "form": form,
+        **_sidebar(request),
+    }
+    return render(request, "chat/room.html", context, status=status)
 
 
 @require_POST
@@ -86,18 +92,21 @@ def send(request, pk: int):
     if not form.is_valid():
         if _wants_json(request):
             return JsonResponse({"error": form.errors["content"][0]}, status=400)
-        context = {
-            "conversation": conversation,
-            "turns": _turns(conversation),
-            "form": form,
-            **_sidebar(request),
-        }
-        return render(request, "chat/room.html", context, status=400)
-    with transaction.atomic():
-        # Lock the room: two sends at once must not both pass the check below.
-        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
-        live = Run.objects.filter(message__conversation=conversation, status__in=Run.ACTIVE)
-        message = None if live.exists() else start_run(conversation, form.cleaned_data["content"])
+        return _room_page(request, conversation, form, status=400)
+    try:
+        with transaction.atomic():
+            # Lock the room: two sends at once must not both pass the check below.
+            Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+            live = Run.objects.filter(message__conversation=conversation, status__in=Run.ACTIVE)
+            content = form.cleaned_data["content"]
+            message = None if live.exists() else start_run(conversation, content)
+    except LimitReached as refused:
+        if _wants_json(request):
+            return JsonResponse(
+                {"error": refused.message, "code": refused.code}, status=refused.status
+            )
+        form.add_error("content", refused.message)  # the text stays in the box
+        return _room_page(request, conversation, form, status=refused.status)
     if message is None:
         # One answer at a time: the next turn's seats must see this one's answer.
         error = "Wait for the current answer, or stop it, before sending another message."
@@ -181,7 +190,11 @@ def use_panel(request, slug: str):
 def api_key_create(request):
     """Make an API key and show it, once: only its hash is kept."""
     name = " ".join(request.POST.get("name", "").split())[:80] or "API key"
-    record, key = create_key(request.user, name)
+    try:
+        record, key = create_key(request.user, name)
+    except TooManyKeys as refused:
+        messages.error(request, str(refused))
+        return redirect("panels:api_keys")
     return render(request, "chat/api_key_created.html", {"record": record, "key": key})
 
 

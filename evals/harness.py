@@ -29,6 +29,7 @@ from chat.engine import live, pipeline, runstate
 from chat.engine.db import database_thread, in_db
 from chat.engine.runs import create_run
 from chat.models import Answer, Conversation, Run
+from limits.admission import LimitReached
 
 from . import grading
 from .models import DatasetItem, Evaluation, Result, System
@@ -202,7 +203,7 @@ def _save(evaluation: Evaluation, system: System, item: DatasetItem, fields: dic
         log.info("result of %s on %s exists", system.pk, item.pk)
 
 
-def _finish(evaluation_id: int, stopped: bool, busy_s: float) -> str:
+def _finish(evaluation_id: int, stopped: bool, busy_s: float, why: str = "") -> str:
     evaluation = Evaluation.objects.get(pk=evaluation_id)
     evaluation.busy_s = busy_s
     left = len(_pending(evaluation))
@@ -212,6 +213,8 @@ def _finish(evaluation_id: int, stopped: bool, busy_s: float) -> str:
     elif stopped:
         evaluation.status = Evaluation.Status.STOPPED
         evaluation.detail = f"Stopped with {left} of {evaluation.total} left; resume to finish."
+        if why:
+            evaluation.detail = f"{why} {evaluation.detail}"
     else:  # its lease was lost: another start will take over
         evaluation.detail = f"Interrupted with {left} of {evaluation.total} left."
     evaluation.save(update_fields=["status", "detail", "finished_at", "busy_s"])
@@ -227,6 +230,7 @@ class _Runner:
         self.lost = False
         self.in_flight: set[int] = set()
         self.started = time.monotonic()
+        self.refused = ""  # why the owner's limits stopped it (their budget, say)
 
     async def ask_grader(self, question: str) -> str:
         """A rubric's grader, asked through the pipeline like any system."""
@@ -241,7 +245,12 @@ class _Runner:
         return reply
 
     async def _run(self, config: dict, question: str) -> tuple[Run, str]:
-        run_id = await in_db(_new_run, self.evaluation, config, question)
+        try:
+            run_id = await in_db(_new_run, self.evaluation, config, question)
+        except LimitReached as refused:
+            # An evaluation pays like any run: out of budget, it stops, resumable.
+            self.stopping, self.refused = True, refused.message
+            raise _Cancelled from None
         self.in_flight.add(run_id)
         try:
             await pipeline.execute(run_id)
@@ -252,7 +261,10 @@ class _Runner:
     async def one(self, system: System, item: DatasetItem) -> None:
         """Ask, grade, save one row. An error is saved as an error, never as wrong."""
         kind = self.evaluation.dataset.kind
-        run, reply = await self._run(system.config, grading.question_for(kind, item.data))
+        try:
+            run, reply = await self._run(system.config, grading.question_for(kind, item.data))
+        except _Cancelled:
+            return
         if self.stopping and run.status == Run.Status.CANCELLED:
             return  # not a result: the pair is done again on resume
         fields = await in_db(_usage, run)
@@ -360,7 +372,11 @@ async def _evaluate(evaluation_id, lease, redis, on_progress) -> str | None:
         with contextlib.suppress(asyncio.CancelledError):
             await beating
         status = await in_db(
-            _finish, evaluation_id, runner.stopping and not runner.lost, runner.busy_s()
+            _finish,
+            evaluation_id,
+            runner.stopping and not runner.lost,
+            runner.busy_s(),
+            runner.refused,
         )
     return status
 

@@ -6,6 +6,8 @@ from django.contrib.auth.forms import UserCreationForm
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from limits.summary import spend_summary
+
 
 @require_http_methods(["GET", "POST"])
 def signup(request):
@@ -25,5 +27,8 @@ def account(request):
     return render(
         request,
         "registration/account.html",
-        {"conversation_count": request.user.conversations.filter(hidden=False).count()},
+        {
+            "conversation_count": request.user.conversations.filter(hidden=False).count(),
+            **spend_summary(request.user),
+        },
     )

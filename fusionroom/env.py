@@ -5,6 +5,7 @@ accepts, so a typo stops start-up with a message instead of a strange default.
 """
 
 import os
+from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -73,3 +74,20 @@ def env_origins(name: str) -> list[str]:
                 f"{name} entry {origin!r} needs a scheme, e.g. https://{origin}"
             )
     return origins
+
+
+def env_usd(name: str, default: str) -> Decimal | None:
+    """An amount in US dollars ("5", "0.25"), or None for "no limit" ("" or "none")."""
+    raw = os.environ.get(name, default).strip()
+    if raw.lower() in {"", "none"}:
+        return None
+    try:
+        value = Decimal(raw.removeprefix("$"))
+    except InvalidOperation:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not an amount in dollars; write e.g. 5 or 0.25, "
+            "or none for no limit."
+        ) from None
+    if not value.is_finite() or value < 0:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be zero or more dollars.")
+    return value

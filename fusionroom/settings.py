@@ -6,7 +6,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_origins, env_str, env_url
+from .env import env_bool, env_int, env_list, env_origins, env_str, env_url, env_usd
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "panels",
     "chat",
     "evals",
+    "limits",
 ]
 
 MIDDLEWARE = [
@@ -300,8 +301,28 @@ FUSION_MAX_DEPTH = env_int("FUSION_MAX_DEPTH", 2, minimum=1, maximum=10)
 # What `model: "fusion"` means.
 API_DEFAULT_PANEL = env_str("API_DEFAULT_PANEL", "local")
 
-# Limits a person meets in the chat.
+# What one user may consume (limits/): the defaults for everyone. An administrator
+# changes them for everyone, or for one user, in the admin (Limits); these apply
+# where the admin sets nothing. Every door — room, API, MCP, command — meets them
+# in the one place a run starts (chat/engine/runs.py).
 MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 32_000, minimum=100)
+RUNS_PER_MINUTE = env_int("RUNS_PER_MINUTE", 20, minimum=1)
+# Runs of one user answering at once. It is also each user's share of a worker:
+# a worker holds WORKER_CONCURRENCY runs, and no user holds more than this many.
+CONCURRENT_RUNS = env_int("CONCURRENT_RUNS", 3, minimum=1)
+API_KEYS_PER_USER = env_int("API_KEYS_PER_USER", 10, minimum=1)
+# Spend caps in USD on the site's own providers (a user's own keys are theirs to
+# spend). A run is refused when its estimate is over RUN_BUDGET_USD, and stopped,
+# its answers so far kept, when its real spend crosses what is left.
+RUN_BUDGET_USD = env_usd("RUN_BUDGET_USD", "1")
+DAILY_BUDGET_USD = env_usd("DAILY_BUDGET_USD", "5")
+MONTHLY_BUDGET_USD = env_usd("MONTHLY_BUDGET_USD", "50")
+# A call whose price is unknown is counted at the catalog's most expensive prices;
+# with no priced model in the catalog, at these (USD per million tokens, in/out).
+UNKNOWN_PRICE_PER_M = (
+    env_usd("UNKNOWN_INPUT_PRICE_PER_M", "15"),
+    env_usd("UNKNOWN_OUTPUT_PRICE_PER_M", "75"),
+)
 
 # The bundled local models (panels/local_models.py). Each model gets its own
 # llama.cpp server process on LOCAL_MODELS_PORT + its index.

@@ -6,6 +6,7 @@ answers 150 to `max_tokens` tokens; the judge reads every answer and writes 300 
 800; the synthesizer reads the answers and the analysis and writes 200 to 800.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -25,6 +26,8 @@ class Line:
     model: str
     low: Decimal | None
     high: Decimal | None
+    # The catalog entry priced, when it still exists (budgets ask whose it is).
+    catalog_model: CatalogModel | None = None
 
 
 def call_cost(model: CatalogModel | None, tokens_in: int, tokens_out: int) -> Decimal | None:
@@ -34,44 +37,85 @@ def call_cost(model: CatalogModel | None, tokens_in: int, tokens_out: int) -> De
     return prices[0] * tokens_in + prices[1] * tokens_out
 
 
+PriceOf = Callable[[CatalogModel | None], tuple[Decimal, Decimal] | None]
+
+
+def _catalog_price(model: CatalogModel | None) -> tuple[Decimal, Decimal] | None:
+    return model.price_per_token() if model else None
+
+
+def _cost(prices: tuple[Decimal, Decimal] | None, tokens_in: int, tokens_out: int):
+    return None if prices is None else prices[0] * tokens_in + prices[1] * tokens_out
+
+
 def estimate(panel: Panel, prompt: str = "") -> dict:
+    """The builder's estimate of one run of `panel` (the panel page shows it)."""
+    return estimate_config(panel.snapshot(), prompt)
+
+
+def estimate_config(config: dict, prompt: str = "", prices: PriceOf | None = None) -> dict:
+    """The estimate of one run of a frozen configuration (Panel.snapshot or a
+    single model's): what the panel page shows, and what budgets check. `prices`
+    says what a model costs a token (budgets count only the site's providers, and
+    an unknown price as the dearest); by default, its catalog price."""
+    price_of = prices or _catalog_price
     question = max(1, len(prompt) // 4) if prompt else TYPICAL_QUESTION_TOKENS
-    seats = list(panel.seats.select_related("model__provider").order_by("position"))
+    seats = config.get("seats", [])
+    refs = [seat.get("model") for seat in seats]
+    refs += [config.get("judge"), config.get("synthesizer")]
+    models = CatalogModel.objects.select_related("provider").in_bulk(
+        [ref["catalog_id"] for ref in refs if ref]
+    )
+
+    def model_of(ref: dict | None) -> CatalogModel | None:
+        return models.get(ref["catalog_id"]) if ref else None
+
+    def name_of(ref: dict | None, missing: str) -> str:
+        model = model_of(ref)
+        return model.display_name if model else (ref or {}).get("name", missing)
+
     lines: list[Line] = []
     answers_low = answers_high = 0
-    for seat in seats:
-        top = seat.max_tokens or settings.DEFAULT_MAX_TOKENS
+    for position, seat in enumerate(seats):
+        top = seat.get("max_tokens") or settings.DEFAULT_MAX_TOKENS
         low_out, high_out = min(150, top), top
         answers_low, answers_high = answers_low + low_out, answers_high + high_out
         tokens_in = question + PROMPT_OVERHEAD
+        model = model_of(seat.get("model"))
         lines.append(
             Line(
-                f"Seat {seat.position + 1}",
-                seat.model.display_name if seat.model else "(removed model)",
-                call_cost(seat.model, tokens_in, low_out),
-                call_cost(seat.model, tokens_in, high_out),
+                f"Seat {position + 1}",
+                name_of(seat.get("model"), "(removed model)"),
+                _cost(price_of(model), tokens_in, low_out),
+                _cost(price_of(model), tokens_in, high_out),
+                model,
             )
         )
     judge_in = (
         question + PROMPT_OVERHEAD * 4 + answers_low,
         question + PROMPT_OVERHEAD * 4 + answers_high,
     )
-    lines.append(
-        Line(
-            "Judge",
-            panel.judge.display_name if panel.judge else "none",
-            call_cost(panel.judge, judge_in[0], JUDGE_OUT[0]),
-            call_cost(panel.judge, judge_in[1], JUDGE_OUT[1]),
+    if judge := config.get("judge"):
+        model = model_of(judge)
+        lines.append(
+            Line(
+                "Judge",
+                name_of(judge, "(removed model)"),
+                _cost(price_of(model), judge_in[0], JUDGE_OUT[0]),
+                _cost(price_of(model), judge_in[1], JUDGE_OUT[1]),
+                model,
+            )
         )
-    )
-    if not panel.judge_drafts:
-        synth = panel.synthesizer or panel.judge
+    synth = config.get("synthesizer")
+    if judge and synth and not config.get("judge_drafts"):
+        model = model_of(synth)
         lines.append(
             Line(
                 "Synthesis",
-                synth.display_name if synth else "none",
-                call_cost(synth, judge_in[0] + JUDGE_OUT[0], SYNTH_OUT[0]),
-                call_cost(synth, judge_in[1] + JUDGE_OUT[1], SYNTH_OUT[1]),
+                name_of(synth, "(removed model)"),
+                _cost(price_of(model), judge_in[0] + JUDGE_OUT[0], SYNTH_OUT[0]),
+                _cost(price_of(model), judge_in[1] + JUDGE_OUT[1], SYNTH_OUT[1]),
+                model,
             )
         )
     known = all(line.low is not None for line in lines)

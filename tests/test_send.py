@@ -61,9 +61,10 @@ def test_empty_message_is_refused_with_a_reason(client, alice, room):
 def test_huge_message_is_refused_with_the_limit(client, alice, room):
     client.force_login(alice)
     response = client.post(reverse("chat:send", args=[room.pk]), {"content": "x" * 100_000})
-    assert response.status_code == 400
+    assert response.status_code == 413
     body = response.content.decode()
-    assert "100,000 characters long; the limit is 32,000" in body
+    assert "The message is 100,000 characters; the limit is 32,000" in body
+    assert "x" * 1000 in body  # what was typed stays in the box
     assert not Message.objects.exists()
 
 

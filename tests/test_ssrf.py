@@ -211,10 +211,11 @@ def test_form_validation_reports_names_that_do_not_resolve():
         validate_public_base_url("https://bad..name/v1")
 
 
-async def test_pin_replaces_a_name_with_the_address_it_resolved_to(monkeypatch):
+async def test_pin_replaces_a_name_with_the_address_it_resolved_to(monkeypatch, settings):
     """The name is resolved for real (localhost); only the policy is relaxed, to see
     the rewrite a public name would get."""
     monkeypatch.setattr(netguard, "is_public_address", lambda ip: True)
+    settings.ALLOWED_HOSTS = ["fusion.example.com"]  # localhost is not this site here
     target = await pin("https://localhost:8443/v1?x=1")
     address = target.url.removeprefix("https://").split("/")[0].rsplit(":", 1)[0]
     assert ipaddress.ip_address(address.strip("[]")).is_loopback
@@ -266,9 +267,12 @@ async def test_site_wide_endpoint_reaches_the_same_server(server):
     assert len(server.requests) == 1
 
 
-async def test_a_pinned_call_connects_to_the_address_and_sends_the_name(server, monkeypatch):
+async def test_a_pinned_call_connects_to_the_address_and_sends_the_name(
+    server, monkeypatch, settings
+):
     """End to end through a name: the connection goes to the checked address and
     the Host header still carries the name (policy relaxed, resolution real)."""
+    settings.ALLOWED_HOSTS = ["fusion.example.com"]
     first = socket.getaddrinfo("localhost", server.port, type=socket.SOCK_STREAM)[0][4][0]
     if first != "127.0.0.1":
         pytest.skip(f"localhost resolves to {first} first; the server listens on 127.0.0.1")
@@ -286,3 +290,25 @@ async def test_refusal_names_an_ipv4_mapped_address_readably():
     with pytest.raises(ProviderError) as caught:
         await pin("http://[::ffff:127.0.0.1]/v1")
     assert caught.value.message.startswith("::ffff:127.0.0.1 is not a public address")
+
+
+def test_a_base_url_naming_this_site_is_refused(settings):
+    """A user's provider aimed at this site's own /v1 would turn each message into
+    nested runs on the site's keys: refused by name, by a wildcard, and by address."""
+    settings.ALLOWED_HOSTS = ["fusion.example.com", ".example.org", "8.8.8.8"]
+    for url in (
+        "https://fusion.example.com/v1",
+        "https://FUSION.example.com./v1",
+        "https://api.example.org/v1",
+        "http://8.8.8.8/v1",
+    ):
+        with pytest.raises(ValueError, match="this Fusion Room site itself"):
+            validate_public_base_url(url)
+
+
+async def test_a_call_to_this_site_by_address_is_refused_before_connecting(settings):
+    settings.ALLOWED_HOSTS = ["8.8.4.4"]
+    with pytest.raises(ProviderError, match="this Fusion Room site itself") as caught:
+        await pin("https://8.8.4.4/v1")
+    assert caught.value.kind == ErrorKind.REFUSED_URL
+    assert not caught.value.retryable

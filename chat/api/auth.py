@@ -49,8 +49,8 @@ def check_rate(record: ApiKey) -> None:
     if wait is not None:
         raise Refused(
             429,
-            f"Rate limit of {settings.API_RATE_LIMIT_PER_MINUTE} requests a minute reached "
-            "for this key.",
+            f"Rate limit of {settings.API_RATE_LIMIT_PER_MINUTE} requests a minute reached; "
+            "it counts every API key of yours together.",
             "rate_limit_exceeded",
             type="rate_limit_error",
             headers={"Retry-After": str(int(wait) + 1)},

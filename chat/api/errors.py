@@ -11,9 +11,12 @@ def error(
     param: str | None = None,
     code: str | None = None,
     headers: dict | None = None,
+    more: dict | None = None,
     **extra,
 ) -> JsonResponse:
-    body = {"error": {"message": message, "type": type, "param": param, "code": code}, **extra}
+    """`more` adds fields to the error object; `extra`, beside it."""
+    failure = {"message": message, "type": type, "param": param, "code": code, **(more or {})}
+    body = {"error": failure, **extra}
     response = JsonResponse(body, status=status)
     for name, value in (headers or {}).items():
         response[name] = value
@@ -27,3 +30,21 @@ class BadRequest(Exception):
 
     def response(self) -> JsonResponse:
         return error(400, self.message, param=self.param)
+
+
+# A refused run's code, as OpenAI's error types name it.
+_LIMIT_TYPES = {402: "insufficient_quota", 429: "rate_limit_error", 413: "invalid_request_error"}
+
+
+def limit_error(refused) -> JsonResponse:
+    """A run refused by the user's limits (limits.admission.LimitReached), with its
+    numbers: `error.limit` holds the budget, what is spent and when it renews."""
+    headers = {"Retry-After": str(refused.retry_after)} if refused.retry_after else None
+    return error(
+        refused.status,
+        refused.message,
+        type=_LIMIT_TYPES.get(refused.status, "invalid_request_error"),
+        code=refused.code,
+        headers=headers,
+        more={"limit": refused.numbers} if refused.numbers else None,
+    )

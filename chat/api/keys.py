@@ -8,12 +8,25 @@ from django.conf import settings
 from django.utils import timezone
 
 from chat.models import ApiKey
+from limits.effective import limits_for
 
 KEY_START = "fr-"
 
 
+class TooManyKeys(Exception):
+    pass
+
+
 def create_key(user, name: str) -> tuple[ApiKey, str]:
-    """Returns the record and the key itself, which is never stored nor shown again."""
+    """Returns the record and the key itself, which is never stored nor shown again.
+    TooManyKeys when the user has as many active keys as they may."""
+    allowed = limits_for(user).api_keys
+    active = ApiKey.objects.filter(user=user, revoked_at__isnull=True).count()
+    if active >= allowed:
+        raise TooManyKeys(
+            f"You have {active} active API keys, the most allowed ({allowed}). "
+            "Revoke one you no longer use, then make a new one."
+        )
     prefix = secrets.token_hex(4)
     key = f"{KEY_START}{prefix}-{secrets.token_urlsafe(32)}"
     record = ApiKey.objects.create(user=user, name=name, prefix=prefix, key_hash=_hash(key))
@@ -39,10 +52,11 @@ def find(key: str) -> ApiKey | None:
 
 
 def over_limit(redis_client, record: ApiKey) -> float | None:
-    """Seconds to wait when this key made too many requests in its current window,
-    else None. A window opens with a key's first request and lasts a minute (not a
-    wall-clock minute, whose boundary would let a burst through twice)."""
-    key = f"fr:ratelimit:{record.pk}"
+    """Seconds to wait when this key's owner made too many requests in their current
+    window, else None. The limit is the user's, shared by all their keys (a second
+    key is no way around it). A window opens with the first request and lasts a
+    minute (not a wall-clock minute, whose boundary would let a burst through twice)."""
+    key = f"fr:ratelimit:user:{record.user_id}"
     with redis_client.pipeline() as pipe:
         pipe.set(key, 0, ex=60, nx=True)  # opens the window (any Redis version)
         pipe.incr(key)  # keeps the window's expiry

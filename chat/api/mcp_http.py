@@ -15,11 +15,46 @@ from . import auth
 from .mcp_server import server
 
 
-def _key_user(header: str) -> int | auth.Refused:
+def _key_of(header: str) -> tuple[int, int] | auth.Refused:
+    """(user id, key id) of an accepted request, counted against its owner's rate."""
     try:
-        return auth.caller(header).user_id
+        record = auth.caller(header)
     except auth.Refused as refused:
         return refused
+    return record.user_id, record.pk
+
+
+async def _refuse(send, status: int, message: str, code: str, headers: dict | None = None):
+    body = json.dumps({"error": message, "code": code})
+    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *extra],
+        }
+    )
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+def _capped(receive, limit: int):
+    """The request body, refused past `limit` bytes whatever Content-Length said."""
+    seen = 0
+
+    async def receive_capped():
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge
+        return message
+
+    return receive_capped
+
+
+class BodyTooLarge(Exception):
+    pass
 
 
 class McpHttpApp:
@@ -51,19 +86,19 @@ class McpHttpApp:
 
     async def __call__(self, scope, receive, send):
         headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
-        user_id = await database_sync_to_async(_key_user)(headers.get("authorization", ""))
-        if isinstance(user_id, auth.Refused):
-            body = json.dumps({"error": user_id.message, "code": user_id.code})
-            extra = [(k.lower().encode(), v.encode()) for k, v in user_id.headers.items()]
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": user_id.status,
-                    "headers": [(b"content-type", b"application/json"), *extra],
-                }
-            )
-            await send({"type": "http.response.body", "body": body.encode()})
+        limit = settings.API_MAX_BODY_BYTES
+        length = headers.get("content-length", "0")
+        if length.isdigit() and int(length) > limit:
+            await _refuse(send, 413, f"The body is over {limit:,} bytes, the limit.", "too_large")
+            return
+        found = await database_sync_to_async(_key_of)(headers.get("authorization", ""))
+        if isinstance(found, auth.Refused):
+            await _refuse(send, found.status, found.message, found.code, found.headers)
             return
         await self._start()
-        scope = {**scope, "state": {**scope.get("state", {}), "fusion_user_id": user_id}}
-        await self.app(scope, receive, send)
+        user_id, key_id = found
+        state = {**scope.get("state", {}), "fusion_user_id": user_id, "fusion_key_id": key_id}
+        try:
+            await self.app({**scope, "state": state}, _capped(receive, limit), send)
+        except BodyTooLarge:
+            await _refuse(send, 413, f"The body is over {limit:,} bytes, the limit.", "too_large")

@@ -18,6 +18,7 @@ from chat.engine.db import in_db
 from chat.engine.runs import start_conversation
 from chat.models import Run
 from fusionroom import storable
+from limits.admission import LimitReached
 
 from . import auth
 from .follow import final_text
@@ -31,25 +32,31 @@ WAIT_S = 600
 
 
 def _user_of(ctx: Context | None):
-    """Over HTTP the request's API key was checked by `mcp_http`; over stdio the key
-    comes from FUSIONROOM_API_KEY."""
+    return _caller_of(ctx)[0]
+
+
+def _caller_of(ctx: Context | None) -> tuple:
+    """(user, API key id). Over HTTP the request's API key was checked by `mcp_http`;
+    over stdio the key comes from FUSIONROOM_API_KEY."""
     request = None
     if ctx is not None:
         try:
             request = ctx.request_context.request
         except ValueError:
             request = None
-    user_id = getattr(getattr(request, "state", None), "fusion_user_id", None)
+    state = getattr(request, "state", None)
+    user_id = getattr(state, "fusion_user_id", None)
     if user_id is not None:
         from django.contrib.auth import get_user_model
 
-        return get_user_model().objects.get(pk=user_id)
-    return _owner()
+        return get_user_model().objects.get(pk=user_id), getattr(state, "fusion_key_id", None)
+    record = _key()
+    return record.user, record.pk
 
 
-def _owner():
+def _key():
     try:
-        return auth.key_from_value(os.environ.get("FUSIONROOM_API_KEY", "")).user
+        return auth.key_from_value(os.environ.get("FUSIONROOM_API_KEY", ""))
     except auth.Refused:
         # ToolError: its words reach the calling agent (other errors are hidden).
         raise ToolError(
@@ -66,13 +73,18 @@ def _panels(user) -> list[dict]:
     ]
 
 
-def _start(user, question: str, slug: str) -> tuple[int, str]:
+def _start(caller: tuple, question: str, slug: str) -> tuple[int, str]:
+    user, key_id = caller
+    extra = {"api_key": key_id}
     from panels.models import Panel
 
     panel = Panel.objects.reachable_by(user).filter(slug=slug).first()
     if panel is None:
         raise ToolError(f"No panel {slug!r}; list_panels shows the ones you can use.")
-    message = start_conversation(user, panel, question, via="mcp")
+    try:
+        message = start_conversation(user, panel, question, via="mcp", extra=extra)
+    except LimitReached as refused:
+        raise ToolError(refused.message) from None
     return message.run.pk, message.conversation.group_name
 
 
@@ -100,8 +112,8 @@ async def fusion(question: str, ctx: Context, panel: str = "local") -> str:
     for name, value in (("question", question), ("panel", panel)):
         if found := storable.problem(value):
             raise ToolError(f"The {name} {found}.")
-    user = await in_db(_user_of, ctx)
-    run_id, group = await in_db(_start, user, question.strip(), panel)
+    caller = await in_db(_caller_of, ctx)
+    run_id, group = await in_db(_start, caller, question.strip(), panel)
     try:
         async with asyncio.timeout(WAIT_S):
             # Followed like an API call: the run's events, the database as the last word.

@@ -18,11 +18,12 @@ from chat.engine import events
 from chat.engine.db import in_db
 from chat.engine.runs import start_conversation, stop_run
 from chat.models import Answer, Run
+from limits.admission import LimitReached
 from panels.models import Panel
 from panels.providers.base import DEPTH_HEADER
 
 from . import auth
-from .errors import BadRequest, error
+from .errors import BadRequest, error, limit_error
 from .follow import final_text
 from .openapi import SPEC
 from .request import CompletionRequest, parse
@@ -109,6 +110,7 @@ def _check(request):
 
 def _start(record, completion: CompletionRequest, panel: Panel, depth: int) -> tuple[int, str]:
     extra = {
+        "api_key": record.pk,  # its budget, and its owner's, pay for this run
         "conversation": completion.messages,
         "depth": depth,
         "synthesizer_temperature": completion.temperature,
@@ -167,19 +169,20 @@ async def chat_completions(request):
     record, completion, panel, depth = checked
     run_holder: dict = {}
     subscribed = asyncio.Event()
-
-    async def begin():
+    try:
+        # Started before the response, so that a refusal is an HTTP error, not a
+        # stream that opens with 200 and then fails.
         run_holder["id"], run_holder["group"] = await in_db(
             _start, record, completion, panel, depth
         )
-
+    except LimitReached as refused:
+        return limit_error(refused)
     if completion.stream:
         return StreamingHttpResponse(
-            _sse(completion, begin, run_holder, subscribed),
+            _sse(completion, run_holder, subscribed),
             content_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    await begin()
     try:
         async for _ in final_text(run_holder["id"], run_holder["group"], subscribed):
             pass
@@ -203,9 +206,8 @@ def _chunk(run_id: int, model: str, delta: dict, finish: str | None = None, **ex
     return f"data: {json.dumps(body)}\n\n"
 
 
-async def _sse(completion: CompletionRequest, begin, run_holder: dict, subscribed):
+async def _sse(completion: CompletionRequest, run_holder: dict, subscribed):
     yield ": fusion panel working\n\n"  # a keep-alive comment before the panel answers
-    await begin()
     run_id, model = run_holder["id"], completion.model
     first = True
     finished = False

@@ -15,13 +15,16 @@ from decimal import Decimal
 from channels.layers import get_channel_layer
 
 from chat.models import Answer, Run
+from limits import spend
 from panels import calls
 from panels.calls import CallLimits, CallResult, Target
 from panels.cooldown import Cooldowns
 from panels.pricing import Cost
 from panels.providers import ChatMessage, ChatRequest, ErrorKind, ProviderError, ToolCall, Usage
+from panels.providers.tokens import estimate_tokens
 
 from . import events, live, prompts
+from .budget import RunBudget, Streaming
 from .db import in_db
 from .loop import is_shared_loop, make_http_client, shared_clients
 from .tools import registry
@@ -53,6 +56,9 @@ class RunContext:
         self.running: dict[int, asyncio.Task] = {}
         self.late: set[int] = set()
         self.cancelled = False
+        self.budget = RunBudget.of(run.config)
+        self.over_budget = ""  # the words the run ends with when its budget stopped it
+        self._dearest: tuple[Decimal, Decimal] | None = None
         # Answers after the seats (router, judge, synthesis…) take the next places.
         self._next_position = len(run.config.get("seats", []))
 
@@ -81,6 +87,20 @@ class RunContext:
         self.cancelled = True
         for task in self.running.values():
             task.cancel()
+
+    def check_budget(self) -> None:
+        """Stop every call, keeping what they said, once the spend crosses the budget."""
+        if not self.over_budget and (detail := self.budget.crossed()):
+            self.over_budget = detail
+            self.cancel_all()
+
+    async def prices_of(self, target: Target) -> tuple[Decimal, Decimal]:
+        """A token's price on a budget: an unknown price is the catalog's dearest."""
+        if target.prices is not None:
+            return target.prices
+        if self._dearest is None:
+            self._dearest = await in_db(spend.dearest_prices)
+        return self._dearest
 
     async def aclose(self) -> None:
         if self.owns_clients:
@@ -231,7 +251,17 @@ async def run_answer(
     answer.status = Answer.Status.STREAMING
     await ctx.announce(events.answer_started(answer))
 
+    first = targets[0] if targets else None
+    site_wide = not (first and first.endpoint.public_only)
+    streaming = None
+    if ctx.budget.watched and site_wide and first is not None:
+        prompt = "".join(m.content for m in request.messages)
+        streaming = Streaming(await ctx.prices_of(first), estimate_tokens(prompt))
+        ctx.budget.streaming[answer.pk] = streaming
+
     async def flush(text: str) -> None:
+        if streaming is not None:
+            ctx.check_budget()
         # Redis holds only the live copy (the call keeps every part): a failure
         # here costs the live view, never the answer.
         try:
@@ -242,6 +272,8 @@ async def run_answer(
         await ctx.announce(events.answer_delta(answer, seq, text))
 
     async def on_text(text: str) -> None:
+        if streaming is not None:
+            streaming.deltas += 1
         coalescer.push(text)
 
     coalescer = live.Coalescer(flush, FLUSH_INTERVAL_S)
@@ -305,13 +337,7 @@ async def run_answer(
         ctx.running.pop(answer.pk, None)
         with contextlib.suppress(Exception):
             await coalescer.close()
-        first = targets[0] if targets else None
-        record(
-            answer,
-            total,
-            local=bool(first and _is_local(first)),
-            site_wide=not (first and first.endpoint.public_only),
-        )
+        record(answer, total, local=bool(first and _is_local(first)), site_wide=site_wide)
         tool_cost = sum((Decimal(step["cost"]) for step in answer.tool_steps), Decimal(0))
         if tool_cost and answer.cost_usd is not None:
             answer.cost_usd += tool_cost  # search APIs that charge count in the run
@@ -321,8 +347,22 @@ async def run_answer(
         with contextlib.suppress(Exception):
             _, last_seq = await live.live_state(ctx.redis, answer.pk)
         await in_db(answer.save)
+        if site_wide:
+            await _charge(ctx, answer)
         await ctx.announce(events.answer_ended(answer, last_seq))
     return total
+
+
+async def _charge(ctx: RunContext, answer: Answer) -> None:
+    """Count a finished call on the site's providers into the ledger and the run."""
+    try:
+        charged = await in_db(spend.charge, ctx.run, answer)
+    except Exception:  # the answer is saved; a lost ledger row must not lose it
+        log.exception("could not record the spend of answer %s", answer.pk)
+        return
+    ctx.budget.streaming.pop(answer.pk, None)
+    ctx.budget.spent += charged
+    ctx.check_budget()
 
 
 def _is_local(target: Target) -> bool:

@@ -18,6 +18,7 @@ from . import events, runstate, stages
 from .answer import RunContext
 from .db import database_thread, in_db
 from .strategies import strategy_for
+from .strategies.common import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ async def _execute_run(run_id: int) -> None:
     try:
         await ctx.announce(events.run_started(run, seats))
         outcome = await strategy_for(run.config)(ctx, seats)
+        if ctx.over_budget and outcome.status != Run.Status.DONE:
+            outcome = Outcome(Run.Status.FAILED, Run.Failure.BUDGET, ctx.over_budget)
         await stages.end(ctx, outcome.status, outcome.reason, outcome.detail)
     finally:
         watcher.cancel()

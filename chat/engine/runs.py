@@ -2,7 +2,8 @@
 
 Every entry point — the chatroom, the API, the MCP server and the `fusion`
 command — starts a conversation through `start_conversation` and a later turn
-through `start_run`, so a run's rows look the same whoever asked.
+through `start_run`, so a run's rows look the same whoever asked, and every one
+meets the same limits (a refusal raises admission.LimitReached, saving nothing).
 """
 
 import logging
@@ -11,11 +12,13 @@ import redis
 from asgiref.sync import async_to_sync
 from celery import current_app
 from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from chat.models import Answer, Conversation, Message, Run
+from limits import admission
 from panels.models import CatalogModel, Panel, solo_snapshot
 
 from . import events, live, runstate
@@ -65,9 +68,20 @@ def start_run(conversation: Conversation, content: str, extra: dict | None = Non
 
 def create_run(conversation: Conversation, content: str, extra: dict | None = None) -> Message:
     """The rows of a new turn: message, run (with the frozen configuration), and one
-    queued answer per seat. Nothing is enqueued."""
+    queued answer per seat. Nothing is enqueued. The user's limits are checked
+    first (limits/admission.py): a refused run raises LimitReached and saves nothing."""
     config = run_config(conversation) | (extra or {})
+    owner = conversation.owner
     with transaction.atomic():
+        # One start at a time per user, so two at once cannot both pass the
+        # runs-at-once check (PostgreSQL; SQLite serialises writes anyway).
+        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+        admission.reachable(owner, config)
+        budget = admission.admit(
+            owner, config, content, via=config.get("via", "room"), api_key_id=config.get("api_key")
+        )
+        if budget is not None:
+            config["budget"] = budget
         message = Message.objects.create(conversation=conversation, content=content)
         if not conversation.title:
             conversation.title = _title_from(content)

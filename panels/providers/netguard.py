@@ -7,9 +7,11 @@ between check and connect (DNS rebinding) cannot slip a private address through.
 """
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import socket
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -134,6 +136,50 @@ def _does_not_resolve(host: str, detail: object) -> str:
     return f"{host} does not resolve ({detail}): check the host name in the base URL"
 
 
+# --- this site itself ----------------------------------------------------------------
+# A user's provider aimed at this site's own /v1 turns one message into nested runs
+# (1 + 8 + 64 …), all on the site's keys. The depth header stops the recursion; this
+# refuses the loop at its start. "This site" is every name in ALLOWED_HOSTS and every
+# address those names resolve to (looked up at most every few minutes).
+_SITE_TTL_S = 300.0
+_site_cache: dict[tuple[str, ...], tuple[float, frozenset[str]]] = {}
+
+
+def _site_names() -> list[str]:
+    from django.conf import settings
+
+    return [h.lower().rstrip(".") for h in settings.ALLOWED_HOSTS if h and h != "*"]
+
+
+def site_addresses() -> frozenset[str]:
+    """The addresses this site answers on, as far as its own host names say."""
+    names = tuple(_site_names())
+    now = time.monotonic()
+    cached = _site_cache.get(names)
+    if cached is not None and now - cached[0] < _SITE_TTL_S:
+        return cached[1]
+    found: set[str] = set()
+    for name in names:
+        if (literal := _literal(name)) is not None:
+            found.add(_spell(literal))
+        elif not name.startswith("."):
+            with contextlib.suppress(OSError, UnicodeError):
+                found.update(_addresses(socket.getaddrinfo(name, 443, type=socket.SOCK_STREAM)))
+    _site_cache[names] = (now, frozenset(found))
+    return _site_cache[names][1]
+
+
+def check_not_this_site(host: str, addresses: list[str], site: frozenset[str]) -> None:
+    """ValueError when `host` is this site, by name or (given them) by address."""
+    from django.http.request import validate_host
+
+    if validate_host(host.rstrip("."), _site_names()) or site.intersection(addresses):
+        raise ValueError(
+            f"{host} is this Fusion Room site itself: a provider here would make every "
+            "message start runs of its own. Use the panel directly instead."
+        )
+
+
 def _first_public(host: str, addresses: list[str]) -> str:
     """The first address, when all are public; else a ValueError saying why not."""
     if not addresses:
@@ -189,7 +235,16 @@ async def pin(url: str) -> PinnedTarget:
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port
     default = DEFAULT_PORTS[parts.scheme]
-    address = await resolve_public(host, port or default)
+    try:
+        try:
+            addresses = await _resolve(host, port or default)
+        except ValueError:
+            check_not_this_site(host, [], frozenset())  # this site's name, not resolvable here
+            raise
+        address = _first_public(host, addresses)
+        check_not_this_site(host, [address], await asyncio.to_thread(site_addresses))
+    except ValueError as exc:
+        raise ProviderError(str(exc), retryable=False, kind=ErrorKind.REFUSED_URL) from None
     pinned = parts._replace(netloc=_netloc(address, port))
     return PinnedTarget(
         url=urlunsplit(pinned),
@@ -211,6 +266,8 @@ def validate_public_base_url(url: str) -> str:
         try:
             addresses = _addresses(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
         except (OSError, UnicodeError) as exc:
+            check_not_this_site(host, [], frozenset())  # this site's name, not resolvable here
             raise ValueError(_does_not_resolve(host, exc)) from None
     _first_public(host, addresses)
+    check_not_this_site(host, addresses, site_addresses())
     return url

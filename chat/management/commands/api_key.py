@@ -1,7 +1,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from chat.api.keys import create_key
+from chat.api.keys import TooManyKeys, create_key
 
 
 class Command(BaseCommand):
@@ -23,4 +23,7 @@ class Command(BaseCommand):
             if not create_user:
                 raise CommandError(f"No user {username!r}; sign up first, or pass --create-user.")
             user = users.create_user(username)
-        self.stdout.write(create_key(user, name)[1])
+        try:
+            self.stdout.write(create_key(user, name)[1])
+        except TooManyKeys as refused:
+            raise CommandError(str(refused)) from None

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from chat.engine import events
 from chat.engine.runs import start_conversation
 from chat.models import Answer, Run
+from limits.admission import LimitReached
 from panels.models import Panel
 
 CLI_USER = "fusion-cli"
@@ -42,7 +43,10 @@ class Command(BaseCommand):
             raise CommandError(f"No panel {panel!r}. Panels you can use: {slugs or 'none'}.")
         if not question.strip():
             raise CommandError("The question is empty.")
-        message = start_conversation(owner, found, question.strip(), via="cli")
+        try:
+            message = start_conversation(owner, found, question.strip(), via="cli")
+        except LimitReached as refused:
+            raise CommandError(refused.message) from None
         self.stdout.write(self.style.MIGRATE_HEADING(f"Run {message.run.pk} on panel {found}"))
         asyncio.run(self._follow(message.conversation.group_name, message.run.pk, timeout))
         run = Run.objects.get(pk=message.run.pk)

@@ -155,7 +155,8 @@ async def _limited(stream: AsyncIterator[Event], limits: CallLimits, name: str):
                 return
             except TimeoutError:
                 if left <= wait:
-                    limit, message = "total_s", f"{name} did not finish within {limits.total_s:.3g} s"
+                    limit = "total_s"
+                    message = f"{name} did not finish within {limits.total_s:.3g} s"
                 elif limit == "first_token_s":
                     message = f"{name} sent no first token within {wait:g} s"
                 else:

@@ -10,10 +10,15 @@ from django.urls import reverse
 
 from chat.api.keys import create_key
 from panels import recipes
-from panels.models import Panel
-from tests.test_panels import builder_post, models  # noqa: F401 (a fixture)
+from panels.models import CatalogModel, Panel
+from tests.test_panels import builder_post
 
 pytestmark = pytest.mark.usefixtures("redis_ready")
+
+
+@pytest.fixture
+def models(smollm2):
+    return smollm2, CatalogModel.objects.get(model_id="qwen2.5-coder-0.5b")
 
 
 def seat_errors(response) -> list[dict]:

@@ -331,8 +331,10 @@ LOCAL_MODELS_HOST = env_str("LOCAL_MODELS_HOST", "127.0.0.1")
 LOCAL_MODELS_PORT = env_int("LOCAL_MODELS_PORT", 8081, minimum=1024, maximum=65000)
 LOCAL_MODELS_CTX = env_int("LOCAL_MODELS_CTX", 8192, minimum=2048, maximum=32768)
 DEFAULT_PANEL = env_str("DEFAULT_PANEL", "local")
+# The most `max_tokens` a seat, a recipe or an API request may ask for (panels/bounds.py).
+MAX_OUTPUT_TOKENS = env_int("MAX_OUTPUT_TOKENS", 32768, minimum=16, maximum=1_000_000)
 # Every request carries an explicit cap: llama.cpp's server is unbounded otherwise.
-DEFAULT_MAX_TOKENS = env_int("DEFAULT_MAX_TOKENS", 512, minimum=16, maximum=32768)
+DEFAULT_MAX_TOKENS = env_int("DEFAULT_MAX_TOKENS", 512, minimum=16, maximum=MAX_OUTPUT_TOKENS)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

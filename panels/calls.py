@@ -11,6 +11,7 @@ Rules, in the order they apply:
   with exponential backoff and full jitter, or after `Retry-After` when given,
   within a cap on count and total wait, and only while no text was passed on;
 - when a model gives up, the next target is tried (again only before any text);
+- only failures that are the upstream's fault count toward its cooldown (cooldown.py);
 - the answer records which model really answered, and every attempt.
 """
 
@@ -25,7 +26,7 @@ import httpx
 from django.conf import settings
 
 from . import pricing
-from .cooldown import Cooldowns
+from .cooldown import Cooldowns, counts_toward_cooldown
 from .providers import (
     ChatRequest,
     Endpoint,
@@ -87,6 +88,8 @@ class Target:
     endpoint: Endpoint
     prices: tuple[Decimal, Decimal] | None  # USD per token, None when unknown
     context_length: int = 8192
+    # A provider without an owner: every user calls it, so its cooldown is everyone's.
+    site_wide: bool = True
 
 
 @dataclass
@@ -143,7 +146,8 @@ async def _limited(stream: AsyncIterator[Event], limits: CallLimits, name: str):
     try:
         while True:
             left = deadline - loop.time()
-            wait, what = (limits.idle_s, "idle") if started else (limits.first_token_s, "first")
+            limit = "idle_s" if started else "first_token_s"  # a CallLimits field
+            wait = getattr(limits, limit)
             try:
                 async with asyncio.timeout(min(wait, max(left, 0))):
                     event = await anext(stream)
@@ -151,12 +155,16 @@ async def _limited(stream: AsyncIterator[Event], limits: CallLimits, name: str):
                 return
             except TimeoutError:
                 if left <= wait:
+                    limit = "total_s"
                     message = f"{name} did not finish within {limits.total_s:.3g} s"
-                elif what == "first":
+                elif limit == "first_token_s":
                     message = f"{name} sent no first token within {wait:g} s"
                 else:
                     message = f"{name} stalled: nothing for {wait:g} s mid-answer"
-                raise ProviderError(message, retryable=True, kind=ErrorKind.TIMEOUT) from None
+                # The code names the limit that ran out: cooldown.py weighs whose it was.
+                raise ProviderError(
+                    message, retryable=True, kind=ErrorKind.TIMEOUT, code=limit
+                ) from None
             if isinstance(event, TextDelta | ToolCall):
                 started = True
             yield event
@@ -272,7 +280,9 @@ async def call(
                     attempt.ended_ms = result.elapsed_ms()
                     result.error = error
                     cooling = 0.0
-                    if error.retryable:
+                    if counts_toward_cooldown(
+                        error, limits, site_wide=target.site_wide, answering=bool(result.parts)
+                    ):
                         cooling = await cooldowns.failed(target.provider_id, target.model_id)
                     if result.parts:
                         return result  # text was passed on: no retry, no fallback

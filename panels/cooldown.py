@@ -2,15 +2,63 @@
 
 After COOLDOWN_AFTER failures in a row a model is skipped for a while, longer each
 time it happens again (30 s → 1 min → 5 min); one success clears its record.
-Only failures that say something about the upstream (timeouts, 5xx, 429, cut
-streams) count; a bad key or a bad request would fail the same way every time.
+
+A site-wide provider's cooldown is every user's, so only failures that are the
+upstream's fault whoever called may count toward it (`counts_toward_cooldown`):
+otherwise one user could switch a model off for everybody with a seat whose time
+limits nothing can meet. A user's own provider serves that user alone; there a
+timeout under the user's own limits counts too.
 """
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
+
+from .providers import ErrorKind, ProviderError
+
+if TYPE_CHECKING:
+    from .calls import CallLimits
 
 STEPS_S = (30, 60, 300)
 FAILURE_WINDOW_S = 600  # failures further apart than this do not add up
 LEVEL_MEMORY_S = 3600  # how long a model remembers having been cooled down
+
+
+# What an unwell upstream looks like, whoever called it. Not here: what the caller
+# caused (a bad request, a context too long, a refused URL, a loop cut off, a size
+# cap, a cancel) and what a retry cannot change (a refused key, an unknown model).
+UPSTREAM_FAULTS = frozenset(
+    {
+        ErrorKind.SERVER,  # 5xx (and 408, 409)
+        ErrorKind.RATE_LIMITED,  # 429
+        ErrorKind.CONNECTION,  # refused, reset, unreachable
+        ErrorKind.STREAM,  # cut off or broken mid-answer
+        ErrorKind.TIMEOUT,  # weighed below
+    }
+)
+
+
+def counts_toward_cooldown(
+    error: ProviderError, limits: "CallLimits", *, site_wide: bool, answering: bool
+) -> bool:
+    """Whether one failed attempt counts toward its (provider, model) cooldown.
+
+    `limits` are the call's time limits; `answering` says text had arrived. On a
+    site-wide provider a timeout counts only when the limit that ran out (the
+    error's code names it; a connect timeout names none) was the site's default
+    or looser, and a total limit only when nothing had arrived: a long answer
+    still streaming at its end says the caller asked for much, not that the
+    upstream is down.
+    """
+    if not error.retryable or error.kind not in UPSTREAM_FAULTS:
+        return False
+    if not site_wide or error.kind != ErrorKind.TIMEOUT or not error.code:
+        return True
+    from .calls import CallLimits  # calls.py imports this module
+
+    if getattr(limits, error.code) < getattr(CallLimits.from_settings(), error.code):
+        return False  # the caller's own tighter limit
+    return not (error.code == "total_s" and answering)
 
 
 def _key(provider_id: int, model_id: str, part: str) -> str:

@@ -3,7 +3,7 @@
 from django import forms
 from django.forms import BaseInlineFormSet, inlineformset_factory
 
-from . import strategies
+from . import bounds, strategies
 from .models import CatalogModel, Panel, Seat
 from .recipes import MAX_SEATS
 from .strategies import SettingsError
@@ -102,7 +102,9 @@ class PanelForm(forms.ModelForm):
         for name in ("judge", "synthesizer", "synthesizer_fallback", "router"):
             self.fields[name].queryset = usable
         self.fields["judge"].required = True
-        self.fields["deadline_s"].min_value = 1
+        _bounded(self.fields["deadline_s"], bounds.deadline())
+        # The seats are another form: the builder view narrows this to their number.
+        _bounded(self.fields["min_answers"], bounds.quorum(MAX_SEATS))
         self.fields["strategy"].required = False  # absent: fusion, as before strategies
         if self.instance.pk:
             self.initial["tools"] = list(self.instance.tools)
@@ -182,11 +184,19 @@ class PanelForm(forms.ModelForm):
             panel.save()
         return panel
 
-    def clean_min_answers(self):
-        value = self.cleaned_data["min_answers"]
-        if value is not None and value < 1:
-            raise forms.ValidationError("At least one answer is needed before the judge starts.")
-        return value
+
+def _bounded(field: forms.Field, bound: bounds.Bound) -> None:
+    """The field refuses a value outside `bound`, in words that state the range, and
+    its input carries the range for the browser. Django's own min/max validators are
+    replaced: their "Ensure this value is greater than or equal to 0" says half of it."""
+
+    def check(value) -> None:
+        if not bound.allows(value):
+            raise forms.ValidationError(bound.refusal(), code="out_of_bounds")
+
+    field.validators = [check]
+    if isinstance(field.widget, forms.NumberInput):
+        field.widget.attrs.update(min=bound.low, max=bound.high)
 
 
 def setting_field(strategy: str, name: str) -> str:
@@ -275,7 +285,7 @@ class SeatForm(forms.ModelForm):
         help_texts = {
             "weight": "Vote: how much this seat's vote counts (default 1).",
             "tier": "Escalate: 1 answers first; 2 only when tier 1 disagrees.",
-            "max_tool_calls": "Per answer, 1 to 16 (default 8).",
+            "max_tool_calls": "Per answer (default 8).",
         }
 
     def __init__(self, *args, user=None, **kwargs):
@@ -287,10 +297,10 @@ class SeatForm(forms.ModelForm):
         self.fields["position"].required = False
         self.fields["weight"].required = False
         self.fields["max_tool_calls"].required = False
-        self.fields["max_tool_calls"].min_value = 1
-        self.fields["max_tool_calls"].max_value = 16
         self.fields["tier"].required = False
         self.fields["tier"].widget = forms.Select(choices=[(1, "1"), (2, "2")])
+        for name, bound in bounds.SEAT.items():
+            _bounded(self.fields[name], bound())
         if self.instance.pk:
             self.initial["fallbacks"] = self.instance.fallback_ids
             self.initial["position"] = self.instance.position + 1
@@ -298,35 +308,18 @@ class SeatForm(forms.ModelForm):
         else:
             self.initial["position"] = None  # new seats go last unless numbered
 
-    def clean_temperature(self):
-        value = self.cleaned_data["temperature"]
-        if value is not None and not 0 <= value <= 2:
-            raise forms.ValidationError("Temperature goes from 0 to 2.")
-        return value
-
+    # Empty means the default; the bounds were checked by the fields' validators.
     def clean_weight(self):
         value = self.cleaned_data["weight"]
-        if value is None:
-            return 1.0
-        if not 0 <= value <= 100:
-            raise forms.ValidationError("A vote weight goes from 0 to 100.")
-        return value
+        return 1.0 if value is None else value
 
     def clean_max_tool_calls(self):
         value = self.cleaned_data["max_tool_calls"]
-        if value is None:
-            return 8
-        if not 1 <= value <= 16:
-            raise forms.ValidationError("Tool calls go from 1 to 16 per answer.")
-        return value
+        return 8 if value is None else value
 
     def clean_tier(self):
         value = self.cleaned_data["tier"]
-        if value in (None, ""):
-            return 1
-        if value not in (1, 2):
-            raise forms.ValidationError("The tier is 1 or 2.")
-        return value
+        return 1 if value in (None, "") else value
 
     def save(self, commit=True):
         seat = super().save(commit=False)
@@ -338,9 +331,13 @@ class SeatForm(forms.ModelForm):
 
 
 class BaseSeatFormSet(BaseInlineFormSet):
+    def kept(self) -> list[SeatForm]:
+        """The seat forms filled in and not marked for removal."""
+        return [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+
     def clean(self):
         super().clean()
-        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        kept = self.kept()
         if not kept:
             raise forms.ValidationError("A panel needs at least one seat.")
         if len(kept) > MAX_SEATS:
@@ -348,10 +345,9 @@ class BaseSeatFormSet(BaseInlineFormSet):
 
     def strategy_view(self) -> list[dict]:
         """What the strategy rules need of the kept seats: tags and tiers."""
-        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
         return [
             {"tags": f.cleaned_data.get("tags") or [], "tier": f.cleaned_data.get("tier") or 1}
-            for f in kept
+            for f in self.kept()
         ]
 
 

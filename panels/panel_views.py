@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from evals.report import panel_evidence
 
-from . import recipes, strategies, versions
+from . import bounds, recipes, strategies, versions
 from .estimate import estimate
 from .models import CatalogModel, Panel
 from .panel_forms import ImportForm, PanelForm, SeatFormSet
@@ -94,6 +94,16 @@ def _strategy_fits(form: PanelForm, seats) -> bool:
     return True
 
 
+def _quorum_fits(form: PanelForm, seats) -> bool:
+    """A quorum of at most the seats kept (the same bound a recipe's `min_answers` has)."""
+    quorum = form.cleaned_data.get("min_answers")
+    bound = bounds.quorum(len(seats.kept()))
+    if quorum is not None and not bound.allows(quorum):
+        form.add_error("min_answers", bound.refusal())
+        return False
+    return True
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def edit(request, slug: str | None = None):
@@ -105,6 +115,7 @@ def edit(request, slug: str | None = None):
         and form.is_valid()
         and seats.is_valid()
         and _strategy_fits(form, seats)
+        and _quorum_fits(form, seats)
     ):
         panel = form.save(commit=False)
         if not panel.slug:

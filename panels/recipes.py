@@ -13,7 +13,7 @@ from django.db import transaction
 
 from fusionroom import storable
 
-from . import strategies
+from . import bounds, strategies
 from .models import CatalogModel, Panel, Seat
 
 # 2 added strategies: "strategy", "router", and the seats' "weight", "tags", "tier".
@@ -51,7 +51,12 @@ _SEAT = {
     "use_tools",
     "max_tool_calls",
 }
-_TIMEOUTS = {"first_token_s", "idle_s", "total_s"}
+# The recipe's names of a seat's time limits, and the Seat fields they fill.
+_TIMEOUTS = {
+    "first_token_s": "first_token_timeout_s",
+    "idle_s": "idle_timeout_s",
+    "total_s": "total_timeout_s",
+}
 
 
 class RecipeError(ValueError):
@@ -145,14 +150,20 @@ def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
     return seen
 
 
-def _number(where: str, value, low: float, high: float, integer=False, optional=True):
+def _number(where: str, value, bound: bounds.Bound, optional=True):
     if value is None and optional:
         return None
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
-        kind = "a whole number" if integer else "a number"
-        raise RecipeError(where, f"must be {kind} from {low:g} to {high:g}")
+    if not bound.allows(value):
+        raise RecipeError(where, f"must be {bound.span}" + (" or null" if optional else ""))
     return value
+
+
+def _seat_number(where: str, values: dict, field: str, key: str = "", default=None):
+    """A seat's number (the Seat `field`, named `key` in the recipe when that differs),
+    checked against the builder's bound for the same field. No default: null allowed."""
+    key = key or field
+    optional = default is None
+    return _number(f"{where}.{key}", values.get(key, default), bounds.SEAT[field](), optional)
 
 
 def _model_ref(where: str, value, optional=False) -> dict | None:
@@ -241,7 +252,7 @@ def validate(data) -> dict:
         if unknown := set(seat) - _SEAT:
             raise RecipeError(f"{where}.{sorted(unknown)[0]}", "is not a seat field")
         timeouts = seat.get("timeouts") or {}
-        if not isinstance(timeouts, dict) or set(timeouts) - _TIMEOUTS:
+        if not isinstance(timeouts, dict) or set(timeouts) - _TIMEOUTS.keys():
             raise RecipeError(f"{where}.timeouts", f"may only hold {', '.join(sorted(_TIMEOUTS))}")
         fallbacks = seat.get("fallbacks") or []
         if not isinstance(fallbacks, list) or len(fallbacks) > 3:
@@ -254,26 +265,20 @@ def validate(data) -> dict:
                     for j, f in enumerate(fallbacks, start=1)
                 ],
                 "system_prompt": _text(f"{where}.system_prompt", seat.get("system_prompt"), 8000),
-                "temperature": _number(f"{where}.temperature", seat.get("temperature"), 0, 2),
-                "max_tokens": _number(
-                    f"{where}.max_tokens", seat.get("max_tokens"), 16, 32768, True
-                ),
+                "temperature": _seat_number(where, seat, "temperature"),
+                "max_tokens": _seat_number(where, seat, "max_tokens"),
                 "timeouts": {
-                    k: _number(f"{where}.timeouts.{k}", timeouts.get(k), 1, 3600)
-                    for k in sorted(_TIMEOUTS)
+                    key: _seat_number(f"{where}.timeouts", timeouts, _TIMEOUTS[key], key)
+                    for key in sorted(_TIMEOUTS)
                 },
-                "weight": float(
-                    _number(f"{where}.weight", seat.get("weight", 1.0), 0, 100, optional=False)
-                ),
+                "weight": float(_seat_number(where, seat, "weight", default=1.0)),
                 "tags": _tags(f"{where}.tags", seat.get("tags", [])),
-                "tier": _number(f"{where}.tier", seat.get("tier", 1), 1, 2, True, optional=False),
+                "tier": _seat_number(where, seat, "tier", default=1),
                 "use_tools": _bool(f"{where}.use_tools", seat.get("use_tools", True)),
-                "max_tool_calls": _number(
-                    f"{where}.max_tool_calls", seat.get("max_tool_calls", 8), 1, 16, True, False
-                ),
+                "max_tool_calls": _seat_number(where, seat, "max_tool_calls", default=8),
             }
         )
-    min_answers = _number("min_answers", data.get("min_answers"), 1, len(seats), True)
+    min_answers = _number("min_answers", data.get("min_answers"), bounds.quorum(len(seats)))
     drafts = data.get("judge_drafts", False)
     if not isinstance(drafts, bool):
         raise RecipeError("judge_drafts", "must be true or false")
@@ -307,7 +312,9 @@ def validate(data) -> dict:
         ),
         "judge_drafts": drafts,
         "min_answers": min_answers,
-        "deadline_s": _number("deadline_s", data.get("deadline_s", 120), 1, 3600, optional=False),
+        "deadline_s": _number(
+            "deadline_s", data.get("deadline_s", 120), bounds.deadline(), optional=False
+        ),
     }
 
 

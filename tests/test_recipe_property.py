@@ -1,4 +1,5 @@
-"""Property: any valid recipe survives import then export unchanged."""
+"""Properties: any valid recipe survives import then export unchanged; and the
+builder and recipe import accept exactly the same numbers (panels/bounds.py)."""
 
 import json
 
@@ -6,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from panels import recipes, strategies, versions
+from panels import bounds, recipes, strategies, versions
+from panels.panel_forms import PanelForm, SeatForm
 
 MODELS = [
     {"provider": "Local · Qwen2.5-Coder 0.5B Instruct", "model": "qwen2.5-coder-0.5b"},
@@ -16,7 +18,7 @@ model = st.sampled_from(MODELS)
 # Any text a database can keep; NUL and lone surrogates are refused at import
 # (tests/test_unstorable_text.py), so they are not part of a *valid* recipe.
 storable = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
-maybe = st.none() | st.integers(1, 3600).map(float)
+maybe = st.none() | st.integers(bounds.MIN_TIMEOUT_S, bounds.MAX_TIMEOUT_S).map(float)
 categories = st.lists(st.sampled_from(strategies.CATEGORIES), unique=True, max_size=3)
 seat = st.fixed_dictionaries(
     {
@@ -24,7 +26,7 @@ seat = st.fixed_dictionaries(
         "fallbacks": st.lists(model, max_size=2),
         "system_prompt": st.text(storable, max_size=40),
         "temperature": st.none() | st.sampled_from([0.0, 0.3, 0.7, 1.0, 2.0]),
-        "max_tokens": st.none() | st.integers(16, 32768),
+        "max_tokens": st.none() | st.integers(16, bounds.max_tokens().high),
         "timeouts": st.fixed_dictionaries(
             {"first_token_s": maybe, "idle_s": maybe, "total_s": maybe}
         ),
@@ -121,3 +123,77 @@ def test_a_version_1_recipe_imports_as_a_fusion_panel(smollm2, alice):
     assert exported["schema"] == 2 and exported["strategy"] == {"name": "fusion"}
     seat = exported["seats"][0]
     assert (seat["weight"], seat["tier"], seat["tags"]) == (1.0, 1, [])
+
+
+# Where each bounded seat field sits in a recipe's seat.
+RECIPE_PLACE = {
+    "temperature": ("temperature",),
+    "max_tokens": ("max_tokens",),
+    "first_token_timeout_s": ("timeouts", "first_token_s"),
+    "idle_timeout_s": ("timeouts", "idle_s"),
+    "total_timeout_s": ("timeouts", "total_s"),
+    "weight": ("weight",),
+    "tier": ("tier",),
+    "max_tool_calls": ("max_tool_calls",),
+}
+
+
+def near(bound: bounds.Bound):
+    """Values on, just inside and just outside a bound, and far away on both sides;
+    whole numbers for a whole-number field (a typed "16.0" is 16 to a form, but a
+    float in JSON), else any finite number."""
+    low, high = bound.low, bound.high
+    edges = [low, high, low - 1, high + 1, -1e9, 1e9]
+    if bound.whole:
+        return st.sampled_from([int(e) for e in edges]) | st.integers(int(low) - 50, int(high) + 50)
+    edges += [low - 1e-3, high + 1e-3, low + 1e-3, high - 1e-3]
+    return (
+        st.sampled_from(edges)
+        | st.floats(low - 10, high + 10, allow_nan=False)
+        | st.floats(allow_nan=False, allow_infinity=False)
+    )
+
+
+def recipe_refuses(where: str, seat_or_top: dict) -> bool:
+    seat = {"model": MODELS[1]} | seat_or_top.get("seat", {})
+    data = {"schema": 2, "name": "R", "judge": MODELS[1], "seats": [seat]}
+    data |= seat_or_top.get("top", {})
+    try:
+        recipes.validate(data)
+    except recipes.RecipeError as error:
+        assert error.where == where, error  # refused for this field, not another
+        return True
+    return False
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_the_builder_and_recipes_accept_the_same_seat_numbers(data, smollm2, alice):
+    name = data.draw(st.sampled_from(sorted(bounds.SEAT)))
+    value = data.draw(near(bounds.SEAT[name]()), label=name)
+    form = SeatForm(data={"model": smollm2.pk, name: str(value)}, user=alice)
+    builder_refuses = not form.is_valid()
+    assert set(form.errors) <= {name}, form.errors
+    place = RECIPE_PLACE[name]
+    seat = {place[0]: value} if len(place) == 1 else {place[0]: {place[1]: value}}
+    assert recipe_refuses("seats[1]." + ".".join(place), {"seat": seat}) == builder_refuses
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(value=near(bounds.deadline()))
+def test_the_builder_and_recipes_accept_the_same_deadlines(value, smollm2, alice):
+    fields = {"name": "P", "visibility": "private", "judge": smollm2.pk, "deadline_s": str(value)}
+    form = PanelForm(data=fields, user=alice)
+    builder_refuses = not form.is_valid()
+    assert set(form.errors) <= {"deadline_s"}, form.errors
+    assert recipe_refuses("deadline_s", {"top": {"deadline_s": value}}) == builder_refuses

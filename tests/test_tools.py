@@ -348,7 +348,7 @@ def test_the_builder_saves_who_gets_tools(client, alice, smollm2):
     assert seats[1]["use_tools"] is False  # unchecked
     bad = builder_post((smollm2, qwen), **{"seats-0-max_tool_calls": "40"})
     assert (
-        "Tool calls go from 1 to 16 per answer."
+        "Tool calls per answer must be a whole number from 1 to 16."
         in client.post(reverse("panels:new"), bad).content.decode()
     )
 

@@ -1,5 +1,9 @@
 """The API's OpenAPI 3.1 description, served at /v1/openapi.json and as /v1/docs."""
 
+from panels import bounds
+
+_MAX_TOKENS, _TEMPERATURE = bounds.max_tokens(), bounds.temperature()
+
 ERROR = {
     "type": "object",
     "required": ["error"],
@@ -47,14 +51,14 @@ REQUEST = {
         "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
         "max_tokens": {
             "type": "integer",
-            "minimum": 1,
-            "maximum": 32768,
+            "minimum": _MAX_TOKENS.low,
+            "maximum": _MAX_TOKENS.high,
             "description": "The synthesizer's limit.",
         },
         "temperature": {
             "type": "number",
-            "minimum": 0,
-            "maximum": 2,
+            "minimum": _TEMPERATURE.low,
+            "maximum": _TEMPERATURE.high,
             "description": "The synthesizer's temperature.",
         },
         "user": {"type": "string"},

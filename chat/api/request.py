@@ -4,6 +4,7 @@ import json
 from dataclasses import dataclass, field
 
 from fusionroom import storable
+from panels import bounds
 
 from .errors import BadRequest
 
@@ -44,6 +45,12 @@ def _text(content, param: str) -> str:
     raise BadRequest("Message content must be a string or a list of text parts.", param)
 
 
+def _bounded(value, param: str, bound: bounds.Bound):
+    if value is not None and not bound.allows(value):
+        raise BadRequest(f"`{param}` must be {bound.span}.", param)
+    return value
+
+
 def parse(body: bytes) -> CompletionRequest:
     try:
         data = json.loads(body)
@@ -79,20 +86,10 @@ def parse(body: bytes) -> CompletionRequest:
     options = data.get("stream_options") or {}
     if not isinstance(options, dict):
         raise BadRequest("`stream_options` must be an object.", "stream_options")
-    max_tokens = data.get("max_tokens", data.get("max_completion_tokens"))
-    if max_tokens is not None and (
-        isinstance(max_tokens, bool)
-        or not isinstance(max_tokens, int)
-        or not 1 <= max_tokens <= 32768
-    ):
-        raise BadRequest("`max_tokens` must be a whole number from 1 to 32768.", "max_tokens")
-    temperature = data.get("temperature")
-    if temperature is not None and (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, int | float)
-        or not 0 <= temperature <= 2
-    ):
-        raise BadRequest("`temperature` must be a number from 0 to 2.", "temperature")
+    # The synthesizer's limits, within the bounds a panel's seats have.
+    param = "max_completion_tokens" if "max_tokens" not in data else "max_tokens"
+    max_tokens = _bounded(data.get(param), param, bounds.max_tokens())
+    temperature = _bounded(data.get("temperature"), "temperature", bounds.temperature())
     metadata = data.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise BadRequest("`metadata` must be an object.", "metadata")

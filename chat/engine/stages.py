@@ -40,6 +40,7 @@ def target_for(model: CatalogModel) -> Target:
         endpoint=model.provider.endpoint(),
         prices=model.price_per_token(),
         context_length=model.context_length,
+        site_wide=model.provider.is_site_wide,
     )
 
 

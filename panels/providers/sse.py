@@ -8,7 +8,7 @@ event (all its lines), and httpx-sse's decoder still interprets the fields.
 """
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import httpx
 from httpx_sse import ServerSentEvent
@@ -39,7 +39,7 @@ class EventStream:
             kind=ErrorKind.STREAM,
         )
 
-    async def _lines(self) -> AsyncIterator[str]:
+    async def _lines(self) -> AsyncGenerator[str, None]:
         """Lines ended by CRLF, CR or LF (the SSE rule), never longer than the cap.
         Bytes are split before decoding: CR and LF are never part of a longer UTF-8
         character, and SSE is UTF-8 by definition."""

@@ -207,3 +207,29 @@ def test_a_flooding_seat_is_cut_and_the_run_goes_on(settings):
         assert client.strlen(live.text_key(flooded.pk)) == 5000  # nor did Redis
     finally:
         client.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cap_is_the_answers_across_tool_rounds(settings):
+    """Text before a tool call counts: the round after it has only what is left."""
+    settings.CALL_MAX_RETRIES = 0
+    settings.ANSWER_MAX_CHARS = 5000
+    first = "".join(pieces(30))  # 3,000 characters, then a search
+    with ScriptedServer() as searx:
+        settings.SEARCH_BACKEND = "searxng"
+        settings.SEARXNG_URL = searx.base_url.removesuffix("/v1")
+        searx.enqueue(Reply.json(200, {"results": [{"title": "T", "url": "https://x.org/"}]}))
+        kit = ScriptedPanel(seats=1, tools=["web_search"])
+        try:
+            search = ("c1", "web_search", '{"query": "capital"}')
+            kit.seats[0].enqueue(Reply.tool_calls([search], text=first), Reply.flood(prose()))
+            kit.judge.enqueue(analysis_reply())
+            kit.synthesizer.enqueue(Reply.stream(["Canberra."]))
+            run_id = kit.ask()
+            asyncio.run(run_and_listen(kit, run_id))
+        finally:
+            kit.close()
+    answer = Run.objects.get(pk=run_id).seat_answers[0]
+    assert answer.error_kind == "too_large" and len(answer.tool_steps) == 1
+    assert len(answer.text) == 5000
+    assert answer.text.startswith(first + "\n\nSentence 0 says little.")

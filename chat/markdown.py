@@ -1,8 +1,12 @@
 """Markdown to safe HTML, on the server: markdown-it-py with raw HTML off, code
 highlighted by Pygments (classes, not inline styles, so the CSP holds), then nh3
-as the last word on what may reach a browser."""
+as the last word on what may reach a browser.
+
+Rendering takes up to a couple of seconds for an answer at its cap: it happens once,
+when an answer is saved (chat.models.Answer.save), off any event loop."""
 
 import nh3
+from django.conf import settings
 from markdown_it import MarkdownIt
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -54,8 +58,14 @@ _TAGS = {
 _ATTRIBUTES = {"a": {"href", "title"}, "span": {"class"}, "code": {"class"}, "pre": {"class"}}
 
 
+# Said under a text longer than an answer may be (older rows; text recovered after a
+# crash): only the first ANSWER_MAX_CHARS characters are rendered.
+CUT_NOTE = "<p><em>The rest of this text is not shown: it is longer than an answer may be.</em></p>"
+
+
 def render(text: str) -> str:
-    html = _md.render(text)
+    cut = len(text) > settings.ANSWER_MAX_CHARS
+    html = _md.render(text[: settings.ANSWER_MAX_CHARS]) + (CUT_NOTE if cut else "")
     return nh3.clean(
         html,
         tags=_TAGS,

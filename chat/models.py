@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from chat import markdown
 from panels.pricing import Cost
 
 
@@ -233,6 +234,10 @@ class Answer(models.Model):
     provider_name = models.CharField(max_length=80, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     text = models.TextField(blank=True)
+    # The text as sanitised HTML, rendered when the text is saved (see save()): a
+    # snapshot, an event or a page view never renders, so a long answer costs its
+    # rendering once, in the saving thread, never on Daphne's or the worker's loop.
+    html = models.TextField(blank=True)
     error = models.TextField(blank=True)
     error_kind = models.CharField(max_length=32, blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)
@@ -253,8 +258,38 @@ class Answer(models.Model):
     class Meta:
         ordering = ["run", "position", "pk"]
 
+    # The text `html` was rendered from; None: not rendered yet (a new row, or an
+    # old one saved before the field existed).
+    _html_source: str | None = None
+
     def __str__(self):
         return f"Answer {self.pk} by {self.model_key} ({self.status})"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        answer = super().from_db(db, field_names, values)
+        loaded = answer.__dict__
+        if "text" in loaded and "html" in loaded and (answer.html or not answer.text):
+            answer._html_source = answer.text
+        return answer
+
+    def save(self, *args, **kwargs):
+        """Saving new text renders it: the one place an answer's HTML is made."""
+        update_fields = kwargs.get("update_fields")
+        if (update_fields is None or "text" in update_fields) and self.text != self._html_source:
+            self.html = markdown.render(self.text) if self.text else ""
+            self._html_source = self.text
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "html"}
+        super().save(*args, **kwargs)
+
+    @property
+    def body_html(self) -> str:
+        """The HTML to show; a row whose text never passed save() (written with
+        QuerySet.update, say) is rendered here rather than shown empty."""
+        if self.html or not self.text:
+            return self.html
+        return markdown.render(self.text)
 
     @property
     def tool_sources(self) -> list[dict]:

@@ -239,6 +239,10 @@ CALL_FIRST_TOKEN_TIMEOUT_S = env_int("CALL_FIRST_TOKEN_TIMEOUT_S", 120, minimum=
 CALL_IDLE_TIMEOUT_S = env_int("CALL_IDLE_TIMEOUT_S", 60, minimum=1)
 CALL_TOTAL_TIMEOUT_S = env_int("CALL_TOTAL_TIMEOUT_S", 600, minimum=1)
 CALL_MAX_RETRIES = env_int("CALL_MAX_RETRIES", 2, minimum=0, maximum=10)
+# The most text one answer may hold (panels/calls.py AnswerCap): an upstream that
+# sends more is cut off there. Generous: 200,000 characters is a short book.
+ANSWER_MAX_CHARS = env_int("ANSWER_MAX_CHARS", 200_000, minimum=1000, maximum=10_000_000)
+ANSWER_MAX_BYTES = env_int("ANSWER_MAX_BYTES", 1_000_000, minimum=4000, maximum=40_000_000)
 
 # A run whose worker sent no heartbeat for this long is closed by the sweeper.
 RUN_HEARTBEAT_TTL_S = env_int("RUN_HEARTBEAT_TTL_S", 30, minimum=2)

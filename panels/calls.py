@@ -12,6 +12,8 @@ Rules, in the order they apply:
   within a cap on count and total wait, and only while no text was passed on;
 - when a model gives up, the next target is tried (again only before any text);
 - only failures that are the upstream's fault count toward its cooldown (cooldown.py);
+- an answer that passes its cap (`AnswerCap`: characters and bytes) keeps what fits
+  and ends at once with a `too_large` error, closing the upstream connection;
 - the answer records which model really answered, and every attempt.
 """
 
@@ -34,6 +36,7 @@ from .providers import (
     Event,
     Finish,
     ProviderError,
+    StreamLimits,
     TextDelta,
     ToolCall,
     Usage,
@@ -60,6 +63,50 @@ class CallLimits:
         }
         values.update({k: float(v) for k, v in overrides.items() if v})
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class AnswerCap:
+    """How much text one answer may hold, in characters and in UTF-8 bytes.
+
+    An upstream decides how long it streams, and a user's own provider may be
+    hostile: everything downstream (this process, Redis's live copy, the database
+    row, the Markdown rendering, every browser in the room) holds at most this.
+    """
+
+    chars: int
+    bytes: int
+
+    @classmethod
+    def from_settings(cls) -> "AnswerCap":
+        return cls(chars=settings.ANSWER_MAX_CHARS, bytes=settings.ANSWER_MAX_BYTES)
+
+    def after(self, text: str) -> "AnswerCap":
+        """What is left of the cap once `text` is held (an answer of several calls)."""
+        return AnswerCap(max(0, self.chars - len(text)), max(0, self.bytes - _size(text)))
+
+    def fit(self, text: str) -> str:
+        """The longest start of `text` within both limits, never half a character."""
+        kept = text[: self.chars]
+        while (size := _size(kept)) > self.bytes:
+            kept = kept[: len(kept) - max(1, (size - self.bytes) // 4)]
+        return kept
+
+
+def _size(text: str) -> int:
+    # surrogatepass: a model may send a lone surrogate (JSON allows "\ud800"); it is
+    # refused later, when saved (fusionroom/storable.py), not here.
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def stream_limits() -> StreamLimits:
+    """What a provider may hold besides the text: one SSE event may carry a whole
+    answer in one piece, JSON-escaped (up to about 4 bytes per byte); one tool call's
+    arguments as much as an answer."""
+    return StreamLimits(
+        event_bytes=max(64 * 1024, 4 * settings.ANSWER_MAX_BYTES),
+        tool_argument_chars=settings.ANSWER_MAX_CHARS,
+    )
 
 
 @dataclass(frozen=True)
@@ -191,19 +238,26 @@ async def _attempt(
     client: httpx.AsyncClient,
     limits: CallLimits,
     on_text: Callable[[str], Awaitable[None]],
+    cap: AnswerCap,
 ) -> None:
     provider = provider_for(target.endpoint, client)
     stream = provider.stream(request).__aiter__()
     loop_watch = LoopWatch()
     events = _limited(stream, limits, target.endpoint.name or target.display_name)
+    left = cap.after(result.text)
     try:
         async for event in events:
             if isinstance(event, TextDelta):
                 if attempt.first_token_ms is None:
                     attempt.first_token_ms = result.elapsed_ms()
                     result.first_token_ms = attempt.first_token_ms
-                result.parts.append(event.text)
-                await on_text(event.text)
+                text = left.fit(event.text)
+                if text:
+                    result.parts.append(text)
+                    await on_text(text)
+                    left = left.after(text)
+                if text != event.text:
+                    raise _too_large(target)
                 if unit := loop_watch.feed(event.text):
                     raise ProviderError(
                         f"{target.display_name} fell into a loop, repeating "
@@ -222,6 +276,19 @@ async def _attempt(
         await events.aclose()  # closes the upstream stream now, not at garbage collection
 
 
+def _too_large(target: Target) -> ProviderError:
+    # Not retryable: a model that wrote this much would write it again. The message
+    # names the whole answer's cap (a call after a tool round has only what is left).
+    cap = AnswerCap.from_settings()
+    return ProviderError(
+        f"{target.display_name}'s answer passed the cap of {cap.chars:,} characters "
+        f"({cap.bytes:,} bytes) and was cut off there; the text up to the cap is kept. "
+        "Ask for a shorter answer, or raise ANSWER_MAX_CHARS / ANSWER_MAX_BYTES.",
+        retryable=False,
+        kind=ErrorKind.TOO_LARGE,
+    )
+
+
 async def call(
     targets: list[Target],
     request: ChatRequest,
@@ -232,10 +299,13 @@ async def call(
     on_text: Callable[[str], Awaitable[None]],
     limits: CallLimits | None = None,
     retry: RetryPolicy | None = None,
+    cap: AnswerCap | None = None,
 ) -> CallResult:
+    """`cap` is what this call's text may hold (by default, a whole answer's cap)."""
     limits = limits or CallLimits.from_settings()
     retry = retry or RetryPolicy.from_settings()
-    request = _with_connect_timeout(request, limits.connect_s)
+    cap = AnswerCap.from_settings() if cap is None else cap
+    request = replace(request, connect_timeout_s=limits.connect_s, limits=stream_limits())
     target: Target | None = None
     try:
         for target in targets:
@@ -274,7 +344,9 @@ async def call(
                 )
                 result.attempts.append(attempt)
                 try:
-                    await _attempt(target, model_request, result, attempt, client, limits, on_text)
+                    await _attempt(
+                        target, model_request, result, attempt, client, limits, on_text, cap
+                    )
                 except ProviderError as error:
                     attempt.outcome, attempt.error = "failed", error.as_dict()
                     attempt.ended_ms = result.elapsed_ms()
@@ -316,10 +388,6 @@ async def call(
         result.latency_ms = result.elapsed_ms()
         answered = result.answered_by or (target if result.parts else None)
         _settle_usage(result, request, answered)
-
-
-def _with_connect_timeout(request: ChatRequest, seconds: float) -> ChatRequest:
-    return replace(request, connect_timeout_s=seconds)
 
 
 def _for_model(request: ChatRequest, model_id: str) -> ChatRequest:

@@ -7,10 +7,11 @@ under test runs exactly as in production; only the upstream is scripted.
         server.enqueue(Reply(status=429, headers={"Retry-After": "2"}))
         server.enqueue(Reply.stream(["a", "b"], drop_after=1))   # connection cut mid-stream
         server.enqueue(Reply.stream(["a"], hang=True))           # a stream that never ends
+        server.enqueue(Reply.flood(f"{n} " for n in itertools.count()))  # never ends
 
 Requests are recorded (`server.requests`); for each, `server.disconnects` tells
 when the client closed the connection, so tests can check cancellation reached
-the socket.
+the socket, and `server.sent_bytes` how much of a reply was written before that.
 """
 
 import json
@@ -19,6 +20,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -36,8 +38,9 @@ class Reply:
     status: int = 200
     headers: dict = field(default_factory=dict)
     body: bytes = b""
-    # For streams: raw byte chunks written one by one.
-    chunks: list[bytes] = field(default_factory=list)
+    # For streams: raw byte chunks written one by one; any iterable, so a generator
+    # can send more than fits in memory, or never end (a Reply is then served once).
+    chunks: Iterable[bytes] = field(default_factory=list)
     delay: float = 0.0  # between chunks
     first_delay: float = 0.0  # before the first chunk (after the headers)
     drop_after: int | None = None  # cut the connection after this many chunks
@@ -59,6 +62,24 @@ class Reply:
         if done:
             chunks.append(b"data: [DONE]\n\n")
         return cls(headers={"Content-Type": "text/event-stream"}, chunks=chunks, **options)
+
+    @classmethod
+    def flood(cls, texts: Iterable[str], total_bytes: int | None = None, **options) -> "Reply":
+        """An OpenAI-compatible stream of one delta per text of `texts` (a generator
+        may never end): until about `total_bytes` were sent, then it ends properly."""
+
+        def chunks():
+            sent = 0
+            for text in texts:
+                event = _sse({"choices": [{"index": 0, "delta": {"content": text}}]})
+                yield event
+                sent += len(event)
+                if total_bytes is not None and sent >= total_bytes:
+                    break
+            yield _sse({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            yield b"data: [DONE]\n\n"
+
+        return cls(headers={"Content-Type": "text/event-stream"}, chunks=chunks(), **options)
 
     @classmethod
     def anthropic_stream(
@@ -194,6 +215,7 @@ class ScriptedServer:
         self.replies: deque[Reply] = deque()
         self.requests: list[dict] = []  # {"method", "path", "headers", "json"}
         self.disconnects: dict[int, float] = {}  # request index -> monotonic time
+        self.sent_bytes: dict[int, int] = {}  # request index -> body bytes written
         self.default: Reply | None = None  # served when the queue is empty
         self.open_connections = 0  # client connections the server holds right now
         self.request_times: list[float] = []  # monotonic arrival time of each request
@@ -264,6 +286,7 @@ class ScriptedServer:
                     self.send_header("Content-Length", str(len(reply.body)))
                     self.end_headers()
                     self.wfile.write(reply.body)
+                    server.sent_bytes[index] = len(reply.body)
                     return
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
@@ -282,6 +305,7 @@ class ScriptedServer:
                         chunk = chunk.replace(STAMP, f"{time.monotonic():.6f}".encode())
                     self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                     self.wfile.flush()
+                    server.sent_bytes[index] = server.sent_bytes.get(index, 0) + len(chunk)
                     if reply.delay and self._hung_up_within(reply.delay, index):
                         return
                 if not reply.hang:

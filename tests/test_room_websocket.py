@@ -1,5 +1,7 @@
 """The room websocket, through the real ASGI app and the Redis channel layer."""
 
+import time
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -172,3 +174,34 @@ async def test_unknown_requests_get_a_clear_error():
     await ws.send_json_to({"type": "subscribe", "run": 12345})
     assert await ws.receive_json_from(timeout=5) == {"type": "error", "error": "Unknown request."}
     await ws.disconnect()
+
+
+async def test_a_resync_loop_gets_one_snapshot_a_second_and_ends_whole():
+    user, room, _, answer = await make_room()
+    redis = live.redis_client()
+    await live.append(redis, answer.pk, "Hello")
+    ws = communicator(f"/ws/conversations/{room.pk}/", await session_cookie(user))
+    assert (await ws.connect())[0]
+    await ws.receive_json_from(timeout=5)  # the snapshot on connect
+    connected = time.monotonic()
+    for _ in range(20):
+        await ws.send_json_to({"type": "resync"})
+    await live.append(redis, answer.pk, ", world")  # after the requests: must still be seen
+
+    snapshots = [await ws.receive_json_from(timeout=5)]
+    waited = time.monotonic() - connected
+    while not await ws.receive_nothing(timeout=1.5):
+        snapshots.append(await ws.receive_json_from(timeout=5))
+    assert 1 <= len(snapshots) <= 2 and {s["type"] for s in snapshots} == {"snapshot"}
+    assert waited > 0.8  # held back to the end of the second, not sent at once
+    item = snapshots[-1]["runs"][0]["answers"][0]
+    assert (item["text"], item["seq"]) == ("Hello, world", 2)  # whole
+
+    # A second later, a browser that lost a frame is answered at once.
+    asked = time.monotonic()
+    await ws.send_json_to({"type": "resync"})
+    assert (await ws.receive_json_from(timeout=5))["type"] == "snapshot"
+    assert time.monotonic() - asked < 0.5
+    await ws.send_json_to({"type": "resync"})  # promised, then the socket closes first
+    await ws.disconnect()
+    await redis.aclose()

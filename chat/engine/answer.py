@@ -17,7 +17,7 @@ from channels.layers import get_channel_layer
 from chat.models import Answer, Run
 from limits import spend
 from panels import calls
-from panels.calls import CallLimits, CallResult, Target
+from panels.calls import AnswerCap, CallLimits, CallResult, Target
 from panels.cooldown import Cooldowns
 from panels.pricing import Cost
 from panels.providers import ChatMessage, ChatRequest, ErrorKind, ProviderError, ToolCall, Usage
@@ -291,6 +291,9 @@ async def run_answer(
                 tools=tools.schemas() if tools and offered else (),
             )
             result = CallResult()
+            # The cap is the answer's: a round after a tool call has what is left
+            # (less the blank line that joins the rounds' text).
+            held = total.text + "\n\n" if total.parts else ""
             task = asyncio.create_task(
                 calls.call(
                     targets,
@@ -300,6 +303,7 @@ async def run_answer(
                     cooldowns=ctx.cooldowns,
                     on_text=on_text,
                     limits=limits,
+                    cap=AnswerCap.from_settings().after(held),
                 )
             )
             ctx.running[answer.pk] = task

@@ -10,7 +10,6 @@ so the room, the run row and the API never disagree about what a run cost.
 from decimal import Decimal
 from typing import Literal, NotRequired, TypedDict
 
-from chat import markdown
 from chat.models import Answer, Run
 
 from . import live
@@ -226,7 +225,7 @@ def answer_ended(answer: Answer, seq: int) -> AnswerEnded:
         "role": answer.role,
         "seq": seq,
         "status": answer.status,
-        "html": markdown.render(answer.text),
+        "html": answer.body_html,  # rendered when the answer was saved
         "error": answer.error,
         "stats": answer_stats(answer),
     }
@@ -381,7 +380,7 @@ async def room_snapshot(redis, conversation_id: int) -> dict:
                 if item["text"]:
                     item["status"] = "streaming"  # the database only learns the outcome
             else:
-                item["html"] = markdown.render(answer.text)
+                item["html"] = answer.body_html
                 item["stats"] = answer_stats(answer)
                 item["seq"] = 0
             answers.append(item)

@@ -46,7 +46,9 @@ def redis_client(max_connections: int = 50) -> aioredis.Redis:
 
 
 async def append(redis, answer_id: int, text: str) -> int:
-    """Append streamed text; returns the delta's sequence number (1, 2, …)."""
+    """Append streamed text; returns the delta's sequence number (1, 2, …).
+    The string grows to at most the answer's cap: the call passes on no more text
+    (panels.calls.AnswerCap)."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.append(text_key(answer_id), text)
         pipe.incr(_seq_key(answer_id))

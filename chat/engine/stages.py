@@ -405,7 +405,7 @@ async def judge(ctx: RunContext, question: str, labelled) -> Verdict:
         result = await run_answer(ctx, answer, targets, request, limits)
         if not result.ok:
             kind = result.error.kind if result.error else None
-            runaway = kind in (ErrorKind.REPETITION, ErrorKind.TIMEOUT)
+            runaway = kind in (ErrorKind.REPETITION, ErrorKind.TIMEOUT, ErrorKind.TOO_LARGE)
             return Verdict(
                 raw=result.text,
                 failure=Run.Failure.JUDGE_RUNAWAY if runaway else Run.Failure.JUDGE_UPSTREAM_ERROR,

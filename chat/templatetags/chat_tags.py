@@ -1,15 +1,16 @@
 from django import template
 from django.utils.safestring import mark_safe
 
-from chat import markdown
+from chat.models import Answer
 
 register = template.Library()
 
 
 @register.filter
-def render_markdown(text: str) -> str:
-    # markdown.render sanitises with nh3; marking it safe is what it is for.
-    return mark_safe(markdown.render(text or ""))  # noqa: S308
+def answer_html(answer: Answer) -> str:
+    # Rendered and sanitised (nh3) once, when the answer was saved: a page view never
+    # renders Markdown. Marking it safe is what the sanitising is for.
+    return mark_safe(answer.body_html)  # noqa: S308
 
 
 @register.filter

@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('chat', '0009_apikey_spend_limit_usd_alter_run_failure_reason'),
+        ('chat', '0010_budgets'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

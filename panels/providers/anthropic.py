@@ -24,6 +24,7 @@ from .base import (
     ToolCall,
     Usage,
 )
+from .errors import too_many_tool_calls, tool_arguments_too_long
 from .http import open_sse, where
 from .tokens import estimate_tokens
 
@@ -137,6 +138,7 @@ class AnthropicProvider:
         output_tokens: int | None = None
         finish: str | None = None
         tools: dict[int, dict] = {}  # open tool_use blocks by content-block index
+        tool_count = 0
         stopped = False
         async with open_sse(
             self.client,
@@ -146,6 +148,7 @@ class AnthropicProvider:
             self._headers(request),
             request.model,
             request.connect_timeout_s,
+            request.limits.event_bytes,
         ) as source:
             async for sse in source.aiter_sse():
                 if not sse.data.strip():
@@ -170,10 +173,14 @@ class AnthropicProvider:
                 elif kind == "content_block_start":
                     block = data.get("content_block") or {}
                     if block.get("type") == "tool_use":
+                        tool_count += 1
+                        if tool_count > request.limits.tool_calls:
+                            raise too_many_tool_calls(name, request.limits)
                         tools[data.get("index", 0)] = {
                             "id": block.get("id", ""),
                             "name": block.get("name", ""),
                             "parts": [],
+                            "chars": 0,
                         }
                     elif block.get("type") == "text" and block.get("text"):
                         text_chunks += 1
@@ -186,7 +193,11 @@ class AnthropicProvider:
                     elif delta.get("type") == "input_json_delta" and (
                         call := tools.get(data.get("index", 0))
                     ):
-                        call["parts"].append(delta.get("partial_json") or "")
+                        part = delta.get("partial_json") or ""
+                        call["chars"] += len(part)
+                        if call["chars"] > request.limits.tool_argument_chars:
+                            raise tool_arguments_too_long(name, call["name"], request.limits)
+                        call["parts"].append(part)
                 elif kind == "content_block_stop":
                     if call := tools.pop(data.get("index", 0), None):
                         arguments = "".join(call["parts"]) or "{}"

@@ -20,6 +20,23 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
+class StreamLimits:
+    """How much of an upstream's stream this process may hold at once, besides the
+    answer's text (which panels/calls.py caps as it arrives).
+
+    An upstream is someone else's server, and a user's own provider may be hostile:
+    without these, one SSE line that never ends, or one tool call's arguments that
+    never end, would grow one string for as long as the upstream cared to send.
+    """
+
+    # One SSE event (every line of it): a legitimate event carries one delta, or at
+    # most a whole answer in one piece, JSON-escaped.
+    event_bytes: int = 4 * 1024 * 1024
+    tool_calls: int = 32  # a seat may make 16 at most (chat/engine/stages.py)
+    tool_argument_chars: int = 200_000  # one call's arguments
+
+
+@dataclass(frozen=True)
 class ChatRequest:
     model: str
     messages: tuple[ChatMessage, ...]
@@ -32,6 +49,7 @@ class ChatRequest:
     response_format: dict | None = None
     # How long to wait for the TCP/TLS connection; the other limits live in calls.py.
     connect_timeout_s: float = 10.0
+    limits: StreamLimits = StreamLimits()
 
 
 @dataclass(frozen=True)
@@ -93,6 +111,7 @@ class ErrorKind(StrEnum):
     CANCELLED = "cancelled"
     REPETITION = "repetition"  # the model fell into a loop and was cut off
     UNAVAILABLE = "unavailable"  # no such model or provider configured
+    TOO_LARGE = "too_large"  # the upstream sent more than an answer may hold; cut off
 
 
 class ProviderError(Exception):

@@ -1,4 +1,5 @@
-"""Turning an upstream's HTTP error into a ProviderError a person can act on."""
+"""Turning an upstream's HTTP error, or a stream that passed a limit, into a
+ProviderError a person can act on."""
 
 import json
 import re
@@ -7,7 +8,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from .base import ErrorKind, ProviderError
+from .base import ErrorKind, ProviderError, StreamLimits
 
 RETRYABLE_STATUSES = {408, 409, 425, 429}
 # "Not implemented", "version not supported" and a fusion loop (508) are final.
@@ -24,7 +25,9 @@ def is_retryable_code(code: str) -> bool:
     return is_retryable_status(int(code)) if code.isdigit() else True
 
 
-_BODY_LIMIT = 4096
+# How much of an error body is read at all, and parsed: a person reads a few hundred
+# characters of it, and an upstream may send gigabytes where an error was expected.
+ERROR_BODY_LIMIT = 8192
 
 
 def parse_retry_after(headers: httpx.Headers) -> float | None:
@@ -49,7 +52,7 @@ def parse_retry_after(headers: httpx.Headers) -> float | None:
 
 def upstream_message(body: bytes) -> tuple[str, str]:
     """(message, code) from an OpenAI- or Anthropic-style error body, else its text."""
-    text = body[:_BODY_LIMIT].decode("utf-8", "replace").strip()
+    text = body[:ERROR_BODY_LIMIT].decode("utf-8", "replace").strip()
     try:
         data = json.loads(text)
     except ValueError:
@@ -120,4 +123,22 @@ def error_from_transport(where: str, exc: httpx.HTTPError) -> ProviderError:
     detail = str(exc) or type(exc).__name__
     return ProviderError(
         f"could not reach {where}: {detail}", retryable=True, kind=ErrorKind.CONNECTION
+    )
+
+
+def too_many_tool_calls(where: str, limits: StreamLimits) -> ProviderError:
+    return ProviderError(
+        f"{where} asked for more than {limits.tool_calls} tool calls in one answer; "
+        "the answer was cut off there",
+        retryable=False,
+        kind=ErrorKind.TOO_LARGE,
+    )
+
+
+def tool_arguments_too_long(where: str, tool: str, limits: StreamLimits) -> ProviderError:
+    return ProviderError(
+        f"{where} wrote arguments for {tool or 'a tool'} longer than "
+        f"{limits.tool_argument_chars:,} characters; the answer was cut off there",
+        retryable=False,
+        kind=ErrorKind.TOO_LARGE,
     )

@@ -2,18 +2,19 @@
 
 Redirects are never followed; a user's endpoint is resolved, checked and pinned to
 a public address first (netguard.py); HTTP and transport failures become typed
-ProviderErrors.
+ProviderErrors. Nothing an upstream sends is read without a bound: an error body
+stops at a few kB, a stream event at `StreamLimits.event_bytes` (sse.py).
 """
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from httpx_sse import EventSource, SSEError, aconnect_sse
 
 from . import netguard
-from .base import Endpoint, ErrorKind, ProviderError
-from .errors import error_from_status, error_from_transport
+from .base import Endpoint, ErrorKind, ProviderError, StreamLimits
+from .errors import ERROR_BODY_LIMIT, error_from_status, error_from_transport
+from .sse import EventStream
 
 # Building an SSL context reads the CA bundle (~10 ms): build it once, share it.
 SSL_CONTEXT = httpx.create_ssl_context()
@@ -30,6 +31,17 @@ def redact(body: bytes, api_key: str) -> bytes:
     return body
 
 
+async def read_error_body(response: httpx.Response, limit: int = ERROR_BODY_LIMIT) -> bytes:
+    """The start of a body, never more than `limit` bytes; leaving the response's
+    `async with` then closes the connection instead of reading the rest."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk[: limit - len(body)]
+        if len(body) >= limit:
+            break
+    return bytes(body)
+
+
 @asynccontextmanager
 async def open_sse(
     client: httpx.AsyncClient,
@@ -39,9 +51,18 @@ async def open_sse(
     headers: dict[str, str],
     model: str,
     connect_timeout_s: float | None = None,
-) -> AsyncIterator[EventSource]:
+    max_event_bytes: int = StreamLimits.event_bytes,
+) -> AsyncIterator[EventStream]:
     url = endpoint.base_url.rstrip("/") + path
-    headers = {**dict(endpoint.extra_headers), **headers}
+    headers = {
+        **dict(endpoint.extra_headers),
+        **headers,
+        "Cache-Control": "no-store",
+        # A compressed body is inflated a whole network read at a time, up to a
+        # thousand times its size: the caps on what is held count inflated bytes,
+        # so ask for none.
+        "Accept-Encoding": "identity",
+    }
     extensions: dict = {}
     if endpoint.public_only:
         target = await netguard.pin(url)
@@ -53,8 +74,7 @@ async def open_sse(
         headers["Connection"] = "close"
     name = where(endpoint)
     try:
-        async with aconnect_sse(
-            client,
+        async with client.stream(
             "POST",
             url,
             json=body,
@@ -64,8 +84,7 @@ async def open_sse(
             # Only the connection has an httpx timeout: first-token, idle-gap and
             # total limits are enforced around the stream (panels/calls.py).
             timeout=httpx.Timeout(None, connect=connect_timeout_s or 10.0),
-        ) as source:
-            response = source.response
+        ) as response:
             if response.is_redirect:
                 raise ProviderError(
                     f"{name} redirected to {response.headers.get('location', '?')}; "
@@ -75,18 +94,19 @@ async def open_sse(
                     status=response.status_code,
                 )
             if response.status_code >= 400:
-                raw = redact(await response.aread(), endpoint.api_key)
+                raw = redact(await read_error_body(response), endpoint.api_key)
                 raise error_from_status(name, response.status_code, raw, response.headers, model)
-            yield source
+            content_type = response.headers.get("content-type", "")
+            if "text/event-stream" not in content_type.partition(";")[0]:
+                raise ProviderError(
+                    f"{name} did not answer with a stream (got "
+                    f"{content_type or 'no content type'}): is the base URL right?",
+                    retryable=False,
+                    kind=ErrorKind.STREAM,
+                )
+            yield EventStream(response, name, max_event_bytes)
     except ProviderError as error:
         raise _scrubbed(error, endpoint.api_key) from None
-    except SSEError:
-        raise ProviderError(
-            f"{name} did not answer with a stream (got "
-            f"{response.headers.get('content-type', 'no content type')}): is the base URL right?",
-            retryable=False,
-            kind=ErrorKind.STREAM,
-        ) from None
     except httpx.HTTPError as exc:
         raise _scrubbed(error_from_transport(name, exc), endpoint.api_key) from None
     except (UnicodeError, ValueError) as exc:

@@ -19,11 +19,17 @@ from .base import (
     Event,
     Finish,
     ProviderError,
+    StreamLimits,
     TextDelta,
     ToolCall,
     Usage,
 )
-from .errors import is_retryable_code, upstream_message
+from .errors import (
+    is_retryable_code,
+    too_many_tool_calls,
+    tool_arguments_too_long,
+    upstream_message,
+)
 from .http import open_sse, where
 from .tokens import estimate_tokens
 
@@ -47,18 +53,27 @@ def _message(message: ChatMessage) -> dict:
 
 
 class _ToolCallParts:
-    """OpenAI streams a tool call in pieces keyed by index; join them."""
+    """OpenAI streams a tool call in pieces keyed by index; join them, within the
+    request's limits on how many calls and how long their arguments."""
 
-    def __init__(self):
+    def __init__(self, name: str, limits: StreamLimits):
+        self.name = name
+        self.limits = limits
         self.calls: dict[int, dict] = {}
 
     def add(self, delta: dict) -> None:
-        call = self.calls.setdefault(delta.get("index", 0), {"id": "", "name": "", "args": []})
+        index = delta.get("index", 0)
+        if index not in self.calls and len(self.calls) >= self.limits.tool_calls:
+            raise too_many_tool_calls(self.name, self.limits)
+        call = self.calls.setdefault(index, {"id": "", "name": "", "args": [], "chars": 0})
         call["id"] = delta.get("id") or call["id"]
         function = delta.get("function") or {}
         call["name"] = function.get("name") or call["name"]
-        if function.get("arguments"):
-            call["args"].append(function["arguments"])
+        if arguments := function.get("arguments"):
+            call["chars"] += len(arguments)
+            if call["chars"] > self.limits.tool_argument_chars:
+                raise tool_arguments_too_long(self.name, call["name"], self.limits)
+            call["args"].append(arguments)
 
     def complete(self) -> list[ToolCall]:
         return [
@@ -100,7 +115,7 @@ class OpenAICompatibleProvider:
         usage: Usage | None = None
         finish: str | None = None
         ended = False
-        tool_parts = _ToolCallParts()
+        tool_parts = _ToolCallParts(name, request.limits)
         async with open_sse(
             self.client,
             self.endpoint,
@@ -109,6 +124,7 @@ class OpenAICompatibleProvider:
             self._headers(request),
             request.model,
             request.connect_timeout_s,
+            request.limits.event_bytes,
         ) as source:
             async for sse in source.aiter_sse():
                 data = sse.data.strip()

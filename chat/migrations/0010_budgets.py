@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0008_conversation_hidden'),
+        ('chat', '0009_answer_html'),
     ]
 
     operations = [

@@ -2,16 +2,22 @@
 stack (Daphne, a Celery worker, Redis) and the real local models."""
 
 import time
+from decimal import Decimal
 
 import httpx
 import openai
 import pytest
+import redis
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from chat.api.keys import create_key
+from chat.engine import loop, pipeline
 from chat.models import Run
+from limits.models import Limits, Spend
 from panels.models import CatalogModel, Panel, Provider, Seat
-from tests.pipeline_kit import ScriptedPanel
+from tests.pipeline_kit import ScriptedPanel, analysis_reply
 from tests.scripted_server import Reply
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
@@ -122,17 +128,58 @@ def test_a_revoked_key_and_someone_elses_private_panel(live_stack, key):
         alice.models.list()
 
 
-def test_rate_limit_per_key(live_stack, key):
-    headers = {"Authorization": f"Bearer {key}"}
+def test_the_rate_limit_is_the_users_across_all_their_keys(live_stack, key):
+    """A second key is no way around the limit: the 61st request of the minute is
+    refused whichever of the user's keys sends it."""
+    alice = get_user_model().objects.get(username="alice")
+    second = create_key(alice, "second")[1]
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(f"fr:ratelimit:user:{alice.pk}")
+    client.close()
+    url = f"{live_stack.url}/v1/chat/completions"
     statuses = [
-        httpx.post(
-            f"{live_stack.url}/v1/chat/completions", content=b"{", headers=headers
-        ).status_code
-        for _ in range(61)
+        httpx.post(url, content=b"{", headers={"Authorization": f"Bearer {key}"}).status_code
+        for _ in range(60)
     ]
-    assert statuses[:60] == [400] * 60
-    limited = httpx.post(f"{live_stack.url}/v1/chat/completions", content=b"{", headers=headers)
+    assert statuses == [400] * 60
+    limited = httpx.post(url, content=b"{", headers={"Authorization": f"Bearer {second}"})
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert "every API key of yours together" in limited.json()["error"]["message"]
+
+
+def test_a_daily_budget_spent_in_the_room_refuses_the_api_with_its_numbers(live_stack, key):
+    """Spend counts across doors: a room run spends most of the day's budget, and
+    the API then answers 402 in OpenAI's format, with the budget, what is spent and
+    when it renews."""
+    alice = get_user_model().objects.get(username="alice")
+    kit = ScriptedPanel(seats=1, user=alice)
+    try:
+        CatalogModel.objects.filter(provider__name__startswith="Up ").update(
+            input_price="0", output_price="1000"
+        )
+        Limits.objects.create(user=alice, daily_budget_usd="1", run_budget_usd="5")
+        kit.seats[0].default = Reply.stream([f"{n}, " for n in range(700)])  # $0.70
+        kit.judge.default = analysis_reply()
+        kit.synthesizer.default = Reply.stream(["Done."])
+        loop.run(pipeline.execute(kit.ask()))
+        spent = sum(s.usd for s in Spend.objects.filter(user=alice))
+        assert Decimal("0.7") < spent < Decimal("0.8")
+        client = openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0)
+        with pytest.raises(openai.APIStatusError) as refused:
+            client.chat.completions.create(
+                model=f"fusion/{kit.panel.slug}",
+                messages=[{"role": "user", "content": "One more?"}],
+            )
+        assert refused.value.status_code == 402
+        error = refused.value.body
+        assert error["code"] == "budget_exceeded" and error["type"] == "insufficient_quota"
+        assert "daily budget on the site's models is $1.00" in error["message"]
+        assert error["limit"]["period"] == "day" and error["limit"]["limit_usd"] == "1.0000"
+        assert Decimal(error["limit"]["spent_usd"]) == spent
+        assert error["limit"]["resets_at"] > timezone.now().isoformat()[:10]
+        assert Run.objects.filter(message__conversation__panel=kit.panel).count() == 1
+    finally:
+        kit.close()
 
 
 def test_a_vanished_stream_client_cancels_its_run(live_stack, key):

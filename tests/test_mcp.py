@@ -89,3 +89,22 @@ def test_mcp_over_streamable_http_in_the_app(live_stack):
         assert answer.content[0].text.startswith("Canberra, by HTTP.")
     finally:
         kit.close()
+
+
+def test_mcp_bodies_are_capped_with_or_without_a_content_length(live_stack, settings):
+    import httpx
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user("mcp-big")
+    key = create_key(user, "mcp-big")[1]
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    huge = b'{"jsonrpc": "2.0", "padding": "' + b"x" * (settings.API_MAX_BODY_BYTES + 10) + b'"}'
+    told = httpx.post(f"{live_stack.url}/mcp", content=huge, headers=headers, timeout=30)
+    assert told.status_code == 413 and "the limit" in told.json()["error"]
+
+    def chunks():  # chunked: no Content-Length to trust
+        for start in range(0, len(huge), 65536):
+            yield huge[start : start + 65536]
+
+    untold = httpx.post(f"{live_stack.url}/mcp", content=chunks(), headers=headers, timeout=30)
+    assert untold.status_code == 413 and "the limit" in untold.json()["error"]

@@ -37,24 +37,30 @@ async def _refuse(send, status: int, message: str, code: str, headers: dict | No
     await send({"type": "http.response.body", "body": body.encode()})
 
 
-def _capped(receive, limit: int):
-    """The request body, refused past `limit` bytes whatever Content-Length said."""
-    seen = 0
-
-    async def receive_capped():
-        nonlocal seen
+async def _read_body(receive, limit: int) -> bytes | None:
+    """The whole request body, or None past `limit` bytes, whatever Content-Length
+    said (a chunked body has none). Read before the SDK sees the request: an error
+    raised from inside it would become a 500."""
+    body = bytearray()
+    while True:
         message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise BodyTooLarge
-        return message
+        if message["type"] != "http.request":
+            return bytes(body)  # the client went away; the SDK will notice
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return None
+        if not message.get("more_body", False):
+            return bytes(body)
 
-    return receive_capped
 
+def _replay(body: bytes, receive):
+    """A `receive` that hands the body over once, then listens for a disconnect."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
 
-class BodyTooLarge(Exception):
-    pass
+    async def receive_again():
+        return pending.pop() if pending else await receive()
+
+    return receive_again
 
 
 class McpHttpApp:
@@ -95,10 +101,11 @@ class McpHttpApp:
         if isinstance(found, auth.Refused):
             await _refuse(send, found.status, found.message, found.code, found.headers)
             return
+        body = await _read_body(receive, limit)
+        if body is None:
+            await _refuse(send, 413, f"The body is over {limit:,} bytes, the limit.", "too_large")
+            return
         await self._start()
         user_id, key_id = found
         state = {**scope.get("state", {}), "fusion_user_id": user_id, "fusion_key_id": key_id}
-        try:
-            await self.app({**scope, "state": state}, _capped(receive, limit), send)
-        except BodyTooLarge:
-            await _refuse(send, 413, f"The body is over {limit:,} bytes, the limit.", "too_large")
+        await self.app({**scope, "state": state}, _replay(body, receive), send)

@@ -11,6 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from limits.admission import LimitReached
+from limits.spend import parse_limit
 from panels.models import Panel
 
 from .api.keys import TooManyKeys, create_key
@@ -191,8 +192,9 @@ def api_key_create(request):
     """Make an API key and show it, once: only its hash is kept."""
     name = " ".join(request.POST.get("name", "").split())[:80] or "API key"
     try:
-        record, key = create_key(request.user, name)
-    except TooManyKeys as refused:
+        limit = parse_limit(request.POST.get("spend_limit", ""))
+        record, key = create_key(request.user, name, spend_limit_usd=limit)
+    except (TooManyKeys, ValueError) as refused:
         messages.error(request, str(refused))
         return redirect("panels:api_keys")
     return render(request, "chat/api_key_created.html", {"record": record, "key": key})

@@ -37,10 +37,12 @@ class LimitReached(Exception):
 
 
 def usd(amount: Decimal) -> str:
-    """Dollars for a person: $0.0042, $1.50."""
-    if amount and abs(amount) < 1:
-        return f"${amount:.4f}".rstrip("0").rstrip(".") if amount else "$0"
-    return f"${amount:,.2f}"
+    """Dollars for a person: $1.50, $0.25, and fractions of a cent as $0.0042."""
+    if amount == 0:
+        return "$0"
+    if abs(amount) >= Decimal("0.01"):
+        return f"${amount:,.2f}"
+    return f"${amount:.6f}".rstrip("0")
 
 
 def admit(user, config: dict, content: str, *, via: str, api_key_id: int | None) -> dict | None:
@@ -174,7 +176,7 @@ def _over(period, cap, spent, resets_at, estimate, whose: str) -> LimitReached:
     when = f"in {hours} h" if period == "day" else f"on {resets_at:%-d %B}"
     return LimitReached(
         "budget_exceeded",
-        f"{whose.capitalize()} {_adjective(period)} budget on the site's models is "
+        f"{whose[0].upper()}{whose[1:]} {_adjective(period)} budget on the site's models is "
         f"{usd(cap)}, and {usd(spent)} of it is spent: not enough for this run. It renews "
         f"{when}. The free local models and your own providers still answer; an "
         "administrator can raise the budget.",

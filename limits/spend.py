@@ -9,7 +9,7 @@ import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Max, Sum
+from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
 from panels.models import CatalogModel
@@ -62,6 +62,28 @@ def spent_by(user, since: datetime.datetime) -> Decimal:
 def spent_by_key(api_key_id: int, since: datetime.datetime) -> Decimal:
     rows = Spend.objects.filter(api_key_id=api_key_id, created_at__gte=since)
     return rows.aggregate(s=Sum("usd"))["s"] or Decimal(0)
+
+
+def keys_with_spend(user):
+    """The user's API keys, each with `month_usd`: its spend this calendar month."""
+    since = period_starts()["month"]
+    return user.api_keys.annotate(
+        month_usd=Sum("spends__usd", filter=Q(spends__created_at__gte=since))
+    )
+
+
+def parse_limit(raw: str) -> Decimal | None:
+    """A spend limit typed by a person: empty for none; else ValueError in words."""
+    raw = raw.strip().removeprefix("$")
+    if not raw:
+        return None
+    try:
+        value = Decimal(raw)
+    except ArithmeticError:
+        raise ValueError(f"“{raw}” is not an amount in dollars; write e.g. 5 or 0.50.") from None
+    if not value.is_finite() or not 0 <= value <= 100_000:
+        raise ValueError("A spend limit is from $0 to $100,000 (empty: no limit of its own).")
+    return value.quantize(Decimal("0.0001"))
 
 
 def charge(run, answer) -> Decimal:

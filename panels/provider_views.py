@@ -5,6 +5,8 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from limits.spend import keys_with_spend
+
 from .models import CatalogModel, Provider
 from .provider_check import check_connection
 from .provider_forms import ProviderForm
@@ -40,6 +42,7 @@ def api_keys(request):
             "form": form,
             "providers": request.user.providers.prefetch_related("models"),
             "site_providers": Provider.objects.filter(owner=None, is_active=True),
+            "api_keys": keys_with_spend(request.user),
         },
         status=400 if request.method == "POST" else 200,
     )

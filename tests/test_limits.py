@@ -245,3 +245,22 @@ def test_the_account_page_shows_spend_and_what_is_left(client, kit, settings):
     assert "Spend and limits" in page
     assert "$1.25" in page and "$5.00" in page and "$3.75" in page
     assert "no limit" in page  # the month
+
+
+def test_an_api_keys_monthly_limit_is_its_own_budget(kit, client, settings):
+    settings.RUN_BUDGET_USD = settings.DAILY_BUDGET_USD = settings.MONTHLY_BUDGET_USD = None
+    price(kit, "1")
+    client.force_login(kit.user)
+    bad = client.post(reverse("chat:api_key_create"), {"name": "x", "spend_limit": "lots"})
+    assert bad.status_code == 302 and not kit.user.api_keys.exists()
+    assert "is not an amount in dollars" in client.get(reverse("panels:api_keys")).content.decode()
+    client.post(reverse("chat:api_key_create"), {"name": "capped", "spend_limit": "$0.50"})
+    record = kit.user.api_keys.get()
+    assert record.spend_limit_usd == Decimal("0.5")
+    Spend.objects.create(user=kit.user, api_key=record, usd=Decimal("0.5"), model_name="m")
+    with pytest.raises(LimitReached) as refused:
+        start_run(kit.room, "through the key", {"via": "api", "api_key": record.pk})
+    assert "This API key's monthly budget" in refused.value.message
+    start_run(kit.room, "from the room, the user's own budgets only")
+    page = client.get(reverse("panels:api_keys")).content.decode()
+    assert "$0.50 of $0.50" in page

@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import secrets
+from decimal import Decimal
 
 from django.conf import settings
 from django.utils import timezone
@@ -17,7 +18,7 @@ class TooManyKeys(Exception):
     pass
 
 
-def create_key(user, name: str) -> tuple[ApiKey, str]:
+def create_key(user, name: str, spend_limit_usd: Decimal | None = None) -> tuple[ApiKey, str]:
     """Returns the record and the key itself, which is never stored nor shown again.
     TooManyKeys when the user has as many active keys as they may."""
     allowed = limits_for(user).api_keys
@@ -29,7 +30,13 @@ def create_key(user, name: str) -> tuple[ApiKey, str]:
         )
     prefix = secrets.token_hex(4)
     key = f"{KEY_START}{prefix}-{secrets.token_urlsafe(32)}"
-    record = ApiKey.objects.create(user=user, name=name, prefix=prefix, key_hash=_hash(key))
+    record = ApiKey.objects.create(
+        user=user,
+        name=name,
+        prefix=prefix,
+        key_hash=_hash(key),
+        spend_limit_usd=spend_limit_usd,
+    )
     return record, key
 
 

@@ -95,7 +95,9 @@ class McpHttpApp:
         limit = settings.API_MAX_BODY_BYTES
         length = headers.get("content-length", "0")
         if length.isdigit() and int(length) > limit:
-            await _refuse(send, 413, f"The body is over {limit:,} bytes, the limit.", "too_large")
+            await _refuse(
+                send, 413, f"The body is over {limit:,} bytes, the limit.", "request_too_large"
+            )
             return
         found = await database_sync_to_async(_key_of)(headers.get("authorization", ""))
         if isinstance(found, auth.Refused):
@@ -103,7 +105,9 @@ class McpHttpApp:
             return
         body = await _read_body(receive, limit)
         if body is None:
-            await _refuse(send, 413, f"The body is over {limit:,} bytes, the limit.", "too_large")
+            await _refuse(
+                send, 413, f"The body is over {limit:,} bytes, the limit.", "request_too_large"
+            )
             return
         await self._start()
         user_id, key_id = found

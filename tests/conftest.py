@@ -298,3 +298,25 @@ def live_stack(django_db_setup, django_db_blocker, redis_ready, model_servers):
         stop(processes)
         search.__exit__(None, None, None)
         pages.__exit__(None, None, None)
+
+
+@pytest.fixture
+def server():
+    """A scripted OpenAI-compatible upstream on loopback (tests/scripted_server.py)."""
+    from tests.scripted_server import ScriptedServer
+
+    with ScriptedServer() as s:
+        yield s
+
+
+@pytest.fixture(name="redis")
+async def async_redis(redis_ready):
+    """An asyncio client of the test Redis database, emptied before and after
+    (cooldowns and live text start clean)."""
+    from chat.engine import live
+
+    client = live.redis_client()
+    await client.flushdb()
+    yield client
+    await client.flushdb()
+    await client.aclose()

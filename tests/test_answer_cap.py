@@ -36,21 +36,6 @@ LIMITS = CallLimits(connect_s=2, first_token_s=5, idle_s=5, total_s=30)
 MB = 1024 * 1024
 
 
-@pytest.fixture
-def server():
-    with ScriptedServer() as s:
-        yield s
-
-
-@pytest.fixture
-async def redis():
-    client = live.redis_client()
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
-
-
 def prose(size: int = 1000, words: str = "says little"):
     """Text that never ends and never repeats itself (the loop detector would cut a
     repeating flood first): numbered sentences, about `size` characters a delta."""

@@ -47,12 +47,6 @@ async def failure(server: ScriptedServer) -> ProviderError:
     return caught.value
 
 
-@pytest.fixture
-def server():
-    with ScriptedServer() as s:
-        yield s
-
-
 async def test_streams_text_then_usage_then_finish(server):
     server.enqueue(Reply.anthropic_stream(["Hel", "lo", "!"], input_tokens=12, output_tokens=5))
     events = await collect(server)

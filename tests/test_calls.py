@@ -9,7 +9,6 @@ import httpx
 import pytest
 from django.conf import settings
 
-from chat.engine import live
 from panels.calls import CallLimits, CallResult, RetryPolicy, Target, call
 from panels.cooldown import Cooldowns
 from panels.providers import ChatMessage, ChatRequest, Endpoint, ErrorKind
@@ -21,21 +20,6 @@ REQUEST = ChatRequest(model="m", messages=(ChatMessage("user", "hi"),), max_toke
 FAST_RETRY = RetryPolicy(max_retries=2, base_delay_s=0.01, max_delay_s=0.05)
 LIMITS = CallLimits(connect_s=2, first_token_s=5, idle_s=5, total_s=20)
 PRICES = (Decimal("0.000001"), Decimal("0.000002"))  # $1 / $2 per million tokens
-
-
-@pytest.fixture
-def server():
-    with ScriptedServer() as s:
-        yield s
-
-
-@pytest.fixture
-async def redis():
-    client = live.redis_client()
-    await client.flushdb()  # the test Redis database: cooldowns start clean
-    yield client
-    await client.flushdb()
-    await client.aclose()
 
 
 def target(server, provider_id=1, model_id="m", name="Primary", prices=PRICES) -> Target:

@@ -13,14 +13,13 @@ import pytest
 import redis as redis_sync
 from django.conf import settings
 
-from chat.engine import live
 from chat.models import Answer
 from panels.calls import CallLimits, CallResult, RetryPolicy, Target, call
 from panels.cooldown import Cooldowns
 from panels.models import Seat
 from panels.providers import ChatMessage, ChatRequest, Endpoint, ErrorKind
 from tests.pipeline_kit import ScriptedPanel, analysis_reply, run_and_listen
-from tests.scripted_server import Reply, ScriptedServer
+from tests.scripted_server import Reply
 
 pytestmark = pytest.mark.usefixtures("redis_ready")
 
@@ -28,21 +27,6 @@ REQUEST = ChatRequest(model="m", messages=(ChatMessage("user", "hi"),), max_toke
 RETRY = RetryPolicy(max_retries=2, base_delay_s=0.01, max_delay_s=0.02)
 # Far tighter than the site's defaults (120 s first token, 60 s idle, 600 s total).
 TIGHT = CallLimits(connect_s=2, first_token_s=0.2, idle_s=0.2, total_s=0.5)
-
-
-@pytest.fixture
-def server():
-    with ScriptedServer() as s:
-        yield s
-
-
-@pytest.fixture
-async def redis():
-    client = live.redis_client()
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
 
 
 async def cooldown_keys(redis) -> list[str]:

@@ -29,12 +29,6 @@ async def collect(server: ScriptedServer, request: ChatRequest = REQUEST, api_ke
         return [event async for event in provider.stream(request)]
 
 
-@pytest.fixture
-def server():
-    with ScriptedServer() as s:
-        yield s
-
-
 async def test_streams_text_skips_comments_and_stops_at_done(server):
     server.enqueue(
         Reply.stream(

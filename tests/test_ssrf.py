@@ -20,7 +20,7 @@ from panels.providers.netguard import (
     validate_public_base_url,
 )
 from panels.providers.openai import OpenAICompatibleProvider
-from tests.scripted_server import Reply, ScriptedServer
+from tests.scripted_server import Reply
 
 REQUEST = ChatRequest(model="m", messages=(ChatMessage("user", "Hello"),), max_tokens=8)
 ONLY_PUBLIC = "only public addresses may be used for your own providers"
@@ -222,12 +222,6 @@ async def test_pin_replaces_a_name_with_the_address_it_resolved_to(monkeypatch, 
     assert target.url.endswith(":8443/v1?x=1")
     assert target.host_header == "localhost:8443"
     assert target.extensions == {"sni_hostname": "localhost"}
-
-
-@pytest.fixture
-def server():
-    with ScriptedServer() as s:
-        yield s
 
 
 async def call(endpoint: Endpoint) -> list:

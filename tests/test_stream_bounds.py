@@ -29,12 +29,6 @@ FLOOD = 64 * MB
 BLOCK = b"a" * 65536
 
 
-@pytest.fixture
-def server():
-    with ScriptedServer() as s:
-        yield s
-
-
 async def stream(server: ScriptedServer) -> list:
     endpoint = Endpoint(kind="openai", base_url=server.base_url, name="Flood")
     async with httpx.AsyncClient() as client:

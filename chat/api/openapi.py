@@ -129,11 +129,130 @@ COMPLETION = {
     },
 }
 
+# POST /v1/responses (chat/api/responses.py): OpenAI's Responses API, text only.
+RESPONSE_INPUT_ITEM = {
+    "type": "object",
+    "required": ["role", "content"],
+    "properties": {
+        "type": {"const": "message"},
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
+        "content": {
+            "oneOf": [
+                {"type": "string"},
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["type", "text"],
+                        "properties": {
+                            "type": {"enum": ["input_text", "output_text"]},
+                            "text": {"type": "string"},
+                        },
+                    },
+                },
+            ]
+        },
+    },
+}
+RESPONSE_REQUEST = {
+    "type": "object",
+    "required": ["model", "input"],
+    "description": "Refused with 400 naming the field: `tools`, a `tool_choice` other than "
+    "auto/none, `previous_response_id`, `conversation`, `background`, `prompt`, `include`, "
+    "`top_logprobs`, a `text.format` other than text, and input items other than text "
+    "messages (images, files, function calls).",
+    "properties": {
+        "model": {"type": "string", "description": "`fusion` or `fusion/<panel-slug>`."},
+        "input": {
+            "oneOf": [
+                {"type": "string", "description": "One user message."},
+                {"type": "array", "minItems": 1, "items": RESPONSE_INPUT_ITEM},
+            ]
+        },
+        "instructions": {"type": ["string", "null"], "description": "A system message."},
+        "max_output_tokens": {
+            "type": ["integer", "null"],
+            "minimum": _MAX_TOKENS.low,
+            "maximum": _MAX_TOKENS.high,
+            "description": "The synthesizer's limit.",
+        },
+        "temperature": {
+            "type": ["number", "null"],
+            "minimum": _TEMPERATURE.low,
+            "maximum": _TEMPERATURE.high,
+            "description": "The synthesizer's temperature.",
+        },
+        "metadata": {"type": "object"},
+        "stream": {"type": "boolean"},
+        "store": {"type": "boolean", "description": "Accepted; responses are not stored."},
+        "user": {"type": "string"},
+        "fusion": {
+            "type": "object",
+            "properties": {"progress": {"type": "boolean"}},
+            "description": "Extension: `fusion.progress` events in a stream.",
+        },
+    },
+}
+RESPONSE_MESSAGE = {
+    "type": "object",
+    "required": ["type", "id", "status", "role", "content"],
+    "properties": {
+        "type": {"const": "message"},
+        "id": {"type": "string"},
+        "status": {"enum": ["in_progress", "completed", "incomplete"]},
+        "role": {"const": "assistant"},
+        "content": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["type", "text", "annotations"],
+                "properties": {
+                    "type": {"const": "output_text"},
+                    "text": {"type": "string"},
+                    "annotations": {"type": "array"},
+                },
+            },
+        },
+    },
+}
+RESPONSE = {
+    "type": "object",
+    "required": ["id", "object", "created_at", "status", "model", "output", "usage"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "response"},
+        "created_at": {"type": "integer"},
+        "completed_at": {"type": ["integer", "null"]},
+        "status": {"enum": ["completed", "incomplete"]},
+        "error": {"type": "null"},
+        "incomplete_details": {
+            "type": ["object", "null"],
+            "properties": {"reason": {"const": "max_output_tokens"}},
+        },
+        "instructions": {"type": ["string", "null"]},
+        "model": {"type": "string"},
+        "output": {"type": "array", "items": RESPONSE_MESSAGE},
+        "usage": {
+            "type": "object",
+            "properties": {
+                "input_tokens": {"type": "integer"},
+                "output_tokens": {"type": "integer"},
+                "total_tokens": {"type": "integer"},
+                "input_tokens_details": {"type": "object"},
+                "output_tokens_details": {"type": "object"},
+                "cost": {"type": ["number", "null"]},
+            },
+        },
+        "fusion": FUSION_RESULT,
+    },
+}
+
 
 def _errors(*codes: int) -> dict:
     text = {
         400: "Bad request: the field is named in `param`.",
         401: "Missing, wrong or revoked API key.",
+        402: "A budget of yours is spent; `error.limit` has its numbers.",
         404: "No such panel for this key.",
         413: "Body too large.",
         429: "Rate limit reached; see Retry-After.",
@@ -212,6 +331,35 @@ SPEC = {
                         },
                     },
                     **_errors(401),
+                },
+            }
+        },
+        "/v1/responses": {
+            "post": {
+                "summary": "Ask a panel through OpenAI's Responses API (text in, text out).",
+                "operationId": "createResponse",
+                "parameters": [
+                    {
+                        "name": "X-Fusion-Depth",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": RESPONSE_REQUEST}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "A response object, or an SSE stream of response "
+                        "events (response.created … response.completed).",
+                        "content": {
+                            "application/json": {"schema": RESPONSE},
+                            "text/event-stream": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(400, 401, 402, 404, 413, 429, 499, 502, 508),
                 },
             }
         },

@@ -7,6 +7,7 @@ a client that hangs up cancels its run, whose calls stop within a second.
 import asyncio
 import json
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -61,9 +62,10 @@ def _panel_for(model: str, user) -> Panel | None:
     return Panel.objects.reachable_by(user).filter(slug=slug).first()
 
 
-def _check(request):
+def _check(request, read: Callable[[bytes], CompletionRequest] = parse):
     """Everything before a run may start: the key, the depth, the size, the body,
-    the panel, the rate. Returns (key, request, panel, depth) or an error response."""
+    the panel, the rate. Returns (key, request, panel, depth) or an error response.
+    `read` turns the body into a CompletionRequest (/v1/responses brings its own)."""
     record, failure = _authenticate(request)
     if failure:
         return failure
@@ -93,7 +95,7 @@ def _check(request):
     if length > limit or len(body) > limit:
         return error(413, f"The body is over {limit:,} bytes, the limit.", code="request_too_large")
     try:
-        completion = parse(body)
+        completion = read(body)
     except BadRequest as bad:
         return bad.response()
     panel = _panel_for(completion.model, record.user)

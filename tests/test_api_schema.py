@@ -21,7 +21,7 @@ def test_the_openapi_document_is_served(live_stack):
     assert httpx.get(f"{live_stack.url}/v1/docs").status_code == 200
 
 
-@pytest.mark.parametrize("operation_id", ["createChatCompletion", "listModels"])
+@pytest.mark.parametrize("operation_id", ["createChatCompletion", "listModels", "createResponse"])
 def test_generated_requests_cause_no_server_error(live_stack, operation_id):
     user = get_user_model().objects.create_user(f"fuzz-{operation_id}")
     key = create_key(user, "schemathesis")[1]

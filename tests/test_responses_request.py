@@ -43,7 +43,11 @@ def test_message_items_keep_their_roles_and_join_their_text_parts():
     asked = _read(
         input=[
             {"role": "developer", "content": "Be brief."},
-            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "2+2?"}]},
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "2+2?"}],
+            },
             {
                 "type": "message",
                 "id": "msg_earlier",

@@ -59,7 +59,9 @@ def _depth(request) -> int | None:
         (request.headers.get(name, "0").strip() or "0")
         for name in (DEPTH_HEADER, OPENROUTER_DEPTH_HEADER)
     ]
-    return max(int(d) for d in depths) if all(d.isdigit() for d in depths) else None
+    # ASCII digits only: "²" is a digit to isdigit() but not to int().
+    whole = all(d.isascii() and d.isdigit() for d in depths)
+    return max(int(d) for d in depths) if whole else None
 
 
 def _panel_for(model: str, user) -> Panel | None:

@@ -253,11 +253,16 @@ class Panel(models.Model):
     def is_preset(self) -> bool:
         return self.owner_id is None
 
-    def snapshot(self) -> dict:
-        """The frozen configuration a run keeps: later edits never change history."""
-        seats = list(self.seats.select_related("model__provider"))
+    def snapshot(self, seats: "list[Seat] | None" = None) -> dict:
+        """The frozen configuration a run keeps: later edits never change history.
+        An unsaved panel given its unsaved `seats` (an ad-hoc panel, built for one
+        request from a recipe or the API's fusion plugin) snapshots the same way,
+        with no panel row to name."""
+        if seats is None:
+            seats = list(self.seats.select_related("model__provider"))
+        named = {"id": self.pk, "slug": self.slug, "name": self.name, "version": self.version}
         return {
-            "panel": {"id": self.pk, "slug": self.slug, "name": self.name, "version": self.version},
+            "panel": named if self.pk is not None else None,
             "seats": [seat.snapshot() for seat in seats],
             "judge": _model_ref(self.judge),
             "synthesizer": _model_ref(self.synthesizer or self.judge),

@@ -343,9 +343,9 @@ def resolve(data: dict, user) -> Imported:
     return imported
 
 
-@transaction.atomic
-def save_as_panel(imported: Imported, owner, slug: str) -> Panel:
-    """All or nothing: a panel is only created when every model resolved."""
+def build(imported: Imported, owner=None, slug: str = "") -> tuple[Panel, list[Seat]]:
+    """The panel and seats a resolved recipe describes, not saved (every model must
+    have resolved: see `resolve`)."""
     if imported.missing:
         raise RecipeError("models", "not reachable here: " + "; ".join(imported.missing))
     data, found = imported.data, imported.models
@@ -353,7 +353,7 @@ def save_as_panel(imported: Imported, owner, slug: str) -> Panel:
     def model(ref):
         return None if ref is None else found[(ref["provider"], ref["model"])]
 
-    panel = Panel.objects.create(
+    panel = Panel(
         owner=owner,
         slug=slug,
         name=data["name"],
@@ -371,23 +371,43 @@ def save_as_panel(imported: Imported, owner, slug: str) -> Panel:
         strategy_settings={k: v for k, v in data["strategy"].items() if k != "name"},
         router=model(data["router"]),
     )
+    seats = []
     for position, seat in enumerate(data["seats"]):
         t = seat["timeouts"]
-        Seat.objects.create(
-            panel=panel,
-            position=position,
-            model=model(seat["model"]),
-            fallback_ids=[model(f).pk for f in seat["fallbacks"]],
-            system_prompt=seat["system_prompt"],
-            temperature=seat["temperature"],
-            max_tokens=seat["max_tokens"],
-            first_token_timeout_s=t["first_token_s"],
-            idle_timeout_s=t["idle_s"],
-            total_timeout_s=t["total_s"],
-            weight=seat["weight"],
-            tags=seat["tags"],
-            tier=seat["tier"],
-            use_tools=seat["use_tools"],
-            max_tool_calls=seat["max_tool_calls"],
+        seats.append(
+            Seat(
+                position=position,
+                model=model(seat["model"]),
+                fallback_ids=[model(f).pk for f in seat["fallbacks"]],
+                system_prompt=seat["system_prompt"],
+                temperature=seat["temperature"],
+                max_tokens=seat["max_tokens"],
+                first_token_timeout_s=t["first_token_s"],
+                idle_timeout_s=t["idle_s"],
+                total_timeout_s=t["total_s"],
+                weight=seat["weight"],
+                tags=seat["tags"],
+                tier=seat["tier"],
+                use_tools=seat["use_tools"],
+                max_tool_calls=seat["max_tool_calls"],
+            )
         )
+    return panel, seats
+
+
+@transaction.atomic
+def save_as_panel(imported: Imported, owner, slug: str) -> Panel:
+    """All or nothing: a panel is only created when every model resolved."""
+    panel, seats = build(imported, owner, slug)
+    panel.save()
+    for seat in seats:
+        seat.panel = panel
+        seat.save()
     return panel
+
+
+def snapshot(imported: Imported) -> dict:
+    """The run configuration of a recipe used once, with nothing saved: an ad-hoc
+    panel (the API's `fusion.panel`)."""
+    panel, seats = build(imported)
+    return panel.snapshot(seats)

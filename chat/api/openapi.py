@@ -4,6 +4,132 @@ from panels import bounds
 
 _MAX_TOKENS, _TEMPERATURE = bounds.max_tokens(), bounds.temperature()
 
+_TOOL_CALLS = bounds.SEAT["max_tool_calls"]()
+
+# OpenRouter Fusion's request extension (chat/api/fusion_plugin.py).
+FUSION_PLUGIN = {
+    "type": "object",
+    "required": ["id"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"const": "fusion"},
+        "analysis_models": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 8,
+            "items": {"type": "string", "minLength": 1},
+            "description": "The panel for this request: catalog model ids, or "
+            "`<provider name>/<model id>`. Absent: the default panel's seats.",
+        },
+        "model": {
+            "type": "string",
+            "description": "The judge, which also writes the final answer. Absent: the "
+            "outer model if it is a catalog model, else the default panel's judge.",
+        },
+        "max_tool_calls": {
+            "type": "integer",
+            "minimum": _TOOL_CALLS.low,
+            "maximum": _TOOL_CALLS.high,
+            "description": "Tool calls each seat may make (tools as the default panel's).",
+        },
+        "temperature": {
+            "type": "number",
+            "minimum": _TEMPERATURE.low,
+            "maximum": _TEMPERATURE.high,
+            "description": "The seats' temperature; the judge runs at 0.",
+        },
+        "max_completion_tokens": {
+            "type": "integer",
+            "minimum": _MAX_TOKENS.low,
+            "maximum": _MAX_TOKENS.high,
+            "description": "Each seat's limit.",
+        },
+    },
+}
+# OpenRouter Fusion's response fields (chat/api/fusion_fields.py).
+FUSION_ANALYSIS = {
+    "type": ["object", "null"],
+    "description": "The judge's analysis, answers named by model id; null when the judge "
+    "gave none (see failure_reason).",
+    "properties": {
+        "consensus": {"type": "array", "items": {"type": "string"}},
+        "contradictions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["topic", "stances"],
+                "properties": {
+                    "topic": {"type": "string"},
+                    "stances": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["model", "stance"],
+                            "properties": {
+                                "model": {"type": "string"},
+                                "stance": {"type": "string"},
+                            },
+                        },
+                    },
+                    "verdict": {"type": "string", "description": "Extension: who is right."},
+                },
+            },
+        },
+        "partial_coverage": {"type": "array", "items": {"type": "object"}},
+        "unique_insights": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["model", "insight"],
+                "properties": {"model": {"type": "string"}, "insight": {"type": "string"}},
+            },
+        },
+        "blind_spots": {"type": "array", "items": {"type": "string"}},
+    },
+}
+FUSION_RESPONSES = {
+    "type": "array",
+    "description": "The panel models that answered, and what they said.",
+    "items": {
+        "type": "object",
+        "required": ["model", "content"],
+        "properties": {"model": {"type": "string"}, "content": {"type": "string"}},
+    },
+}
+FAILED_MODELS = {
+    "type": "array",
+    "description": "The panel models that did not answer, and why.",
+    "items": {
+        "type": "object",
+        "required": ["model", "error"],
+        "properties": {
+            "model": {"type": "string"},
+            "error": {"type": "string"},
+            "status_code": {"type": "integer"},
+        },
+    },
+}
+FAILURE_REASON = {
+    "type": ["string", "null"],
+    "enum": [
+        "all_panels_failed",
+        "insufficient_credits",
+        "rate_limited",
+        "judge_not_valid_json",
+        "judge_schema_mismatch",
+        "judge_upstream_error",
+        "judge_empty_completion",
+        None,
+    ],
+    "description": "Why the run failed, or why the judge gave no analysis.",
+}
+OPENROUTER_FIELDS = {
+    "analysis": FUSION_ANALYSIS,
+    "responses": FUSION_RESPONSES,
+    "failed_models": FAILED_MODELS,
+    "failure_reason": FAILURE_REASON,
+}
+
 ERROR = {
     "type": "object",
     "required": ["error"],
@@ -19,6 +145,7 @@ ERROR = {
             },
         },
         "fusion": {"type": "object"},
+        **OPENROUTER_FIELDS,
     },
 }
 MESSAGE = {
@@ -45,7 +172,10 @@ REQUEST = {
     "type": "object",
     "required": ["model", "messages"],
     "properties": {
-        "model": {"type": "string", "description": "`fusion` or `fusion/<panel-slug>`."},
+        "model": {
+            "type": "string",
+            "description": "`fusion` (or `openrouter/fusion`) or `fusion/<panel-slug>`.",
+        },
         "messages": {"type": "array", "minItems": 1, "items": MESSAGE},
         "stream": {"type": "boolean"},
         "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
@@ -65,8 +195,20 @@ REQUEST = {
         "metadata": {"type": "object"},
         "fusion": {
             "type": "object",
-            "properties": {"progress": {"type": "boolean"}},
-            "description": "Extension: panel progress chunks in a stream.",
+            "properties": {
+                "progress": {"type": "boolean"},
+                "panel": {
+                    "type": "object",
+                    "description": "An ad-hoc panel for this request: a recipe "
+                    "(docs/RECIPES.md), nothing saved.",
+                },
+            },
+            "description": "Extension: panel progress chunks in a stream; an ad-hoc panel.",
+        },
+        "plugins": {
+            "type": "array",
+            "items": FUSION_PLUGIN,
+            "description": "OpenRouter's `fusion` plugin: an ad-hoc panel for this request.",
         },
     },
 }
@@ -126,6 +268,7 @@ COMPLETION = {
         "choices": {"type": "array", "items": {"type": "object"}},
         "usage": USAGE,
         "fusion": FUSION_RESULT,
+        **OPENROUTER_FIELDS,
     },
 }
 
@@ -282,11 +425,12 @@ SPEC = {
                 "operationId": "createChatCompletion",
                 "parameters": [
                     {
-                        "name": "X-Fusion-Depth",
+                        "name": name,
                         "in": "header",
                         "required": False,
                         "schema": {"type": "string"},
                     }
+                    for name in ("X-Fusion-Depth", "X-OpenRouter-Fusion-Depth")
                 ],
                 "requestBody": {
                     "required": True,

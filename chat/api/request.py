@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from fusionroom import storable
 from panels import bounds
 
+from . import fusion_plugin
 from .errors import BadRequest
 
 ROLES = {"system", "developer", "user", "assistant"}
@@ -22,6 +23,8 @@ class CompletionRequest:
     temperature: float | None = None
     user: str = ""
     metadata: dict = field(default_factory=dict)
+    # OpenRouter's fusion plugin, or our `fusion.panel` recipe (fusion_plugin.py).
+    adhoc: fusion_plugin.AdHoc | None = None
 
     @property
     def question(self) -> str:
@@ -106,4 +109,5 @@ def parse(body: bytes) -> CompletionRequest:
         temperature=temperature,
         user=str(data.get("user") or "")[:200],
         metadata=metadata,
+        adhoc=fusion_plugin.read(data),
     )

@@ -23,7 +23,7 @@ from limits.admission import LimitReached
 from panels.models import Panel
 from panels.providers.base import DEPTH_HEADER
 
-from . import auth
+from . import auth, fusion_fields, fusion_plugin
 from .errors import BadRequest, error, limit_error
 from .follow import final_text
 from .openapi import SPEC
@@ -50,9 +50,19 @@ def _authenticate(request):
         return None, _refusal(refused)
 
 
+# The hosted Fusion's own depth header counts as ours: a caller that forwards it
+# keeps its loop protection here. The deeper of the two is the depth.
+OPENROUTER_DEPTH_HEADER = "X-OpenRouter-Fusion-Depth"
+
+
 def _depth(request) -> int | None:
-    raw = request.headers.get(DEPTH_HEADER, "0").strip() or "0"
-    return int(raw) if raw.isdigit() else None
+    depths = [
+        (request.headers.get(name, "0").strip() or "0")
+        for name in (DEPTH_HEADER, OPENROUTER_DEPTH_HEADER)
+    ]
+    # ASCII digits only: "²" is a digit to isdigit() but not to int().
+    whole = all(d.isascii() and d.isdigit() for d in depths)
+    return max(int(d) for d in depths) if whole else None
 
 
 def _panel_for(model: str, user) -> Panel | None:
@@ -71,7 +81,11 @@ def _check(request, read: Callable[[bytes], CompletionRequest] = parse):
         return failure
     depth = _depth(request)
     if depth is None:
-        return error(400, f"{DEPTH_HEADER} must be a whole number.", param=DEPTH_HEADER)
+        return error(
+            400,
+            f"{DEPTH_HEADER} (or {OPENROUTER_DEPTH_HEADER}) must be a whole number.",
+            param=DEPTH_HEADER,
+        )
     if depth >= settings.FUSION_MAX_DEPTH:
         # 508 Loop Detected: a panel seat that points back at a fusion endpoint.
         return error(
@@ -96,9 +110,12 @@ def _check(request, read: Callable[[bytes], CompletionRequest] = parse):
         return error(413, f"The body is over {limit:,} bytes, the limit.", code="request_too_large")
     try:
         completion = read(body)
+        # OpenRouter Fusion's alias, plugin and our ad-hoc panels first (a dict: an
+        # ad-hoc panel's run configuration), then the panels by name.
+        fusion = fusion_plugin.answerer(completion.model, completion.adhoc, record.user)
     except BadRequest as bad:
         return bad.response()
-    panel = _panel_for(completion.model, record.user)
+    panel = fusion or _panel_for(completion.model, record.user)
     if panel is None:
         return error(
             404,
@@ -110,7 +127,9 @@ def _check(request, read: Callable[[bytes], CompletionRequest] = parse):
     return record, completion, panel, depth
 
 
-def _start(record, completion: CompletionRequest, panel: Panel, depth: int) -> tuple[int, str]:
+def _start(
+    record, completion: CompletionRequest, panel: Panel | dict, depth: int
+) -> tuple[int, str]:
     extra = {
         "api_key": record.pk,  # its budget, and its owner's, pay for this run
         "conversation": completion.messages,
@@ -139,7 +158,7 @@ def _outcome(run_id: int, model: str) -> tuple[int, dict]:
             "param": None,
             "code": run.failure_reason or run.status,
         }
-        return status, {"error": failure, "fusion": fusion}
+        return status, {"error": failure, "fusion": fusion, **fusion_fields.fields(run)}
     return 200, {
         "id": f"chatcmpl-fusion-{run.pk}",
         "object": "chat.completion",
@@ -154,6 +173,7 @@ def _outcome(run_id: int, model: str) -> tuple[int, dict]:
         ],
         "usage": events.api_usage(run),
         "fusion": fusion,
+        **fusion_fields.fields(run),  # OpenRouter Fusion's analysis, responses, …
     }
 
 
@@ -235,7 +255,8 @@ async def _sse(completion: CompletionRequest, run_holder: dict, subscribed):
             if first:
                 yield _chunk(run_id, model, {"role": "assistant", "content": ""})
             finish = body["choices"][0]["finish_reason"]
-            yield _chunk(run_id, model, {}, finish)
+            openrouter = {k: body[k] for k in fusion_fields.FIELDS if k in body}
+            yield _chunk(run_id, model, {}, finish, **openrouter)
             if completion.include_usage:
                 usage_chunk = {
                     "id": f"chatcmpl-fusion-{run_id}",

@@ -36,10 +36,17 @@ def run_config(conversation: Conversation) -> dict:
 
 
 def start_conversation(
-    owner, answerer: Panel | CatalogModel, question: str, via: str, extra: dict | None = None
+    owner,
+    answerer: Panel | CatalogModel | dict,
+    question: str,
+    via: str,
+    extra: dict | None = None,
 ) -> Message:
     """A new conversation answered by a panel or one model, with its first run queued.
-    `via` says which door the question came through (room, api, mcp, cli)."""
+    `answerer` may also be a prepared run configuration (an ad-hoc panel built for
+    one API request, panels.recipes.snapshot): the run keeps it, and the room names
+    no panel. `via` says which door the question came through (room, api, mcp, cli)."""
+    prepared = answerer if isinstance(answerer, dict) else {}
     with transaction.atomic():
         conversation = Conversation.objects.create(
             owner=owner,
@@ -48,7 +55,7 @@ def start_conversation(
         )
         if isinstance(answerer, Panel):
             count_use(answerer)
-        return start_run(conversation, question, {"via": via, **(extra or {})})
+        return start_run(conversation, question, {**prepared, "via": via, **(extra or {})})
 
 
 def count_use(panel: Panel) -> None:

@@ -27,6 +27,9 @@ class Conversation(models.Model):
     model = models.ForeignKey(
         "panels.CatalogModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Or an ad-hoc panel made for one API request (OpenRouter Fusion's plugin, an
+    # inline recipe): its frozen configuration, so later turns in the room keep it.
+    adhoc_config = models.JSONField(null=True, blank=True)
     # A run of the evaluation harness (evals/): kept for its record, not listed
     # among the owner's conversations.
     hidden = models.BooleanField(default=False)
@@ -47,6 +50,8 @@ class Conversation(models.Model):
     def answered_by(self) -> str:
         if self.panel_id:
             return f"Panel: {self.panel.name}"
+        if self.adhoc_config:
+            return f"Ad-hoc panel ({len(self.adhoc_config.get('seats', []))} seats)"
         return self.model.display_name if self.model_id else "nothing (removed)"
 
     @property

@@ -324,3 +324,19 @@ def test_a_model_alone_gets_none_of_these_fields(alice):
     run.config = {"seats": [{}], "judge": None}
     run.save()
     assert fusion_fields.fields(run) == {}
+
+
+def test_an_ad_hoc_panels_room_goes_on_with_the_same_panel(alice, catalog):
+    """The conversation an ad-hoc panel answered in the API is in the owner's history;
+    a later turn there (the room, or the API's history) keeps that panel."""
+    from chat.engine.runs import start_conversation, start_run
+
+    config = resolve(alice, plugins=plugin(analysis_models=["a", "openai/b"], model="j"))
+    first = start_conversation(alice, config, "Which is larger, 9.11 or 9.9?", via="api")
+    conversation = first.conversation
+    assert conversation.answered_by == "Ad-hoc panel (2 seats)"
+    Run.objects.update(status=Run.Status.DONE)
+    later = start_run(conversation, "And 9.2?")
+    assert later.run.config["seats"] == first.run.config["seats"]
+    assert later.run.config["judge"] == first.run.config["judge"]
+    assert later.run.status == Run.Status.QUEUED

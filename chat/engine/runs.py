@@ -32,6 +32,8 @@ def run_config(conversation: Conversation) -> dict:
         return conversation.panel.snapshot()
     if conversation.model is not None:
         return solo_snapshot(conversation.model)
+    if conversation.adhoc_config:
+        return dict(conversation.adhoc_config)
     return {"seats": []}
 
 
@@ -46,16 +48,16 @@ def start_conversation(
     `answerer` may also be a prepared run configuration (an ad-hoc panel built for
     one API request, panels.recipes.snapshot): the run keeps it, and the room names
     no panel. `via` says which door the question came through (room, api, mcp, cli)."""
-    prepared = answerer if isinstance(answerer, dict) else {}
     with transaction.atomic():
         conversation = Conversation.objects.create(
             owner=owner,
             panel=answerer if isinstance(answerer, Panel) else None,
             model=answerer if isinstance(answerer, CatalogModel) else None,
+            adhoc_config=answerer if isinstance(answerer, dict) else None,
         )
         if isinstance(answerer, Panel):
             count_use(answerer)
-        return start_run(conversation, question, {**prepared, "via": via, **(extra or {})})
+        return start_run(conversation, question, {"via": via, **(extra or {})})
 
 
 def count_use(panel: Panel) -> None:

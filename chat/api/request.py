@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from fusionroom import storable
 from panels import bounds
 
+from . import sampling
 from .errors import BadRequest
 
 ROLES = {"system", "developer", "user", "assistant"}
@@ -22,6 +23,8 @@ class CompletionRequest:
     temperature: float | None = None
     user: str = ""
     metadata: dict = field(default_factory=dict)
+    stop: tuple[str, ...] = ()  # sequences that end the final answer
+    seed: int | None = None  # for the call that writes the final answer
 
     @property
     def question(self) -> str:
@@ -62,7 +65,10 @@ def parse(body: bytes) -> CompletionRequest:
         raise BadRequest(f"`{hit[0]}` {hit[1]}.", hit[0])
     model = data.get("model")
     if not isinstance(model, str) or not model:
-        raise BadRequest("`model` is required: `fusion` or `fusion/<panel>`.", "model")
+        raise BadRequest(
+            "`model` is required: `fusion`, `fusion/<panel>` or a model id of GET /v1/models.",
+            "model",
+        )
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("`messages` must be a non-empty list.", "messages")
@@ -96,6 +102,7 @@ def parse(body: bytes) -> CompletionRequest:
     extension = data.get("fusion") or {}
     if not isinstance(extension, dict):
         raise BadRequest("`fusion` must be an object.", "fusion")
+    stop, seed = sampling.read(data)
     return CompletionRequest(
         model=model,
         messages=clean,
@@ -106,4 +113,6 @@ def parse(body: bytes) -> CompletionRequest:
         temperature=temperature,
         user=str(data.get("user") or "")[:200],
         metadata=metadata,
+        stop=stop,
+        seed=seed,
     )

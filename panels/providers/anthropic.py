@@ -129,6 +129,9 @@ class AnthropicProvider:
             body["temperature"] = request.temperature
         if request.tools:
             body["tools"] = [convert_tool(t) for t in request.tools]
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        # The Messages API has no seed: it is not sent (a sampling hint, not a promise).
         return body
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:

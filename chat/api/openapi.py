@@ -41,11 +41,49 @@ MESSAGE = {
         },
     },
 }
+# chat/api/sampling.py
+SAMPLING = {
+    "stop": {
+        "oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "maxItems": 4, "items": {"type": "string", "minLength": 1}},
+            {"type": "null"},
+        ],
+        "description": "Up to 4 sequences that end the final answer (the synthesizer's, "
+        "or the single model's).",
+    },
+    "seed": {
+        "type": ["integer", "null"],
+        "minimum": -(2**63),
+        "maximum": 2**63 - 1,
+        "description": "Sent to the call that writes the final answer, where its "
+        "provider supports one.",
+    },
+    "n": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "description": "Only 1: one choice per request (any other value is refused).",
+    },
+    "logprobs": {
+        "type": ["boolean", "null"],
+        "description": "Not supported: `true` is refused with 400.",
+    },
+    "top_logprobs": {
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "maximum": 20,
+        "description": "Not supported: anything but 0 is refused with 400.",
+    },
+}
 REQUEST = {
     "type": "object",
     "required": ["model", "messages"],
     "properties": {
-        "model": {"type": "string", "description": "`fusion` or `fusion/<panel-slug>`."},
+        "model": {
+            "type": "string",
+            "description": "`fusion`, `fusion/<panel-slug>`, or a catalog model's id from "
+            "GET /v1/models (`<model_id>` or `<provider>/<model_id>`): that one model answers.",
+        },
         "messages": {"type": "array", "minItems": 1, "items": MESSAGE},
         "stream": {"type": "boolean"},
         "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
@@ -68,6 +106,7 @@ REQUEST = {
             "properties": {"progress": {"type": "boolean"}},
             "description": "Extension: panel progress chunks in a stream.",
         },
+        **SAMPLING,
     },
 }
 USAGE = {
@@ -130,11 +169,63 @@ COMPLETION = {
 }
 
 
+# chat/api/conventions.py
+REQUEST_ID_HEADER = {
+    "description": "The caller's X-Request-Id when it is a token of up to 128 letters, "
+    "digits and `._:@+=/-`, else a new `req_…` id.",
+    "schema": {"type": "string"},
+}
+RATE_HEADERS = {
+    "x-ratelimit-limit-requests": {
+        "description": "Requests a minute the key's owner may make (all their keys).",
+        "schema": {"type": "string"},
+    },
+    "x-ratelimit-remaining-requests": {
+        "description": "Requests left in the current window.",
+        "schema": {"type": "string"},
+    },
+    "x-ratelimit-reset-requests": {
+        "description": "Until the window closes, e.g. `42s`.",
+        "schema": {"type": "string"},
+    },
+}
+HEADERS = {"X-Request-Id": REQUEST_ID_HEADER, **RATE_HEADERS}
+REQUEST_ID_PARAMETER = {
+    "name": "X-Request-Id",
+    "in": "header",
+    "required": False,
+    "description": "Your id for this request, echoed back; one is made when absent.",
+    "schema": {"type": "string"},
+}
+MODEL = {
+    "type": "object",
+    "required": ["id", "object", "created", "owned_by"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "model"},
+        "created": {"type": "integer"},
+        "owned_by": {"type": "string"},
+        "name": {"type": "string"},
+        "description": {"type": "string", "description": "Panels only."},
+        "context_length": {"type": "integer", "description": "Catalog models only."},
+        "pricing": {
+            "type": "object",
+            "description": "Catalog models only: USD per token, as decimal strings; null "
+            "when unknown.",
+            "properties": {
+                "prompt": {"type": ["string", "null"]},
+                "completion": {"type": ["string", "null"]},
+            },
+        },
+    },
+}
+
+
 def _errors(*codes: int) -> dict:
     text = {
         400: "Bad request: the field is named in `param`.",
         401: "Missing, wrong or revoked API key.",
-        404: "No such panel for this key.",
+        404: "No such panel or model for this key.",
         413: "Body too large.",
         429: "Rate limit reached; see Retry-After.",
         502: "Every seat, or the synthesis, failed.",
@@ -142,7 +233,11 @@ def _errors(*codes: int) -> dict:
         508: "Fusion depth limit reached (X-Fusion-Depth).",
     }
     return {
-        str(code): {"description": text[code], "content": {"application/json": {"schema": ERROR}}}
+        str(code): {
+            "description": text[code],
+            "headers": HEADERS,
+            "content": {"application/json": {"schema": ERROR}},
+        }
         for code in codes
     }
 
@@ -167,7 +262,8 @@ SPEC = {
                         "in": "header",
                         "required": False,
                         "schema": {"type": "string"},
-                    }
+                    },
+                    REQUEST_ID_PARAMETER,
                 ],
                 "requestBody": {
                     "required": True,
@@ -176,6 +272,7 @@ SPEC = {
                 "responses": {
                     "200": {
                         "description": "A chat.completion, or an SSE stream of chunks.",
+                        "headers": HEADERS,
                         "content": {
                             "application/json": {"schema": COMPLETION},
                             "text/event-stream": {"schema": {"type": "string"}},
@@ -187,11 +284,14 @@ SPEC = {
         },
         "/v1/models": {
             "get": {
-                "summary": "The panels this key may use, as models.",
+                "summary": "The panels, and the catalog models, this key may use.",
                 "operationId": "listModels",
+                "parameters": [REQUEST_ID_PARAMETER],
                 "responses": {
                     "200": {
-                        "description": "A list of models.",
+                        "description": "A list of models: `fusion`, `fusion/<panel>` and "
+                        "each catalog model with its context length and prices.",
+                        "headers": HEADERS,
                         "content": {
                             "application/json": {
                                 "schema": {
@@ -201,17 +301,14 @@ SPEC = {
                                         "object": {"const": "list"},
                                         "data": {
                                             "type": "array",
-                                            "items": {
-                                                "type": "object",
-                                                "required": ["id", "object"],
-                                            },
+                                            "items": MODEL,
                                         },
                                     },
                                 }
                             }
                         },
                     },
-                    **_errors(401),
+                    **_errors(401, 429),
                 },
             }
         },

@@ -247,7 +247,8 @@ SPEC = {
     "info": {
         "title": "Fusion Room API",
         "version": "1",
-        "description": "OpenAI-compatible: the model is a panel of LLMs.",
+        "description": "OpenAI-compatible: the model is a panel of LLMs, or one of "
+        "the catalog's models answering alone.",
     },
     "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     "security": [{"bearer": []}],

@@ -1,6 +1,7 @@
 """The native Anthropic Messages provider against a scripted server on a real socket."""
 
 import json
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -123,7 +124,20 @@ async def test_no_key_no_system_no_temperature(server):
     await collect(server, api_key="")
     sent = server.requests[0]
     assert "x-api-key" not in {k.lower() for k in sent["headers"]}
-    assert not {"system", "temperature", "tools"} & sent["json"].keys()
+    assert not {"system", "temperature", "tools", "stop_sequences"} & sent["json"].keys()
+
+
+async def test_stop_goes_as_stop_sequences_and_the_seed_is_not_sent(server):
+    """The Messages API names stop sequences differently, refuses whitespace-only
+    ones, and has no seed."""
+    server.enqueue(Reply.anthropic_stream(["ok"]))
+    server.enqueue(Reply.anthropic_stream(["ok"]))
+    await collect(server, replace(REQUEST, stop=("\n\n", "END", " "), seed=7))
+    await collect(server, replace(REQUEST, stop=("\n",)))
+    sent = server.requests[0]["json"]
+    assert sent["stop_sequences"] == ["END"]
+    assert "seed" not in sent and "stop" not in sent
+    assert "stop_sequences" not in server.requests[1]["json"]
 
 
 async def test_tool_use_parts_are_joined_into_one_call(server):

@@ -118,7 +118,7 @@ def test_the_plugin_builds_an_ad_hoc_panel_from_the_callers_models(alice, catalo
     config = resolve(
         alice,
         plugins=plugin(
-            analysis_models=["a", "Site/openai/b", "openai/b"],
+            analysis_models=["a", "site/openai/b", "openai/b"],
             model="j",
             temperature=0.9,
             max_tool_calls=2,
@@ -168,10 +168,13 @@ def test_models_the_caller_may_not_use_are_refused_by_position(alice, bob, catal
     assert [s["model"]["catalog_id"] for s in config["seats"]] == [catalog["secret"].pk] * 2
 
 
-def test_a_users_own_provider_comes_first_for_a_model_id_both_serve(bob, catalog):
+def test_plugin_ids_are_the_ids_the_models_list_gives(bob, catalog):
+    """One naming everywhere (chat/api/catalog_ids.py): a model id two providers
+    serve is the older provider's; the other is reached by its qualified id."""
     bobs = Provider.objects.get(name="Bobs")
     own = CatalogModel.objects.create(provider=bobs, model_id="a", display_name="My a")
-    assert fusion_plugin.find_model("a", bob) == own
+    assert fusion_plugin.find_model("a", bob) == catalog["a"]
+    assert fusion_plugin.find_model("bobs/a", bob) == own
     assert fusion_plugin.find_model("site/a", bob) == catalog["a"]
 
 

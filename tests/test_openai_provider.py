@@ -1,6 +1,7 @@
 """The OpenAI-compatible provider against a scripted server on a real socket."""
 
 import json
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -52,6 +53,14 @@ async def test_request_carries_max_tokens_depth_and_key(server):
     assert sent["json"]["stream"] is True
     assert sent["headers"]["X-Fusion-Depth"] == "2"
     assert sent["headers"]["Authorization"] == "Bearer sk-secret-1234"
+    assert not {"stop", "seed"} & sent["json"].keys()  # sent only when set
+
+
+async def test_stop_and_seed_are_sent_when_set(server):
+    server.enqueue(Reply.stream(["ok"]))
+    await collect(server, replace(REQUEST, stop=("\n\n", "END"), seed=0))
+    sent = server.requests[0]["json"]
+    assert sent["stop"] == ["\n\n", "END"] and sent["seed"] == 0
 
 
 async def test_counts_tokens_when_the_server_sends_no_usage(server):

@@ -4,8 +4,6 @@ from the environment instead of a header)."""
 
 from dataclasses import dataclass, field
 
-from django.conf import settings
-
 from chat.engine.live import sync_redis
 from chat.models import ApiKey
 
@@ -39,22 +37,24 @@ def key_from_value(value: str) -> ApiKey:
     return record
 
 
-def check_rate(record: ApiKey) -> None:
-    """Refused (429, with Retry-After) when this key made too many requests this minute."""
+def check_rate(record: ApiKey) -> keys.RateWindow:
+    """Count this request; Refused (429, with Retry-After) when it is over the owner's
+    limit this minute. Returns the window's numbers for the x-ratelimit-* headers."""
     client = sync_redis()
     try:
-        wait = keys.over_limit(client, record)
+        window = keys.count_request(client, record)
     finally:
         client.close()
-    if wait is not None:
+    if window.exceeded:
         raise Refused(
             429,
-            f"Rate limit of {settings.API_RATE_LIMIT_PER_MINUTE} requests a minute reached; "
+            f"Rate limit of {window.limit} requests a minute reached; "
             "it counts every API key of yours together.",
             "rate_limit_exceeded",
             type="rate_limit_error",
-            headers={"Retry-After": str(int(wait) + 1)},
+            headers={"Retry-After": str(window.reset_s + 1), **window.headers()},
         )
+    return window
 
 
 def caller(header: str) -> ApiKey:

@@ -24,12 +24,12 @@ def error(
 
 
 class BadRequest(Exception):
-    def __init__(self, message: str, param: str | None = None):
+    def __init__(self, message: str, param: str | None = None, code: str | None = None):
         super().__init__(message)
-        self.message, self.param = message, param
+        self.message, self.param, self.code = message, param, code
 
     def response(self) -> JsonResponse:
-        return error(400, self.message, param=self.param)
+        return error(400, self.message, param=self.param, code=self.code)
 
 
 # A refused run's code, as OpenAI's error types name it.

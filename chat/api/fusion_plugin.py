@@ -11,11 +11,11 @@ run configuration and never saved as a Panel row.
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import F
 
 from panels import bounds, recipes
 from panels.models import CatalogModel, Panel, Seat
 
+from . import catalog_ids
 from .errors import BadRequest, error
 
 ALIAS = "openrouter/fusion"  # the hosted service's name for the default panel
@@ -185,21 +185,11 @@ def _panel(model: str, user) -> Panel | None:
 
 
 def find_model(model_id: str, user) -> CatalogModel | None:
-    """A catalog model this user may call, by its model id (`openai/gpt-4o-mini`) or
-    as `<provider name>/<model id>`. When several providers serve the id, the
-    user's own provider comes first: a key they added is the one they mean."""
-    usable = (
-        CatalogModel.objects.usable_by(user)
-        .select_related("provider")
-        .order_by(F("provider__owner").desc(nulls_last=True), "pk")
-    )
-    found = usable.filter(model_id=model_id).first()
-    cut = model_id.find("/")
-    while found is None and cut > 0:
-        provider, rest = model_id[:cut], model_id[cut + 1 :]
-        found = usable.filter(provider__name__iexact=provider, model_id=rest).first()
-        cut = model_id.find("/", cut + 1)
-    return found
+    """A catalog model this user may call, by an id GET /v1/models lists for it
+    (its `model_id`, or `<provider>/<model_id>`): the same ids as `model` takes."""
+    from .answerers import is_panel_id
+
+    return catalog_ids.find(model_id, user, is_panel_id)
 
 
 def _usable(model_id: str, user, param: str) -> CatalogModel:

@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
@@ -58,17 +59,36 @@ def find(key: str) -> ApiKey | None:
     return record
 
 
-def over_limit(redis_client, record: ApiKey) -> float | None:
-    """Seconds to wait when this key's owner made too many requests in their current
-    window, else None. The limit is the user's, shared by all their keys (a second
-    key is no way around it). A window opens with the first request and lasts a
-    minute (not a wall-clock minute, whose boundary would let a burst through twice)."""
+@dataclass(frozen=True)
+class RateWindow:
+    """A user's API requests in their current minute, as the x-ratelimit-* headers
+    tell a caller (OpenAI's names; the reset is a duration, as OpenAI writes it)."""
+
+    limit: int
+    used: int  # this request included
+    reset_s: int  # until the window closes
+
+    @property
+    def exceeded(self) -> bool:
+        return self.used > self.limit
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-ratelimit-limit-requests": str(self.limit),
+            "x-ratelimit-remaining-requests": str(max(0, self.limit - self.used)),
+            "x-ratelimit-reset-requests": f"{self.reset_s}s",
+        }
+
+
+def count_request(redis_client, record: ApiKey) -> RateWindow:
+    """Count one request of this key's owner in their current window. The limit is
+    the user's, shared by all their keys (a second key is no way around it). A
+    window opens with the first request and lasts a minute (not a wall-clock
+    minute, whose boundary would let a burst through twice)."""
     key = f"fr:ratelimit:user:{record.user_id}"
     with redis_client.pipeline() as pipe:
         pipe.set(key, 0, ex=60, nx=True)  # opens the window (any Redis version)
         pipe.incr(key)  # keeps the window's expiry
         pipe.ttl(key)
         _, count, ttl = pipe.execute()
-    if count > settings.API_RATE_LIMIT_PER_MINUTE:
-        return float(max(ttl, 1))
-    return None
+    return RateWindow(settings.API_RATE_LIMIT_PER_MINUTE, int(count), max(int(ttl), 1))

@@ -168,13 +168,49 @@ MESSAGE = {
         },
     },
 }
+# chat/api/sampling.py
+SAMPLING = {
+    "stop": {
+        "oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "maxItems": 4, "items": {"type": "string", "minLength": 1}},
+            {"type": "null"},
+        ],
+        "description": "Up to 4 sequences that end the final answer (the synthesizer's, "
+        "or the single model's).",
+    },
+    "seed": {
+        "type": ["integer", "null"],
+        "minimum": -(2**63),
+        "maximum": 2**63 - 1,
+        "description": "Sent to the call that writes the final answer, where its "
+        "provider supports one.",
+    },
+    "n": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "description": "Only 1: one choice per request (any other value is refused).",
+    },
+    "logprobs": {
+        "type": ["boolean", "null"],
+        "description": "Not supported: `true` is refused with 400.",
+    },
+    "top_logprobs": {
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "maximum": 20,
+        "description": "Not supported: anything but 0 is refused with 400.",
+    },
+}
 REQUEST = {
     "type": "object",
     "required": ["model", "messages"],
     "properties": {
         "model": {
             "type": "string",
-            "description": "`fusion` (or `openrouter/fusion`) or `fusion/<panel-slug>`.",
+            "description": "`fusion` (or `openrouter/fusion`), `fusion/<panel-slug>`, or a "
+            "catalog model's id from GET /v1/models (`<model_id>` or `<provider>/<model_id>`): "
+            "that one model answers.",
         },
         "messages": {"type": "array", "minItems": 1, "items": MESSAGE},
         "stream": {"type": "boolean"},
@@ -210,6 +246,7 @@ REQUEST = {
             "items": FUSION_PLUGIN,
             "description": "OpenRouter's `fusion` plugin: an ad-hoc panel for this request.",
         },
+        **SAMPLING,
     },
 }
 USAGE = {
@@ -391,12 +428,65 @@ RESPONSE = {
 }
 
 
+# chat/api/conventions.py
+REQUEST_ID_HEADER = {
+    "description": "The caller's X-Request-Id when it is a token of up to 128 letters, "
+    "digits and `._:@+=/-`, else a new `req_…` id.",
+    "schema": {"type": "string"},
+}
+RATE_HEADERS = {
+    "x-ratelimit-limit-requests": {
+        "description": "Requests a minute the key's owner may make (all their keys).",
+        "schema": {"type": "string"},
+    },
+    "x-ratelimit-remaining-requests": {
+        "description": "Requests left in the current window.",
+        "schema": {"type": "string"},
+    },
+    "x-ratelimit-reset-requests": {
+        "description": "Until the window closes, e.g. `42s`.",
+        "schema": {"type": "string"},
+    },
+}
+HEADERS = {"X-Request-Id": REQUEST_ID_HEADER, **RATE_HEADERS}
+REQUEST_ID_PARAMETER = {
+    "name": "X-Request-Id",
+    "in": "header",
+    "required": False,
+    "description": "Your id for this request, echoed back; one is made when absent.",
+    "schema": {"type": "string"},
+}
+MODEL = {
+    "type": "object",
+    "required": ["id", "object", "created", "owned_by"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "model"},
+        "created": {"type": "integer"},
+        "owned_by": {"type": "string"},
+        "name": {"type": "string"},
+        "description": {"type": "string", "description": "Panels only."},
+        "context_length": {"type": "integer", "description": "Catalog models only."},
+        "pricing": {
+            "type": "object",
+            "description": "Catalog models only: USD per token, as decimal strings; null "
+            "when unknown.",
+            "properties": {
+                "prompt": {"type": ["string", "null"]},
+                "completion": {"type": ["string", "null"]},
+            },
+        },
+    },
+}
+
+
 def _errors(*codes: int) -> dict:
     text = {
         400: "Bad request: the field is named in `param`.",
         401: "Missing, wrong or revoked API key.",
         402: "A budget of yours is spent; `error.limit` has its numbers.",
-        404: "No such panel for this key.",
+        403: "The panel is no longer shared with you.",
+        404: "No such panel or model for this key.",
         413: "Body too large.",
         429: "Rate limit reached; see Retry-After.",
         502: "Every seat, or the synthesis, failed.",
@@ -404,7 +494,11 @@ def _errors(*codes: int) -> dict:
         508: "Fusion depth limit reached (X-Fusion-Depth).",
     }
     return {
-        str(code): {"description": text[code], "content": {"application/json": {"schema": ERROR}}}
+        str(code): {
+            "description": text[code],
+            "headers": HEADERS,
+            "content": {"application/json": {"schema": ERROR}},
+        }
         for code in codes
     }
 
@@ -414,7 +508,8 @@ SPEC = {
     "info": {
         "title": "Fusion Room API",
         "version": "1",
-        "description": "OpenAI-compatible: the model is a panel of LLMs.",
+        "description": "OpenAI-compatible: the model is a panel of LLMs, or one of "
+        "the catalog's models answering alone.",
     },
     "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     "security": [{"bearer": []}],
@@ -431,7 +526,8 @@ SPEC = {
                         "schema": {"type": "string"},
                     }
                     for name in ("X-Fusion-Depth", "X-OpenRouter-Fusion-Depth")
-                ],
+                ]
+                + [REQUEST_ID_PARAMETER],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": REQUEST}},
@@ -439,22 +535,26 @@ SPEC = {
                 "responses": {
                     "200": {
                         "description": "A chat.completion, or an SSE stream of chunks.",
+                        "headers": HEADERS,
                         "content": {
                             "application/json": {"schema": COMPLETION},
                             "text/event-stream": {"schema": {"type": "string"}},
                         },
                     },
-                    **_errors(400, 401, 404, 413, 429, 499, 502, 508),
+                    **_errors(400, 401, 402, 403, 404, 413, 429, 499, 502, 508),
                 },
             }
         },
         "/v1/models": {
             "get": {
-                "summary": "The panels this key may use, as models.",
+                "summary": "The panels, and the catalog models, this key may use.",
                 "operationId": "listModels",
+                "parameters": [REQUEST_ID_PARAMETER],
                 "responses": {
                     "200": {
-                        "description": "A list of models.",
+                        "description": "A list of models: `fusion`, `fusion/<panel>` and "
+                        "each catalog model with its context length and prices.",
+                        "headers": HEADERS,
                         "content": {
                             "application/json": {
                                 "schema": {
@@ -464,17 +564,14 @@ SPEC = {
                                         "object": {"const": "list"},
                                         "data": {
                                             "type": "array",
-                                            "items": {
-                                                "type": "object",
-                                                "required": ["id", "object"],
-                                            },
+                                            "items": MODEL,
                                         },
                                     },
                                 }
                             }
                         },
                     },
-                    **_errors(401),
+                    **_errors(401, 429),
                 },
             }
         },
@@ -503,7 +600,7 @@ SPEC = {
                             "text/event-stream": {"schema": {"type": "string"}},
                         },
                     },
-                    **_errors(400, 401, 402, 404, 413, 429, 499, 502, 508),
+                    **_errors(400, 401, 402, 403, 404, 413, 429, 499, 502, 508),
                 },
             }
         },

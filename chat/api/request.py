@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from fusionroom import storable
 from panels import bounds
 
-from . import fusion_plugin
+from . import fusion_plugin, sampling
 from .errors import BadRequest
 
 ROLES = {"system", "developer", "user", "assistant"}
@@ -25,6 +25,8 @@ class CompletionRequest:
     metadata: dict = field(default_factory=dict)
     # OpenRouter's fusion plugin, or our `fusion.panel` recipe (fusion_plugin.py).
     adhoc: fusion_plugin.AdHoc | None = None
+    stop: tuple[str, ...] = ()  # sequences that end the final answer
+    seed: int | None = None  # for the call that writes the final answer
 
     @property
     def question(self) -> str:
@@ -65,7 +67,10 @@ def parse(body: bytes) -> CompletionRequest:
         raise BadRequest(f"`{hit[0]}` {hit[1]}.", hit[0])
     model = data.get("model")
     if not isinstance(model, str) or not model:
-        raise BadRequest("`model` is required: `fusion` or `fusion/<panel>`.", "model")
+        raise BadRequest(
+            "`model` is required: `fusion`, `fusion/<panel>` or a model id of GET /v1/models.",
+            "model",
+        )
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("`messages` must be a non-empty list.", "messages")
@@ -99,6 +104,7 @@ def parse(body: bytes) -> CompletionRequest:
     extension = data.get("fusion") or {}
     if not isinstance(extension, dict):
         raise BadRequest("`fusion` must be an object.", "fusion")
+    stop, seed = sampling.read(data)
     return CompletionRequest(
         model=model,
         messages=clean,
@@ -110,4 +116,6 @@ def parse(body: bytes) -> CompletionRequest:
         user=str(data.get("user") or "")[:200],
         metadata=metadata,
         adhoc=fusion_plugin.read(data),
+        stop=stop,
+        seed=seed,
     )

@@ -1,4 +1,5 @@
-"""POST /v1/chat/completions and GET /v1/models: a panel behind one model id.
+"""POST /v1/chat/completions and GET /v1/models: a panel, or one model, behind one
+model id (chat/api/answerers.py).
 
 Async views on Daphne: a streamed answer goes out as chat.completion.chunk events;
 a client that hangs up cancels its run, whose calls stop within a second.
@@ -20,10 +21,10 @@ from chat.engine.db import in_db
 from chat.engine.runs import start_conversation, stop_run
 from chat.models import Answer, Run
 from limits.admission import LimitReached
-from panels.models import Panel
 from panels.providers.base import DEPTH_HEADER
 
-from . import auth, fusion_fields, fusion_plugin
+from . import answerers, auth, fusion_fields, fusion_plugin
+from .conventions import counted
 from .errors import BadRequest, error, limit_error
 from .follow import final_text
 from .openapi import SPEC
@@ -65,17 +66,11 @@ def _depth(request) -> int | None:
     return max(int(d) for d in depths) if whole else None
 
 
-def _panel_for(model: str, user) -> Panel | None:
-    slug = settings.API_DEFAULT_PANEL if model == "fusion" else model.removeprefix("fusion/")
-    if not model.startswith("fusion/") and model != "fusion":
-        return None
-    return Panel.objects.reachable_by(user).filter(slug=slug).first()
-
-
 def _check(request, read: Callable[[bytes], CompletionRequest] = parse):
     """Everything before a run may start: the key, the depth, the size, the body,
-    the panel, the rate. Returns (key, request, panel, depth) or an error response.
-    `read` turns the body into a CompletionRequest (/v1/responses brings its own)."""
+    who answers, the rate. Returns (key, request, answerer, depth) or an error
+    response. `read` turns the body into a CompletionRequest (/v1/responses brings
+    its own)."""
     record, failure = _authenticate(request)
     if failure:
         return failure
@@ -96,7 +91,7 @@ def _check(request, read: Callable[[bytes], CompletionRequest] = parse):
             code="fusion_depth_exceeded",
         )
     try:
-        auth.check_rate(record)
+        counted(request, auth.check_rate(record))
     except auth.Refused as refused:
         return _refusal(refused)
     raw_length = request.headers.get("Content-Length") or "0"
@@ -115,8 +110,8 @@ def _check(request, read: Callable[[bytes], CompletionRequest] = parse):
         fusion = fusion_plugin.answerer(completion.model, completion.adhoc, record.user)
     except BadRequest as bad:
         return bad.response()
-    panel = fusion or _panel_for(completion.model, record.user)
-    if panel is None:
+    answerer = fusion or answerers.resolve(completion.model, record.user)
+    if answerer is None:
         return error(
             404,
             f"The model `{completion.model}` does not exist or you do not have "
@@ -124,11 +119,11 @@ def _check(request, read: Callable[[bytes], CompletionRequest] = parse):
             param="model",
             code="model_not_found",
         )
-    return record, completion, panel, depth
+    return record, completion, answerer, depth
 
 
 def _start(
-    record, completion: CompletionRequest, panel: Panel | dict, depth: int
+    record, completion: CompletionRequest, answerer: answerers.Answerer | dict, depth: int
 ) -> tuple[int, str]:
     extra = {
         "api_key": record.pk,  # its budget, and its owner's, pay for this run
@@ -137,7 +132,12 @@ def _start(
         "synthesizer_temperature": completion.temperature,
         "synthesizer_max_tokens": completion.max_tokens,
     }
-    message = start_conversation(record.user, panel, completion.question, via="api", extra=extra)
+    # Kept out of the run's configuration unless set, like a room run's.
+    if completion.stop:
+        extra["synthesizer_stop"] = list(completion.stop)
+    if completion.seed is not None:
+        extra["synthesizer_seed"] = completion.seed
+    message = start_conversation(record.user, answerer, completion.question, via="api", extra=extra)
     return message.run.pk, message.conversation.group_name
 
 
@@ -188,14 +188,14 @@ async def chat_completions(request):
     checked = await in_db(_check, request)
     if isinstance(checked, JsonResponse):
         return checked
-    record, completion, panel, depth = checked
+    record, completion, answerer, depth = checked
     run_holder: dict = {}
     subscribed = asyncio.Event()
     try:
         # Started before the response, so that a refusal is an HTTP error, not a
         # stream that opens with 200 and then fails.
         run_holder["id"], run_holder["group"] = await in_db(
-            _start, record, completion, panel, depth
+            _start, record, completion, answerer, depth
         )
     except LimitReached as refused:
         return limit_error(refused)
@@ -274,27 +274,19 @@ async def _sse(completion: CompletionRequest, run_holder: dict, subscribed):
             await in_db(_stop, run_id)
 
 
-async def models(request):
-    record, failure = await in_db(_authenticate, request)
+def _models(request) -> JsonResponse:
+    record, failure = _authenticate(request)
     if failure:
         return failure
-    panels = await in_db(
-        lambda: list(Panel.objects.visible_to(record.user).select_related("owner").order_by("slug"))
-    )
-    created = int(time.time())
-    data = [{"id": "fusion", "object": "model", "created": created, "owned_by": "fusion-room"}]
-    data += [
-        {
-            "id": f"fusion/{p.slug}",
-            "object": "model",
-            "created": int(p.created_at.timestamp()),
-            "owned_by": p.owner.username if p.owner_id else "fusion-room",
-            "name": p.name,
-            "description": p.description,
-        }
-        for p in panels
-    ]
-    return JsonResponse({"object": "list", "data": data})
+    try:
+        counted(request, auth.check_rate(record))
+    except auth.Refused as refused:
+        return _refusal(refused)
+    return JsonResponse({"object": "list", "data": answerers.listing(record.user)})
+
+
+async def models(request):
+    return await in_db(_models, request)
 
 
 def openapi(request):

@@ -109,10 +109,26 @@ def _seat_calls(run: Run, jobs: list[SeatJob]) -> list[SeatCall | ProviderError]
     return prepared
 
 
+def final_choices(config: dict) -> dict:
+    """What an API caller chose for the call that writes the final answer (kept as
+    `synthesizer_*` in the run's configuration): its ChatRequest fields, or {}."""
+    chosen = {
+        "max_tokens": config.get("synthesizer_max_tokens"),
+        "temperature": config.get("synthesizer_temperature"),
+        "stop": tuple(config.get("synthesizer_stop") or ()),
+        "seed": config.get("synthesizer_seed"),
+    }
+    return {name: value for name, value in chosen.items() if value not in (None, ())}
+
+
 def _seat_call(run: Run, job: SeatJob, turns: list[tuple[str, str]] | None) -> SeatCall:
     seat = job.seat
     targets = targets_for([seat["model"], *seat.get("fallbacks", [])], run.conversation.owner)
-    max_tokens = seat.get("max_tokens") or settings.DEFAULT_MAX_TOKENS
+    # A single model's one seat writes the final answer itself: the caller's choices
+    # for the final answer are its own.
+    alone = len(run.config["seats"]) == 1 and not run.config.get("judge")
+    chosen = final_choices(run.config) if alone else {}
+    max_tokens = chosen.get("max_tokens") or seat.get("max_tokens") or settings.DEFAULT_MAX_TOKENS
     context = targets[0].context_length
     system = "\n\n".join(p for p in (seat.get("system_prompt"), job.system_note) if p) or None
     if turns is None:
@@ -127,8 +143,10 @@ def _seat_call(run: Run, job: SeatJob, turns: list[tuple[str, str]] | None) -> S
         model=targets[0].model_id,
         messages=messages,
         max_tokens=max_tokens,
-        temperature=seat.get("temperature"),
+        temperature=chosen.get("temperature", seat.get("temperature")),
         depth=run.config.get("depth", 0),
+        stop=chosen.get("stop", ()),
+        seed=chosen.get("seed"),
     )
     return targets, request, CallLimits.from_settings(**(seat.get("limits") or {}))
 
@@ -479,6 +497,8 @@ async def synthesize(
         max_tokens=config.get("synthesizer_max_tokens") or settings.SYNTHESIZER_MAX_TOKENS,
         temperature=config.get("synthesizer_temperature"),
         depth=config.get("depth", 0),
+        stop=tuple(config.get("synthesizer_stop") or ()),
+        seed=config.get("synthesizer_seed"),
     )
     limits = CallLimits.from_settings(total_s=settings.SYNTHESIZER_DEADLINE_S)
     await run_answer(ctx, answer, targets, request, limits)

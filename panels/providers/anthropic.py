@@ -129,6 +129,11 @@ class AnthropicProvider:
             body["temperature"] = request.temperature
         if request.tools:
             body["tools"] = [convert_tool(t) for t in request.tools]
+        # The Messages API refuses a whole request over one stop sequence of
+        # whitespace only (OpenAI's accept "\n\n"): those are left out.
+        if stops := [s for s in request.stop if s.strip()]:
+            body["stop_sequences"] = stops
+        # The Messages API has no seed: it is not sent (a sampling hint, not a promise).
         return body
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:

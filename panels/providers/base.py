@@ -50,6 +50,11 @@ class ChatRequest:
     # How long to wait for the TCP/TLS connection; the other limits live in calls.py.
     connect_timeout_s: float = 10.0
     limits: StreamLimits = StreamLimits()
+    # Sequences that end the answer (OpenAI's `stop`, Anthropic's `stop_sequences`)
+    # and a seed for reproducible sampling where the upstream supports one; an API
+    # caller's choices for the call that writes the final answer. Sent only when set.
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
 
 
 @dataclass(frozen=True)

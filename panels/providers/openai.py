@@ -107,6 +107,10 @@ class OpenAICompatibleProvider:
             body["tools"] = list(request.tools)
         if request.response_format:
             body["response_format"] = request.response_format
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.seed is not None:
+            body["seed"] = request.seed
         return body
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:

@@ -54,7 +54,7 @@ def test_the_fusion_plugin_answers_with_the_hosted_services_fields(client, kit):
         messages=QUESTION,
         temperature=0.2,
         extra_body=plugin(
-            analysis_models=["seat-0", "Up seat-1/seat-1", "seat-2"],
+            analysis_models=["seat-0", "up-seat-1/seat-1", "seat-2"],
             model="judge",
             temperature=0.9,
             max_tool_calls=2,

@@ -4,6 +4,7 @@ under them is never lost when modules move."""
 import logging
 from datetime import timedelta
 
+import redis
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
@@ -34,6 +35,8 @@ def sweep_abandoned_runs() -> int:
     client = sync_redis()
     swept = 0
     try:
+        if _restarted_lately(client):
+            return 0
         stale = Run.objects.filter(
             status__in=[s for s in Run.ACTIVE if s != Run.Status.QUEUED],
             started_at__lt=timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TTL_S),
@@ -51,6 +54,20 @@ def sweep_abandoned_runs() -> int:
     if swept:
         log.warning("swept %d abandoned run(s)", swept)
     return swept
+
+
+def _restarted_lately(client) -> bool:
+    """A Redis that started less than a heartbeat TTL ago may have come back empty
+    (no persistence), losing the heartbeat of every live run: their workers set it
+    again within the TTL, so until then a missing heartbeat proves nothing."""
+    try:
+        uptime = int(client.info("server")["uptime_in_seconds"])
+    except (redis.ResponseError, KeyError, ValueError):
+        return False  # a Redis that hides INFO: trust the heartbeats
+    if uptime < settings.RUN_HEARTBEAT_TTL_S:
+        log.info("Redis restarted %d s ago: the sweep waits for heartbeats", uptime)
+        return True
+    return False
 
 
 @worker_ready.connect

@@ -41,6 +41,7 @@ def redis_client(max_connections: int = 50) -> aioredis.Redis:
         timeout=20,
         socket_connect_timeout=2,
         socket_timeout=10,
+        retry=settings.REDIS_RETRY,
     )
     return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
 

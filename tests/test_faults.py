@@ -1,0 +1,367 @@
+"""The fault suite: what a person sees, and what is kept, when a part breaks mid-run.
+
+Every fault is made on the real parts: a Celery worker killed with SIGKILL, the
+Redis server stopped and started again, an upstream that answers 429 with
+Retry-After, a browser whose websocket is closed fifty times while an answer
+streams. The stack is the one `make run` starts — Daphne, a Celery worker, Celery
+beat (which schedules the sweeper) — on a redis-server of its own, so stopping
+Redis touches nobody else's data. Upstream models are scripted servers on
+loopback (tests/scripted_server.py): real sockets, real HTTP.
+
+docs/RELIABILITY.md is the table of these guarantees; each row names its test here.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from django.db import connection
+from django.test import Client
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
+
+from chat.engine import live
+from chat.models import Answer, Conversation, Run
+from panels.models import CatalogModel, Provider
+from tests.conftest import (
+    ARTIFACTS,
+    PASSWORD,
+    PrivateRedis,
+    child_env,
+    daphne_command,
+    database_url,
+    free_port,
+    start,
+    stop,
+    wait_for,
+    worker_command,
+)
+from tests.scripted_server import Reply, ScriptedServer
+
+pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
+
+# Short, so that a lost worker is noticed in seconds: the stack's heartbeat TTL, and
+# with it the sweeper's period (a third of it, fusionroom/settings.py).
+HEARTBEAT_TTL_S = 3
+SWEEP_EVERY_S = HEARTBEAT_TTL_S / 3
+
+
+@dataclass
+class FaultStack:
+    url: str
+    redis: PrivateRedis
+    env: dict
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict)  # process -> its log's name
+    starts: int = 0
+
+    def launch(self, process: str, command: list[str]) -> None:
+        self.starts += 1
+        log = f"fault-{process}-{self.starts}"
+        self.processes[process], self.logs[process] = start(log, command, self.env), log
+
+    def start_worker(self, worker: str) -> None:
+        """Start (or start again, as a supervisor does) one of the two workers."""
+        name = f"{worker}-{self.starts + 1}@localhost"
+        self.launch(worker, worker_command(name, "--loglevel", "INFO"))
+
+    def runs_taken(self) -> dict[str, int]:
+        """How many runs each worker has received (from its log)."""
+        return {
+            worker: (ARTIFACTS / f"{self.logs[worker]}.log").read_text().count("execute_run[")
+            for worker in WORKERS
+        }
+
+    def kill(self, worker: str) -> None:
+        process = self.processes.pop(worker)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def watched(self) -> list[tuple[str, subprocess.Popen]]:
+        """For wait_for: the processes, named by their logs in test-artifacts/."""
+        return [(self.logs[name], process) for name, process in self.processes.items()]
+
+    def healthy(self) -> bool:
+        return httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200
+
+    def wait_healthy(self, timeout: float, what: str) -> None:
+        wait_for(self.healthy, what, timeout, self.watched())
+
+
+WORKERS = ("worker-a", "worker-b")  # two, so one lives on when the other is killed
+
+
+# Module scope: its beat sweeps the test database every second, which no other
+# module's runs may meet. (conftest sorts browser tests last: a whole-suite run
+# starts this stack a second time for the browser test.)
+@pytest.fixture(scope="module")
+def fault_stack(django_db_setup, django_db_blocker):
+    private = PrivateRedis()
+    private.start()
+    env = child_env(
+        DATABASE_URL=database_url(connection.settings_dict),
+        REDIS_URL=private.url,
+        LOCAL_MODELS_ENABLED="false",  # scripted upstreams only: /healthz skips the models
+        RUN_HEARTBEAT_TTL_S=str(HEARTBEAT_TTL_S),
+    )
+    port = free_port()
+    stack = FaultStack(url=f"http://127.0.0.1:{port}", redis=private, env=env)
+    schedule = ARTIFACTS / f"fault-beat-{port}"
+    try:
+        stack.launch("daphne", daphne_command(port))
+        beat = ["-m", "celery", "-A", "fusionroom", "beat", "--schedule", str(schedule)]
+        stack.launch("beat", [sys.executable, *beat, "--loglevel", "INFO"])
+        for worker in WORKERS:
+            stack.start_worker(worker)
+        stack.wait_healthy(90, "the fault stack's /healthz to answer 200")
+        yield stack
+    finally:
+        stop(stack.watched())
+        private.stop()
+        for leftover in ARTIFACTS.glob(f"fault-beat-{port}*"):
+            leftover.unlink()
+
+
+# --- a person using the room, over HTTP and the websocket ---------------------------
+
+
+class Visitor:
+    """alice in the room through Daphne: sends over HTTP, follows over the websocket."""
+
+    def __init__(self, stack: FaultStack, user):
+        browser = Client()
+        browser.force_login(user)
+        self.session = browser.cookies["sessionid"].value
+        self.stack = stack
+        self.http = httpx.Client(base_url=stack.url, timeout=15)
+        self.http.cookies.set("sessionid", self.session)
+        home = self.http.get("/")
+        assert home.status_code == 200, home.text[:300]
+        self.csrf = home.cookies.get("csrftoken") or self.http.cookies["csrftoken"]
+
+    def send(self, room: Conversation, text: str) -> int:
+        response = self.http.post(
+            f"/c/{room.pk}/messages/",
+            data={"content": text, "csrfmiddlewaretoken": self.csrf},
+            headers={"Accept": "application/json", "X-CSRFToken": self.csrf},
+        )
+        assert response.status_code == 201, response.text[:300]
+        return response.json()["run"]
+
+    def room_page(self, room: Conversation) -> str:
+        response = self.http.get(f"/c/{room.pk}/")
+        assert response.status_code == 200
+        return response.text
+
+    @contextmanager
+    def following(self, room: Conversation):
+        """The room's websocket, its frames gathered by a thread as they arrive."""
+        feed = RoomFeed(
+            self.stack.url.replace("http", "ws") + f"/ws/conversations/{room.pk}/",
+            {"Cookie": f"sessionid={self.session}", "Origin": self.stack.url},
+        )
+        try:
+            yield feed
+        finally:
+            feed.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class RoomFeed:
+    def __init__(self, url: str, headers: dict):
+        self.frames: list[dict] = []
+        self.socket = ws_connect(url, additional_headers=headers, open_timeout=10)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        wait_for(lambda: self.of_type("snapshot"), "the room's snapshot", 10)
+
+    def _read(self) -> None:
+        with self.socket:
+            try:
+                while True:
+                    self.frames.append(json.loads(self.socket.recv()))
+            except ConnectionClosed:
+                pass  # closed by the test, or by the fault under test
+
+    @property
+    def closed(self) -> bool:
+        return not self._reader.is_alive()
+
+    def of_type(self, kind: str) -> list[dict]:
+        return [f for f in self.frames if f.get("type") == kind]
+
+    def close(self) -> None:
+        self.socket.close()
+        self._reader.join(5)
+
+
+@pytest.fixture
+def alice(db):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("alice", password=PASSWORD)
+
+
+@pytest.fixture
+def visitor(fault_stack, alice):
+    visitor = Visitor(fault_stack, alice)
+    yield visitor
+    visitor.close()
+
+
+@pytest.fixture
+def upstream():
+    with ScriptedServer() as server:
+        yield server
+
+
+def scripted_room(owner, server: ScriptedServer, name: str = "scripted") -> Conversation:
+    """A room answered by one model alone: the scripted server behind a site provider."""
+    provider = Provider.objects.create(name=f"Up {name}", base_url=server.base_url)
+    model = CatalogModel.objects.create(
+        provider=provider, model_id=name, display_name=name.title(), context_length=8192
+    )
+    return Conversation.objects.create(owner=owner, model=model)
+
+
+def run_of(run_id: int) -> Run:
+    return Run.objects.get(pk=run_id)
+
+
+def ended(run_id: int) -> bool:
+    return run_of(run_id).status not in Run.ACTIVE
+
+
+def words(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}{n} " for n in range(count)]
+
+
+# --- 1. the worker killed mid-answer ------------------------------------------------
+
+
+def test_a_worker_killed_mid_answer_closes_the_run_keeping_its_text(
+    fault_stack, visitor, alice, upstream
+):
+    text = words("part", 200)  # 20 s of answer: the kill comes long before its end
+    upstream.enqueue(Reply.stream(text, delay=0.1))
+    room = scripted_room(alice, upstream)
+    live_text = fault_stack.redis.client()
+    try:
+        with visitor.following(room) as feed:
+            taken_before = fault_stack.runs_taken()
+            run_id = visitor.send(room, "Tell me a long story.")
+            answer = Answer.objects.get(run_id=run_id)
+            wait_for(
+                lambda: len(live_text.get(live.text_key(answer.pk)) or b"") > 40,
+                "the answer to stream",
+                30,
+                fault_stack.watched(),
+            )
+            taken_after = fault_stack.runs_taken()
+            (doomed,) = [w for w in WORKERS if taken_after[w] > taken_before[w]]
+            fault_stack.kill(doomed)
+            killed_at = time.monotonic()
+            streamed = live_text.get(live.text_key(answer.pk)).decode()
+            assert streamed and "".join(text).startswith(streamed)
+
+            # Nobody runs it now. Its heartbeat lapses within the TTL, and beat's
+            # sweeper (run by the other worker) closes it on its next round.
+            bound = HEARTBEAT_TTL_S + SWEEP_EVERY_S + 2  # + the sweep task's own trip
+            wait_for(lambda: ended(run_id), "the sweeper to close the run", bound + 5)
+            closed_after = time.monotonic() - killed_at
+
+            run = run_of(run_id)
+            assert run.status == Run.Status.FAILED and run.failure_reason == "worker_lost"
+            assert "stopped before it finished" in run.failure_detail
+            answer.refresh_from_db()
+            assert answer.status == Answer.Status.FAILED
+            assert answer.text == streamed  # what had streamed is kept, whole
+            assert closed_after <= bound, f"closed {closed_after:.1f} s after the kill"
+            assert upstream.disconnects  # the dead worker's upstream stream is closed
+
+            # The room says so: at once over the websocket, and on the page.
+            wait_for(lambda: feed.of_type("run.done"), "the room to hear of it", 10)
+            done = feed.of_type("run.done")[-1]
+            assert (done["run"], done["status"]) == (run_id, "failed")
+            assert done["failure_reason"] == "worker_lost"
+            assert "stopped before it finished" in done["failure_detail"]
+        page = visitor.room_page(room)
+        assert "stopped before it finished" in page and streamed.split()[0] in page
+
+        # The supervisor starts the worker again; the next message is answered.
+        fault_stack.start_worker(doomed)
+        fault_stack.wait_healthy(30, "both workers to answer /healthz")
+        upstream.enqueue(Reply.stream(["Back ", "again."]))
+        next_run = visitor.send(room, "Are you back?")
+        wait_for(lambda: ended(next_run), "the next message's run", 30, fault_stack.watched())
+        assert run_of(next_run).status == Run.Status.DONE
+        assert Answer.objects.get(run_id=next_run).text == "Back again."
+    finally:
+        live_text.close()
+
+
+# --- 2. Redis stopped and started again mid-run -------------------------------------
+
+
+def test_redis_restarted_mid_run_ends_the_run_and_the_stack_recovers(
+    fault_stack, visitor, alice, upstream
+):
+    text = words("word", 120)  # 12 s of answer: Redis goes away and comes back within it
+    upstream.enqueue(Reply.stream(text, delay=0.1))
+    room = scripted_room(alice, upstream)
+    with visitor.following(room) as before:
+        run_id = visitor.send(room, "Tell me a story while Redis restarts.")
+        answer = Answer.objects.get(run_id=run_id)
+        live_text = fault_stack.redis.client()
+        wait_for(
+            lambda: len(live_text.get(live.text_key(answer.pk)) or b"") > 20,
+            "the answer to stream",
+            30,
+            fault_stack.watched(),
+        )
+        live_text.close()
+        fault_stack.redis.stop()
+        time.sleep(2)
+        # Back on the same port, empty: no live text, no heartbeats, no queued tasks.
+        fault_stack.redis.start()
+
+        statuses = set()
+
+        def run_ended() -> bool:
+            statuses.add(run_of(run_id).status)
+            return ended(run_id)
+
+        # The run goes on without Redis and ends on its own; every process lives on.
+        wait_for(run_ended, "the run to end after Redis came back", 30, fault_stack.watched())
+        # The socket that was open when Redis went away is closed by the server (the
+        # page then reconnects), or it carries the run's end.
+        wait_for(
+            lambda: before.closed or before.of_type("run.done"), "the old socket to settle", 10
+        )
+    run = run_of(run_id)
+    assert run.status == Run.Status.DONE, (run.failure_reason, run.failure_detail)
+    # Never swept as "worker lost" on the way: its heartbeat came back with Redis.
+    assert Run.Status.FAILED not in statuses
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.DONE and answer.text == "".join(text)
+
+    # The app reconnects: a page opened now gets the whole answer, /healthz is green.
+    with visitor.following(room) as after:
+        (shown,) = after.of_type("snapshot")[0]["runs"]
+        assert shown["status"] == "done" and "word119" in shown["answers"][0]["html"]
+    fault_stack.wait_healthy(30, "/healthz to be green again")
+    upstream.enqueue(Reply.stream(["Redis ", "is ", "back."]))
+    next_run = visitor.send(room, "Is Redis back?")
+    wait_for(lambda: ended(next_run), "the next message's run", 30, fault_stack.watched())
+    assert run_of(next_run).status == Run.Status.DONE
+    assert Answer.objects.get(run_id=next_run).text == "Redis is back."
+    assert all(process.poll() is None for process in fault_stack.processes.values())

@@ -19,6 +19,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import httpx
 import pytest
@@ -33,6 +34,7 @@ from panels.models import CatalogModel, Provider
 from tests.conftest import (
     ARTIFACTS,
     PASSWORD,
+    RECORD_FRAMES,
     PrivateRedis,
     child_env,
     daphne_command,
@@ -365,3 +367,158 @@ def test_redis_restarted_mid_run_ends_the_run_and_the_stack_recovers(
     assert run_of(next_run).status == Run.Status.DONE
     assert Answer.objects.get(run_id=next_run).text == "Redis is back."
     assert all(process.poll() is None for process in fault_stack.processes.values())
+
+
+# --- 3. an upstream 429 storm with Retry-After -------------------------------------
+
+
+def rate_limited(message: str = "Too many requests") -> Reply:
+    return Reply.json(429, {"error": {"message": message}}, headers={"Retry-After": "1"})
+
+
+def test_a_429_storm_is_waited_out_as_told_and_every_answer_is_whole(fault_stack, visitor, alice):
+    # Three rooms at once, each on its own model: two 429s each (as many as the
+    # retry budget allows), then the answer. (COOLDOWN_AFTER=3 failures in a row of
+    # one model would cool it down: the next test shows that ending.)
+    storms = [ScriptedServer().__enter__() for _ in range(3)]
+    try:
+        texts, rooms = [], []
+        for n, server in enumerate(storms):
+            texts.append(words(f"r{n}w", 30))
+            server.enqueue(rate_limited(), rate_limited(), Reply.stream(texts[-1], delay=0.02))
+            rooms.append(scripted_room(alice, server, f"storm-{n}"))
+        sent_at = time.monotonic()
+        run_ids = [visitor.send(room, "Answer through the storm.") for room in rooms]
+        wait_for(lambda: all(ended(r) for r in run_ids), "the runs", 30, fault_stack.watched())
+        took = time.monotonic() - sent_at
+
+        for run_id, server, text in zip(run_ids, storms, texts, strict=True):
+            assert run_of(run_id).status == Run.Status.DONE
+            answer = Answer.objects.get(run_id=run_id)
+            assert answer.text == "".join(text)  # whole: nothing lost, nothing doubled
+            outcomes = [(a["outcome"], (a["error"] or {}).get("kind")) for a in answer.attempts]
+            assert outcomes == [
+                ("failed", "rate_limited"),
+                ("failed", "rate_limited"),
+                ("answered", None),
+            ]
+            # The waits are the server's Retry-After, not a backoff of our own ...
+            assert [a["waited_s"] for a in answer.attempts] == [0, 1.0, 2.0]
+            # ... and really happened between the requests the server received.
+            gaps = [b - a for a, b in pairwise(server.request_times)]
+            assert len(gaps) == 2 and all(1.0 <= gap < 1.8 for gap in gaps), gaps
+        # The three waited at the same time, not one after another.
+        firsts = [server.request_times[0] for server in storms]
+        assert max(firsts) - min(firsts) < 1.0
+        assert took < 10, f"took {took:.1f} s"
+    finally:
+        for server in storms:
+            server.__exit__(None, None, None)
+
+
+def test_a_429_storm_longer_than_the_retry_budget_fails_the_run_in_words(
+    fault_stack, visitor, alice, upstream
+):
+    upstream.default = rate_limited("Slow down")  # every request, for ever
+    room = scripted_room(alice, upstream, "storm")
+    with visitor.following(room) as feed:
+        sent_at = time.monotonic()
+        run_id = visitor.send(room, "Answer through an endless storm.")
+        wait_for(lambda: ended(run_id), "the run to give up", 20, fault_stack.watched())
+        took = time.monotonic() - sent_at
+        wait_for(lambda: feed.of_type("run.done"), "the room to hear of it", 10)
+
+    run = run_of(run_id)
+    answer = Answer.objects.get(run_id=run_id)
+    print(run.failure_reason, run.failure_detail, answer.error, answer.attempts)
+    assert run.status == Run.Status.FAILED
+    assert answer.error_kind == "rate_limited"
+    assert "is rate limiting: Slow down; retry after 1 s" in answer.error
+    assert len(upstream.requests) == len(answer.attempts) == 3  # the budget, then no more
+    assert took < 10, f"took {took:.1f} s"
+    failed = [e for e in feed.frames if e["type"] == "answer.failed"]
+    assert failed and "rate limiting" in failed[-1]["error"]
+    assert feed.of_type("run.done")[-1]["status"] == "failed"
+    assert "rate limiting" in visitor.room_page(room)
+
+
+# --- 4. a browser reconnect storm -----------------------------------------------------
+
+# Keeps every socket the page opens, so the test can close the live one as a flaky
+# network would (room.js then reconnects after 0.5 s and reads a fresh snapshot).
+RECORD_SOCKETS = """
+window.__sockets = [];
+const PageWebSocket = window.WebSocket;
+window.WebSocket = function (...args) {
+  const socket = new PageWebSocket(...args);
+  window.__sockets.push(socket);
+  return socket;
+};
+window.WebSocket.prototype = PageWebSocket.prototype;
+Object.assign(window.WebSocket, PageWebSocket);
+"""
+TABS = 5
+RECONNECTS = 50  # in all: ten per tab, the tabs' reconnects interleaved
+LIVE_TEXT = "document.querySelector('.answer .live-text')?.textContent || ''"
+
+
+def open_tab(context, url: str):
+    tab = context.new_page()
+    tab.add_init_script(RECORD_FRAMES)  # as the page fixture does
+    tab.add_init_script(RECORD_SOCKETS)
+    tab.set_default_timeout(30_000)
+    tab.goto(url)
+    tab.wait_for_function("() => window.__sockets.at(-1)?.readyState === WebSocket.OPEN")
+    return tab
+
+
+def drop_socket(tab) -> int:
+    """Close the tab's live socket; returns how many sockets it had opened."""
+    return tab.evaluate(
+        "() => { window.__sockets.at(-1).close(); return window.__sockets.length; }"
+    )
+
+
+@pytest.mark.browser
+def test_fifty_reconnects_while_an_answer_streams_lose_no_text(
+    fault_stack, visitor, alice, upstream, page
+):
+    text = words("w", 400)  # 20 s of answer: the storm takes a good part of it
+    full = "".join(text)
+    upstream.enqueue(Reply.stream(text, delay=0.05))
+    room = scripted_room(alice, upstream)
+    url = fault_stack.url + room.get_absolute_url()
+    session = {"name": "sessionid", "value": visitor.session, "url": fault_stack.url}
+    page.context.add_cookies([session])
+    page.add_init_script(RECORD_SOCKETS)
+    page.goto(url)
+    page.wait_for_function("() => window.__sockets.at(-1)?.readyState === WebSocket.OPEN")
+    tabs = [page] + [open_tab(page.context, url) for _ in range(TABS - 1)]
+
+    run_id = visitor.send(room, "Tell me a very long story.")
+    for tab in tabs:
+        tab.wait_for_function(f"() => ({LIVE_TEXT}).length > 0")
+
+    reconnects = 0
+    while reconnects < RECONNECTS:
+        opened = [drop_socket(tab) for tab in tabs]
+        for tab, count in zip(tabs, opened, strict=True):
+            tab.wait_for_function(
+                f"() => window.__sockets.length > {count}"
+                " && window.__sockets.at(-1).readyState === WebSocket.OPEN"
+            )
+        reconnects += len(tabs)
+        # After every round, each tab shows a beginning of the answer: nothing
+        # doubled, nothing skipped, whichever deltas fell between two sockets.
+        for tab in tabs:
+            shown = tab.evaluate(f"() => {LIVE_TEXT}")
+            assert full.startswith(shown), f"a tab shows text the answer does not have: {shown!r}"
+    assert run_of(run_id).status in Run.ACTIVE, "the answer ended before the storm did"
+
+    wait_for(lambda: ended(run_id), "the answer to end", 60)
+    for tab in tabs:
+        tab.locator(".answer[data-status=done]").wait_for()
+        assert tab.locator(".answer [data-role=body]").inner_text().split() == full.split()
+        snapshots = tab.evaluate("() => window.__frames.filter(f => f.type === 'snapshot').length")
+        assert snapshots >= RECONNECTS // TABS + 1  # the first connect, then one per reconnect
+    page.screenshot(path=str(ARTIFACTS / "fault-reconnect-storm.png"))

@@ -243,6 +243,14 @@ def ended(run_id: int) -> bool:
     return run_of(run_id).status not in Run.ACTIVE
 
 
+def live_text_of(stack: FaultStack, answer: Answer) -> str:
+    client = stack.redis.client()
+    try:
+        return (client.get(live.text_key(answer.pk)) or b"").decode()
+    finally:
+        client.close()
+
+
 def words(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{n} " for n in range(count)]
 
@@ -331,10 +339,22 @@ def test_redis_restarted_mid_run_ends_the_run_and_the_stack_recovers(
             fault_stack.watched(),
         )
         live_text.close()
-        fault_stack.redis.stop()
+        fault_stack.redis.stop()  # SIGTERM: it stops as in a restart
         time.sleep(2)
         # Back on the same port, empty: no live text, no heartbeats, no queued tasks.
         fault_stack.redis.start()
+        # The worker writes the live copy whole again, and a page that (re)connects
+        # now is shown the answer from its first word.
+        with visitor.following(room) as during:
+            wait_for(
+                lambda: ended(run_id) or during.of_type("answer.delta"),
+                "a delta after the restart",
+                10,
+            )
+            (shown,) = during.of_type("snapshot")[0]["runs"]
+            live_copy = live_text_of(fault_stack, answer)
+        assert shown["status"] == "panel", "the answer ended before Redis came back"
+        assert "".join(text).startswith(live_copy) and live_copy.startswith("word0 word1 ")
 
         statuses = set()
 
@@ -367,6 +387,28 @@ def test_redis_restarted_mid_run_ends_the_run_and_the_stack_recovers(
     assert run_of(next_run).status == Run.Status.DONE
     assert Answer.objects.get(run_id=next_run).text == "Redis is back."
     assert all(process.poll() is None for process in fault_stack.processes.values())
+
+
+def test_a_message_whose_queued_task_redis_lost_is_queued_again(
+    fault_stack, visitor, alice, upstream
+):
+    """Everything restarts at once (a machine rebooted): the message was queued, no
+    worker had taken it, and Redis came back empty. The sweeper queues it again."""
+    for worker in WORKERS:
+        fault_stack.kill(worker)
+    upstream.enqueue(Reply.stream(["Still ", "here."]))
+    room = scripted_room(alice, upstream)
+    run_id = visitor.send(room, "Did my message survive?")
+    fault_stack.redis.stop()
+    fault_stack.redis.start()  # empty: the run's task is gone
+    assert run_of(run_id).status == Run.Status.QUEUED
+    for worker in WORKERS:
+        fault_stack.start_worker(worker)
+    # A starting worker sweeps at once; beat sweeps every second.
+    wait_for(lambda: ended(run_id), "the run to be queued again", 30, fault_stack.watched())
+    assert run_of(run_id).status == Run.Status.DONE
+    assert Answer.objects.get(run_id=run_id).text == "Still here."
+    assert len(upstream.requests) == 1  # queued again once, answered once
 
 
 # --- 3. an upstream 429 storm with Retry-After -------------------------------------

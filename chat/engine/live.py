@@ -59,6 +59,15 @@ async def append(redis, answer_id: int, text: str) -> int:
     return int(seq)
 
 
+async def rewrite(redis, answer_id: int, text: str, seq: int) -> None:
+    """Put back a live copy that Redis lost (it restarted empty, or a flush failed
+    half-way): the whole text so far, at sequence number `seq`."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(text_key(answer_id), text, ex=LIVE_TTL_S)
+        pipe.set(_seq_key(answer_id), seq, ex=LIVE_TTL_S)
+        await pipe.execute()
+
+
 async def live_state(redis, answer_id: int) -> tuple[str, int]:
     """(text so far, last sequence number) of a streaming answer."""
     text, seq = await redis.mget(text_key(answer_id), _seq_key(answer_id))

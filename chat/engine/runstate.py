@@ -2,7 +2,8 @@
 
 The worker running a run refreshes its heartbeat every few seconds and watches
 for a cancel request; the sweeper closes runs whose heartbeat has gone (a worker
-killed mid-run), so no run stays "in progress" forever.
+killed mid-run), and queues again those whose task a restarted Redis lost, so no
+run stays "in progress" or "waiting" forever.
 """
 
 import asyncio
@@ -33,6 +34,12 @@ def request_cancel(redis_sync, run_id: int) -> None:
 
 def is_alive(redis_sync, run_id: int) -> bool:
     return bool(redis_sync.exists(_alive_key(run_id)))
+
+
+def claim_requeue(redis_sync, run_id: int) -> bool:
+    """True once per Redis lifetime (the key goes with a restart): the sweeper
+    queues a run whose task a restart lost, but never twice."""
+    return bool(redis_sync.set(f"fr:run:{run_id}:requeued", "1", nx=True, ex=86400))
 
 
 async def watch(redis, run_id: int, on_cancel: Callable[[], None]) -> None:

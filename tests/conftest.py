@@ -183,7 +183,8 @@ class PrivateRedis:
     nothing on disk: it may be stopped and started again without touching anyone
     else's data, and comes back empty, as a Redis without persistence does."""
 
-    def __init__(self):
+    def __init__(self, name: str):
+        self.name = name  # its logs: test-artifacts/<name>-<n>.log, one per start
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
@@ -193,7 +194,7 @@ class PrivateRedis:
         self.starts += 1
         command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--save", "", "--appendonly", "no"]
-        name = f"redis-{self.port}-{self.starts}"
+        name = f"{self.name}-{self.starts}"
         self.process = start(name, command, dict(os.environ))
         wait_for(self.answers, f"redis-server on port {self.port}", 20, [(name, self.process)])
 

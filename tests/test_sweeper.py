@@ -92,7 +92,7 @@ def test_the_sweeper_trusts_no_missing_heartbeat_until_redis_has_been_up_a_ttl(
 ):
     """A Redis that restarted empty lost every heartbeat; live workers set theirs
     again within the TTL, so until then the sweeper closes nothing."""
-    fresh = PrivateRedis()
+    fresh = PrivateRedis("sweeper-redis")
     fresh.start()
     try:
         settings.REDIS_URL, settings.RUN_HEARTBEAT_TTL_S = fresh.url, 2

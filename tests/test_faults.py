@@ -214,12 +214,6 @@ def visitor(fault_stack, alice):
     visitor.close()
 
 
-@pytest.fixture
-def upstream():
-    with ScriptedServer() as server:
-        yield server
-
-
 def scripted_room(owner, server: ScriptedServer, name: str = "scripted") -> Conversation:
     """A room answered by one model alone: the scripted server behind a site provider."""
     provider = Provider.objects.create(name=f"Up {name}", base_url=server.base_url)
@@ -253,11 +247,11 @@ def words(prefix: str, count: int) -> list[str]:
 
 
 def test_a_worker_killed_mid_answer_closes_the_run_keeping_its_text(
-    fault_stack, visitor, alice, upstream
+    fault_stack, visitor, alice, server
 ):
     text = words("part", 200)  # 20 s of answer: the kill comes long before its end
-    upstream.enqueue(Reply.stream(text, delay=0.1))
-    room = scripted_room(alice, upstream)
+    server.enqueue(Reply.stream(text, delay=0.1))
+    room = scripted_room(alice, server)
     live_text = fault_stack.redis.client()
     try:
         with visitor.following(room) as feed:
@@ -290,7 +284,7 @@ def test_a_worker_killed_mid_answer_closes_the_run_keeping_its_text(
             assert answer.status == Answer.Status.FAILED
             assert answer.text == streamed  # what had streamed is kept, whole
             assert closed_after <= bound, f"closed {closed_after:.1f} s after the kill"
-            assert upstream.disconnects  # the dead worker's upstream stream is closed
+            assert server.disconnects  # the dead worker's upstream stream is closed
 
             # The room says so: at once over the websocket, and on the page.
             wait_for(lambda: feed.of_type("run.done"), "the room to hear of it", 10)
@@ -304,7 +298,7 @@ def test_a_worker_killed_mid_answer_closes_the_run_keeping_its_text(
         # The supervisor starts the worker again; the next message is answered.
         fault_stack.start_worker(doomed)
         fault_stack.wait_healthy(30, "/healthz with the worker back")
-        upstream.enqueue(Reply.stream(["Back ", "again."]))
+        server.enqueue(Reply.stream(["Back ", "again."]))
         next_run = visitor.send(room, "Are you back?")
         wait_for(lambda: ended(next_run), "the next message's run", 30, fault_stack.watched())
         assert run_of(next_run).status == Run.Status.DONE
@@ -317,11 +311,11 @@ def test_a_worker_killed_mid_answer_closes_the_run_keeping_its_text(
 
 
 def test_redis_restarted_mid_run_ends_the_run_and_the_stack_recovers(
-    fault_stack, visitor, alice, upstream
+    fault_stack, visitor, alice, server
 ):
     text = words("word", 120)  # 12 s of answer: Redis goes away and comes back within it
-    upstream.enqueue(Reply.stream(text, delay=0.1))
-    room = scripted_room(alice, upstream)
+    server.enqueue(Reply.stream(text, delay=0.1))
+    room = scripted_room(alice, server)
     with visitor.following(room) as before:
         run_id = visitor.send(room, "Tell me a story while Redis restarts.")
         answer = Answer.objects.get(run_id=run_id)
@@ -375,7 +369,7 @@ def test_redis_restarted_mid_run_ends_the_run_and_the_stack_recovers(
         (shown,) = after.of_type("snapshot")[0]["runs"]
         assert shown["status"] == "done" and "word119" in shown["answers"][0]["html"]
     fault_stack.wait_healthy(30, "/healthz to be green again")
-    upstream.enqueue(Reply.stream(["Redis ", "is ", "back."]))
+    server.enqueue(Reply.stream(["Redis ", "is ", "back."]))
     next_run = visitor.send(room, "Is Redis back?")
     wait_for(lambda: ended(next_run), "the next message's run", 30, fault_stack.watched())
     assert run_of(next_run).status == Run.Status.DONE
@@ -384,14 +378,14 @@ def test_redis_restarted_mid_run_ends_the_run_and_the_stack_recovers(
 
 
 def test_a_message_whose_queued_task_redis_lost_is_queued_again(
-    fault_stack, visitor, alice, upstream
+    fault_stack, visitor, alice, server
 ):
     """Everything restarts at once (a machine rebooted): the message was queued, no
     worker had taken it, and Redis came back empty. The sweeper queues it again."""
     for worker in WORKERS:
         fault_stack.kill(worker)
-    upstream.enqueue(Reply.stream(["Still ", "here."]))
-    room = scripted_room(alice, upstream)
+    server.enqueue(Reply.stream(["Still ", "here."]))
+    room = scripted_room(alice, server)
     run_id = visitor.send(room, "Did my message survive?")
     fault_stack.redis.stop()
     fault_stack.redis.start()  # empty: the run's task is gone
@@ -402,7 +396,7 @@ def test_a_message_whose_queued_task_redis_lost_is_queued_again(
     wait_for(lambda: ended(run_id), "the run to be queued again", 30, fault_stack.watched())
     assert run_of(run_id).status == Run.Status.DONE
     assert Answer.objects.get(run_id=run_id).text == "Still here."
-    assert len(upstream.requests) == 1  # queued again once, answered once
+    assert len(server.requests) == 1  # queued again once, answered once
 
 
 # --- 3. an upstream 429 storm with Retry-After -------------------------------------
@@ -453,10 +447,10 @@ def test_a_429_storm_is_waited_out_as_told_and_every_answer_is_whole(fault_stack
 
 
 def test_a_429_storm_longer_than_the_retry_budget_fails_the_run_in_words(
-    fault_stack, visitor, alice, upstream
+    fault_stack, visitor, alice, server
 ):
-    upstream.default = rate_limited("Slow down")  # every request, for ever
-    room = scripted_room(alice, upstream, "storm")
+    server.default = rate_limited("Slow down")  # every request, for ever
+    room = scripted_room(alice, server, "storm")
     with visitor.following(room) as feed:
         sent_at = time.monotonic()
         run_id = visitor.send(room, "Answer through an endless storm.")
@@ -470,7 +464,7 @@ def test_a_429_storm_longer_than_the_retry_budget_fails_the_run_in_words(
     assert "Every seat failed" in run.failure_detail and "rate limiting" in run.failure_detail
     assert answer.error_kind == "rate_limited"
     assert "is rate limiting: Slow down; retry after 1 s" in answer.error
-    assert len(upstream.requests) == len(answer.attempts) == 3  # the budget, then no more
+    assert len(server.requests) == len(answer.attempts) == 3  # the budget, then no more
     assert took < 10, f"took {took:.1f} s"
     failed = [e for e in feed.frames if e["type"] == "answer.failed"]
     assert failed and "rate limiting" in failed[-1]["error"]
@@ -517,12 +511,12 @@ def drop_socket(tab) -> int:
 
 @pytest.mark.browser
 def test_fifty_reconnects_while_an_answer_streams_lose_no_text(
-    fault_stack, visitor, alice, upstream, page
+    fault_stack, visitor, alice, server, page
 ):
     text = words("w", 400)  # 20 s of answer: the storm takes a good part of it
     full = "".join(text)
-    upstream.enqueue(Reply.stream(text, delay=0.05))
-    room = scripted_room(alice, upstream)
+    server.enqueue(Reply.stream(text, delay=0.05))
+    room = scripted_room(alice, server)
     url = fault_stack.url + room.get_absolute_url()
     session = {"name": "sessionid", "value": visitor.session, "url": fault_stack.url}
     page.context.add_cookies([session])

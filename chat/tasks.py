@@ -4,6 +4,7 @@ under them is never lost when modules move."""
 import logging
 from datetime import timedelta
 
+import redis
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
@@ -11,7 +12,7 @@ from django.utils import timezone
 
 from .engine import loop, pipeline, runstate
 from .engine.live import sync_redis
-from .engine.runs import EXECUTE_RUN, mark_failed
+from .engine.runs import EXECUTE_RUN, enqueue, mark_failed
 from .models import Run
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,21 @@ def execute_run(run_id: int) -> None:
 
 @shared_task(name="chat.sweep_abandoned_runs")
 def sweep_abandoned_runs() -> int:
-    """Close runs whose worker died: started, not finished, and no heartbeat."""
+    """Close runs whose worker died: started, not finished, and no heartbeat. And
+    queue again the runs whose task a restarted Redis lost. Returns how many runs
+    were closed."""
     client = sync_redis()
     swept = 0
     try:
+        uptime = _redis_uptime(client)
+        if uptime is not None:
+            _requeue_lost_tasks(client, uptime)
+            if uptime < settings.RUN_HEARTBEAT_TTL_S:
+                # It may have come back empty, losing the heartbeat of every live
+                # run: their workers set it again within the TTL, so until then a
+                # missing heartbeat proves nothing.
+                log.info("Redis started %d s ago: the sweep waits for heartbeats", uptime)
+                return 0
         stale = Run.objects.filter(
             status__in=[s for s in Run.ACTIVE if s != Run.Status.QUEUED],
             started_at__lt=timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TTL_S),
@@ -51,6 +63,26 @@ def sweep_abandoned_runs() -> int:
     if swept:
         log.warning("swept %d abandoned run(s)", swept)
     return swept
+
+
+def _redis_uptime(client) -> int | None:
+    """Seconds since the Redis server started; None when it hides INFO."""
+    try:
+        return int(client.info("server")["uptime_in_seconds"])
+    except (redis.ResponseError, KeyError, ValueError):
+        return None
+
+
+def _requeue_lost_tasks(client, uptime: int) -> None:
+    """A run still waiting for a worker that was queued before this Redis started:
+    if Redis came back empty, its task is gone, and it would wait for ever. Queue it
+    again, once per Redis start (if the task survived, a run is taken only once)."""
+    started = timezone.now() - timedelta(seconds=uptime)
+    waiting = Run.objects.filter(status=Run.Status.QUEUED, created_at__lt=started)
+    for run_id in waiting.values_list("pk", flat=True):
+        if runstate.claim_requeue(client, run_id):
+            log.warning("run %s was queued before Redis started: queueing it again", run_id)
+            enqueue(run_id)
 
 
 @worker_ready.connect

@@ -1,6 +1,7 @@
 """The Celery entry points of the evaluation harness."""
 
 import logging
+import threading
 from datetime import timedelta
 
 import redis
@@ -64,5 +65,17 @@ def resume_interrupted() -> int:
 
 @worker_ready.connect
 def _resume_on_start(**kwargs):
-    # After the lease of a killed predecessor has lapsed.
-    resume_interrupted.apply_async(countdown=settings.EVAL_LEASE_TTL_S + 1)
+    # After the lease of a killed predecessor has lapsed. A timer here, not a task
+    # countdown: a task with an ETA waits in the worker unacknowledged, and a worker
+    # holding one when Redis restarts dies (kombu's restore of unacked messages
+    # fails with an AttributeError, not a connection error: tests/test_faults.py).
+    timer = threading.Timer(settings.EVAL_LEASE_TTL_S + 1, _queue_resume)
+    timer.daemon = True
+    timer.start()
+
+
+def _queue_resume() -> None:
+    try:
+        resume_interrupted.delay()
+    except Exception as exc:  # beat queues it again within 30 s
+        log.warning("could not queue the resume of interrupted evaluations: %s", exc)

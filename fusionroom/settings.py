@@ -5,6 +5,8 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from .env import env_bool, env_int, env_list, env_origins, env_str, env_url, env_usd
 
@@ -142,6 +144,11 @@ DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix"))
+# redis-py gives a pool's connections no retries: after Redis restarts, every pooled
+# connection fails its next command ("Connection closed by server"), refusing
+# websockets and failing run steps one by one. With this, a command is tried again
+# on a fresh connection (tests/test_faults.py restarts Redis mid-run).
+REDIS_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3)
 
 CHANNEL_LAYERS = {
     "default": {
@@ -149,7 +156,7 @@ CHANNEL_LAYERS = {
         "CONFIG": {
             # redis-py caps a pool at 100 connections and then fails instead of
             # waiting: one worker process may run hundreds of streams at once.
-            "hosts": [{"address": REDIS_URL, "max_connections": 1000}],
+            "hosts": [{"address": REDIS_URL, "max_connections": 1000, "retry": REDIS_RETRY}],
             # The default of 100 is too small for a room streaming several
             # answers to several tabs; a full channel drops messages silently.
             "capacity": env_int("CHANNEL_CAPACITY", 1500, minimum=100),
@@ -167,10 +174,15 @@ CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# The sweeper closes runs whose worker died (chat.tasks.sweep_abandoned_runs);
-# the `beat` process of the Procfile schedules it.
+# A run whose worker sent no heartbeat for this long is closed by the sweeper
+# (chat.tasks.sweep_abandoned_runs), which the `beat` process of the Procfile runs
+# every third of it: a killed worker's run is closed within 1⅓ × the TTL.
+RUN_HEARTBEAT_TTL_S = env_int("RUN_HEARTBEAT_TTL_S", 30, minimum=2)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-abandoned-runs": {"task": "chat.sweep_abandoned_runs", "schedule": 30.0},
+    "sweep-abandoned-runs": {
+        "task": "chat.sweep_abandoned_runs",
+        "schedule": RUN_HEARTBEAT_TTL_S / 3,
+    },
     "resume-interrupted-evaluations": {"task": "evals.resume_interrupted", "schedule": 30.0},
 }
 
@@ -245,9 +257,6 @@ CALL_MAX_RETRIES = env_int("CALL_MAX_RETRIES", 2, minimum=0, maximum=10)
 # sends more is cut off there. Generous: 200,000 characters is a short book.
 ANSWER_MAX_CHARS = env_int("ANSWER_MAX_CHARS", 200_000, minimum=1000, maximum=10_000_000)
 ANSWER_MAX_BYTES = env_int("ANSWER_MAX_BYTES", 1_000_000, minimum=4000, maximum=40_000_000)
-
-# A run whose worker sent no heartbeat for this long is closed by the sweeper.
-RUN_HEARTBEAT_TTL_S = env_int("RUN_HEARTBEAT_TTL_S", 30, minimum=2)
 
 # The evaluation harness (evals/): runs at once per evaluation (so an evaluation never
 # takes the chat's place), evaluations running at once per user, the largest

@@ -161,10 +161,57 @@ def stop(processes) -> None:
             proc.kill()
 
 
+def worker_command(name: str, *extra: str) -> list[str]:
+    """A Celery worker as the Procfile starts it (threads pool), named `name`."""
+    command = "celery -A fusionroom worker --pool threads --concurrency 8 --without-gossip"
+    return [sys.executable, "-m", *command.split(), "--without-mingle", "-n", name, *extra]
+
+
+def daphne_command(port: int) -> list[str]:
+    command = f"daphne -b 127.0.0.1 -p {port} fusionroom.asgi:application"
+    return [sys.executable, "-m", *command.split()]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of a test's own (Debian's binary) on a free port, keeping
+    nothing on disk: it may be stopped and started again without touching anyone
+    else's data, and comes back empty, as a Redis without persistence does."""
+
+    def __init__(self, name: str):
+        self.name = name  # its logs: test-artifacts/<name>-<n>.log, one per start
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no"]
+        name = f"{self.name}-{self.starts}"
+        self.process = start(name, command, dict(os.environ))
+        wait_for(self.answers, f"redis-server on port {self.port}", 20, [(name, self.process)])
+
+    def answers(self) -> bool:
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop([("redis", self.process)])
+            self.process = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_timeout=5)
 
 
 @pytest.fixture(scope="session")
@@ -242,45 +289,11 @@ def live_stack(django_db_setup, django_db_blocker, redis_ready, model_servers):
     processes = [
         (
             "worker",
-            start(
-                "worker",
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "fusionroom",
-                    "worker",
-                    "--pool",
-                    "threads",
-                    "--concurrency",
-                    "8",
-                    "-n",
-                    worker_name,
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--loglevel",
-                    "INFO",
-                ],
-                env,
-            ),
+            start("worker", worker_command(worker_name, "--loglevel", "INFO"), env),
         ),
         (
             "daphne",
-            start(
-                "daphne",
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "fusionroom.asgi:application",
-                ],
-                env,
-            ),
+            start("daphne", daphne_command(port), env),
         ),
     ]
     url = f"http://127.0.0.1:{port}"

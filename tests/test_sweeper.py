@@ -1,16 +1,20 @@
-"""A worker killed mid-run: the sweeper closes the run, keeping what had arrived."""
+"""A worker killed mid-run: the sweeper closes the run, keeping what had arrived;
+and a Redis that restarted empty is given a TTL before a missing heartbeat counts."""
 
 import signal
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 import redis
 from django.db import connection
+from django.utils import timezone
 
-from chat.models import Answer, Run
+from chat.engine.runs import create_run
+from chat.models import Answer, Conversation, Run
 from chat.tasks import execute_run, sweep_abandoned_runs
-from tests.conftest import child_env, database_url, start, wait_for
+from tests.conftest import PrivateRedis, child_env, database_url, start, wait_for
 from tests.pipeline_kit import ScriptedPanel
 from tests.scripted_server import Reply
 
@@ -81,3 +85,26 @@ def test_a_run_whose_worker_was_killed_is_swept(settings):
         client.close()
     finally:
         kit.close()
+
+
+def test_the_sweeper_trusts_no_missing_heartbeat_until_redis_has_been_up_a_ttl(
+    settings, alice, smollm2
+):
+    """A Redis that restarted empty lost every heartbeat; live workers set theirs
+    again within the TTL, so until then the sweeper closes nothing."""
+    fresh = PrivateRedis("sweeper-redis")
+    fresh.start()
+    try:
+        settings.REDIS_URL, settings.RUN_HEARTBEAT_TTL_S = fresh.url, 2
+        room = Conversation.objects.create(owner=alice, model=smollm2)
+        run = create_run(room, "Anyone there?").run
+        Run.objects.filter(pk=run.pk).update(
+            status=Run.Status.PANEL, started_at=timezone.now() - timedelta(minutes=5)
+        )
+        assert sweep_abandoned_runs() == 0  # Redis is seconds old: no verdict yet
+        assert Run.objects.get(pk=run.pk).status == Run.Status.PANEL
+        time.sleep(2.2)
+        assert sweep_abandoned_runs() == 1  # up a whole TTL, still no heartbeat: lost
+        assert Run.objects.get(pk=run.pk).failure_reason == "worker_lost"
+    finally:
+        fresh.stop()

@@ -258,18 +258,27 @@ async def run_answer(
         prompt = "".join(m.content for m in request.messages)
         streaming = Streaming(await ctx.prices_of(first), estimate_tokens(prompt))
         ctx.budget.streaming[answer.pk] = streaming
+    flushed: list[str] = []  # every piece so far, to rebuild a live copy Redis lost
+    sent, seq = 0, 0  # pieces the room was sent, and the last delta's number
 
     async def flush(text: str) -> None:
+        nonlocal sent, seq
         if streaming is not None:
             ctx.check_budget()
         # Redis holds only the live copy (the call keeps every part): a failure
-        # here costs the live view, never the answer.
+        # here costs the live view for a moment, never the answer. Pieces that could
+        # not be stored go with the next flush; a number out of step means Redis
+        # lost the copy (a restart), which is then written whole again.
+        flushed.append(text)
+        unsent = "".join(flushed[sent:])
         try:
-            seq = await live.append(ctx.redis, answer.pk, text)
+            if await live.append(ctx.redis, answer.pk, unsent) != seq + 1:
+                await live.rewrite(ctx.redis, answer.pk, "".join(flushed), seq + 1)
         except Exception:
             log.warning("could not store live text of answer %s", answer.pk)
             return
-        await ctx.announce(events.answer_delta(answer, seq, text))
+        sent, seq = len(flushed), seq + 1
+        await ctx.announce(events.answer_delta(answer, seq, unsent))
 
     async def on_text(text: str) -> None:
         if streaming is not None:

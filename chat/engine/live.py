@@ -41,6 +41,7 @@ def redis_client(max_connections: int = 50) -> aioredis.Redis:
         timeout=20,
         socket_connect_timeout=2,
         socket_timeout=10,
+        retry=settings.REDIS_RETRY,
     )
     return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
 
@@ -56,6 +57,15 @@ async def append(redis, answer_id: int, text: str) -> int:
         pipe.expire(_seq_key(answer_id), LIVE_TTL_S)
         _, seq, _, _ = await pipe.execute()
     return int(seq)
+
+
+async def rewrite(redis, answer_id: int, text: str, seq: int) -> None:
+    """Put back a live copy that Redis lost (it restarted empty, or a flush failed
+    half-way): the whole text so far, at sequence number `seq`."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(text_key(answer_id), text, ex=LIVE_TTL_S)
+        pipe.set(_seq_key(answer_id), seq, ex=LIVE_TTL_S)
+        await pipe.execute()
 
 
 async def live_state(redis, answer_id: int) -> tuple[str, int]:

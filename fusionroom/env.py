@@ -5,6 +5,7 @@ accepts, so a typo stops start-up with a message instead of a strange default.
 """
 
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -73,3 +74,17 @@ def env_origins(name: str) -> list[str]:
                 f"{name} entry {origin!r} needs a scheme, e.g. https://{origin}"
             )
     return origins
+
+
+def env_networks(name: str) -> list[IPv4Network | IPv6Network]:
+    """A comma-separated list of IP addresses or networks (10.0.0.0/8, ::1)."""
+    networks = []
+    for item in env_list(name, []):
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} entry {item!r} is not an IP address or network; "
+                "use e.g. 10.0.0.5, 10.0.0.0/8 or fd00::/8"
+            ) from None
+    return networks

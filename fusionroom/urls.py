@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import views as accounts
 from chat.api import views as api
 
 from . import health
@@ -15,5 +16,7 @@ urlpatterns = [
     path("v1/models", api.models, name="api_models"),
     path("v1/openapi.json", api.openapi, name="api_openapi"),
     path("v1/docs", api.docs, name="api_docs"),
+    # Before the admin's own routes: its log-in page, answering 429 when throttled.
+    path("admin/login/", accounts.admin_login),
     path("admin/", admin.site.urls),
 ]

@@ -25,7 +25,9 @@ class LoginForm(AuthenticationForm):
         username, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
         if not username or not password:
             return super().clean()  # a field is missing: nothing was tried
-        attempt = throttle.login_attempt(username, client_address(self.request))
+        # Django's log-in views always pass the request; without one, no address is known.
+        address = client_address(self.request) if self.request else "unknown"
+        attempt = throttle.login_attempt(username, address)
         if attempt.refusal:
             self.refusal = attempt.refusal
             raise ValidationError(attempt.refusal.message, code="throttled")

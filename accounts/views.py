@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -17,7 +17,9 @@ from .forms import LoginForm, SignupForm
 from .models import InviteRefused
 
 
-def _refusal_status(response: HttpResponse, refusal: throttle.Refusal | None) -> HttpResponse:
+def _refusal_status(
+    response: HttpResponseBase, refusal: throttle.Refusal | None
+) -> HttpResponseBase:
     if refusal is not None:
         response.status_code = refusal.status
         if refusal.retry_after:
@@ -25,12 +27,14 @@ def _refusal_status(response: HttpResponse, refusal: throttle.Refusal | None) ->
     return response
 
 
-def with_refusal_status(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def with_refusal_status(
+    view: Callable[..., HttpResponseBase],
+) -> Callable[..., HttpResponseBase]:
     """A log-in view answers 429 (or 503) with Retry-After when its form was refused by
     the throttle, instead of Django's 200 for any invalid form."""
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
         response = view(request, *args, **kwargs)
         form = (getattr(response, "context_data", None) or {}).get("form")
         return _refusal_status(response, getattr(form, "refusal", None))
@@ -47,7 +51,7 @@ admin_login = with_refusal_status(admin.site.login)
 
 
 @require_http_methods(["GET", "POST"])
-def signup(request: HttpRequest) -> HttpResponse:
+def signup(request: HttpRequest) -> HttpResponseBase:
     if request.user.is_authenticated:
         return redirect("chat:home")
     if settings.SIGNUP == "closed":

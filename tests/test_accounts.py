@@ -115,9 +115,7 @@ def make_invite(client, staff, **fields) -> str:
     data = {"note": "for dora", "max_uses": "1", "expires_at_0": "", "expires_at_1": ""}
     later = timezone.now() + timedelta(days=7)
     data["expires_at_0"], data["expires_at_1"] = f"{later:%Y-%m-%d}", f"{later:%H:%M:%S}"
-    response = client.post(
-        reverse("admin:accounts_invite_add"), data | fields, follow=True
-    )
+    response = client.post(reverse("admin:accounts_invite_add"), data | fields, follow=True)
     assert response.status_code == 200
     shown = [str(m) for m in response.context["messages"]]
     client.logout()

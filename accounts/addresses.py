@@ -29,11 +29,15 @@ def _trusted(address: Address) -> bool:
 
 
 def client_address(request: HttpRequest) -> str:
-    """The client's IP address, or "unknown" when the server gives none (a Unix socket)."""
+    """The client's IP address, or "unknown" when nothing says it."""
+    hops = [hop for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
     remote = _parse(request.META.get("REMOTE_ADDR") or "")
     if remote is None:
-        return "unknown"
-    hops = [hop for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+        # No peer address: Daphne listens on a Unix socket, which only a process on
+        # this machine can reach, so the peer is a local proxy and its last hop holds.
+        remote = _parse(hops.pop()) if hops else None
+        if remote is None:
+            return "unknown"
     address = remote
     while hops and _trusted(address):
         previous = _parse(hops.pop())

@@ -92,7 +92,8 @@ def _minutes(seconds: int) -> str:
 
 
 def _unavailable(doing: str, exc: redis.RedisError) -> Refusal:
-    log.error("auth throttle: Redis at %s is not answering: %s", settings.REDIS_URL, exc)
+    # Not the URL: it may hold Redis's password.
+    log.error("auth throttle: Redis is not answering: %s", exc)
     return Refusal(
         503,
         f"{doing} is paused: the server cannot reach Redis, where failed attempts are "

@@ -129,7 +129,9 @@ def test_behind_a_trusted_proxy_each_client_is_counted_apart(client, alice, sett
         ("10.0.0.2", "6.6.6.6, 198.51.100.4, 10.0.0.3", ["10.0.0.0/8"], "198.51.100.4"),
         ("10.0.0.2", "", ["10.0.0.0/8"], "10.0.0.2"),  # a proxy that forwarded nothing
         ("::ffff:192.0.2.1", "", [], "192.0.2.1"),  # IPv4 written as IPv6
-        ("", "1.2.3.4", [], "unknown"),  # a Unix socket
+        # A Unix socket: only a local proxy can reach it; its last hop holds.
+        ("", "6.6.6.6, 198.51.100.4", [], "198.51.100.4"),
+        ("", "", [], "unknown"),
     ],
 )
 def test_the_client_address(settings, remote, forwarded, trusted, expected):

@@ -1,11 +1,13 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from accounts import views as entry
+
 from . import accounts
 
 urlpatterns = [
-    path("signup/", accounts.signup, name="signup"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("signup/", entry.signup, name="signup"),
+    path("login/", entry.login_view, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", accounts.account, name="account"),
     path(

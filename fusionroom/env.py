@@ -6,6 +6,7 @@ accepts, so a typo stops start-up with a message instead of a strange default.
 
 import os
 from decimal import Decimal, InvalidOperation
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -91,3 +92,17 @@ def env_usd(name: str, default: str) -> Decimal | None:
     if not value.is_finite() or value < 0:
         raise ImproperlyConfigured(f"{name}={raw!r} must be zero or more dollars.")
     return value
+
+
+def env_networks(name: str) -> list[IPv4Network | IPv6Network]:
+    """A comma-separated list of IP addresses or networks (10.0.0.0/8, ::1)."""
+    networks = []
+    for item in env_list(name, []):
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} entry {item!r} is not an IP address or network; "
+                "use e.g. 10.0.0.5, 10.0.0.0/8 or fd00::/8"
+            ) from None
+    return networks

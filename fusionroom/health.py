@@ -1,9 +1,14 @@
 """GET /healthz: is every part of the running system ready?
 
 Checks run in parallel, each with a short timeout, so a dead part costs about a
-second, not the sum of all timeouts.
+second, not the sum of all timeouts. Their results are kept for CACHE_S seconds: a
+page that anyone may load must not make every worker answer a ping each time.
+
+Anyone sees which parts are ok or failing; only staff see the details (error texts
+name hosts, ports and users; worker names name machines).
 """
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,6 +23,7 @@ from django.views.decorators.http import require_GET
 from panels import local_models
 
 TIMEOUT_S = 2.0
+CACHE_S = 5.0
 
 
 def check_database() -> str:
@@ -44,7 +50,8 @@ def check_worker() -> str:
     replies = app.control.ping(timeout=1.0)
     if not replies:
         raise RuntimeError("no Celery worker answered a ping within 1 s")
-    return f"{len(replies)} worker(s) answered"
+    names = sorted(name for reply in replies for name in reply)
+    return f"{len(replies)} worker(s) answered: {', '.join(names)}"
 
 
 class ModelDown(Exception):
@@ -76,9 +83,7 @@ def _run(check, *args) -> dict:
     return {"ok": ok, "detail": detail, "ms": int((time.monotonic() - started) * 1000)}
 
 
-@never_cache
-@require_GET
-def healthz(request):
+def _check_all() -> dict[str, dict]:
     checks = {
         "database": (check_database,),
         "redis": (check_redis,),
@@ -87,7 +92,36 @@ def healthz(request):
     }
     with ThreadPoolExecutor(max_workers=len(checks)) as pool:
         futures = {name: pool.submit(_run, *spec) for name, spec in checks.items()}
-        results = {name: future.result() for name, future in futures.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+class _Cache:
+    """The last results, for CACHE_S seconds. One check at a time: requests that
+    arrive while one runs wait for its results instead of starting their own."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.clear()
+
+    def clear(self) -> None:
+        self.results: dict[str, dict] = {}
+        self.taken = float("-inf")
+
+    def results_now(self) -> dict[str, dict]:
+        with self.lock:
+            if time.monotonic() - self.taken >= CACHE_S:
+                self.results, self.taken = _check_all(), time.monotonic()
+            return self.results
+
+
+cache = _Cache()
+
+
+@never_cache
+@require_GET
+def healthz(request):
+    results = cache.results_now()
+    staff = request.user.is_authenticated and request.user.is_staff
     failing = [name for name, result in results.items() if not result["ok"]]
     body = {
         "status": "ok" if not failing else "failing",
@@ -96,6 +130,9 @@ def healthz(request):
         "models_down": [
             m.display_name for m in local_models.enabled() if f"model:{m.key}" in failing
         ],
-        "checks": results,
+        "checks": {
+            name: result if staff else {"ok": result["ok"], "ms": result["ms"]}
+            for name, result in results.items()
+        },
     }
     return JsonResponse(body, status=503 if failing else 200)

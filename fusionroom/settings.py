@@ -8,7 +8,16 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from .env import env_bool, env_int, env_list, env_origins, env_str, env_url, env_usd
+from .env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_networks,
+    env_origins,
+    env_str,
+    env_url,
+    env_usd,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -56,6 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "accounts",
     "panels",
     "chat",
     "evals",
@@ -90,6 +100,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.signup",
             ],
         },
     },
@@ -195,6 +206,24 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Who may create an account (accounts/): anyone ("open"), whoever holds an invite code
+# that staff made in the admin ("invite"), or nobody ("closed": staff make accounts in
+# the admin). Closed unless DEBUG is on, so a server put online is never open by mistake.
+SIGNUP = env_str("SIGNUP", "open" if DEBUG else "closed").lower()
+if SIGNUP not in ("open", "invite", "closed"):
+    raise ImproperlyConfigured(f"SIGNUP={SIGNUP!r}: use open, invite or closed.")
+# Log-in and sign-up throttles (accounts/throttle.py), counted in Redis so every web
+# process shares them. A window opens with the first failed attempt and lasts
+# AUTH_THROTTLE_WINDOW_S; the address limit is higher because an office or a phone
+# network puts many people behind one address.
+LOGIN_FAILURES_PER_USERNAME = env_int("LOGIN_FAILURES_PER_USERNAME", 5, minimum=1)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1)
+SIGNUP_ATTEMPTS_PER_ADDRESS = env_int("SIGNUP_ATTEMPTS_PER_ADDRESS", 10, minimum=1)
+AUTH_THROTTLE_WINDOW_S = env_int("AUTH_THROTTLE_WINDOW_S", 900, minimum=1, maximum=86400)
+# Reverse proxies whose X-Forwarded-For is believed (addresses or networks). With none,
+# the client's address is the socket's: a client could write any X-Forwarded-For.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

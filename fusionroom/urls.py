@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import views as accounts
 from chat.api import responses as api_responses
 from chat.api import views as api
 
@@ -17,5 +18,7 @@ urlpatterns = [
     path("v1/responses", api_responses.create_response, name="api_responses"),
     path("v1/openapi.json", api.openapi, name="api_openapi"),
     path("v1/docs", api.docs, name="api_docs"),
+    # Before the admin's own routes: its log-in page, answering 429 when throttled.
+    path("admin/login/", accounts.admin_login),
     path("admin/", admin.site.urls),
 ]

@@ -283,6 +283,8 @@ def live_stack(django_db_setup, django_db_blocker, redis_ready, model_servers):
         SEARCH_BACKEND="searxng",
         SEARXNG_URL=search.base_url.removesuffix("/v1"),
         TOOLS_PRIVATE_HOSTS=f"127.0.0.1:{pages.port}",
+        # The browser tests sign up as a person does on `make run` (DEBUG on: open).
+        SIGNUP="open",
     )
     port = free_port()
     worker_name = f"test-{uuid.uuid4().hex[:8]}@localhost"

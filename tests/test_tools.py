@@ -398,7 +398,7 @@ def test_the_judge_settles_a_contradiction_by_running_the_code():
         assert check["code"] == code and "6" in check["output"]
         # The judge's analysis call saw what came out, and judged by it.
         analysis_prompt = kit.judge.requests[2]["json"]["messages"][-1]["content"]
-        assert "<checks>" in analysis_prompt and "stdout:\n6" in analysis_prompt
+        assert "<checks-" in analysis_prompt and "stdout:\n6" in analysis_prompt
         verdict = run.analysis["contradictions"][0]["verdict"]
         assert f"answer {right} is right" in verdict
         assert run.analysis["labels"][right] == seats[0].pk  # the seat that said 6

@@ -6,15 +6,16 @@ from dataclasses import dataclass, field
 from fusionroom import storable
 from panels import bounds
 
+from . import formats, tools
 from .errors import BadRequest
 
-ROLES = {"system", "developer", "user", "assistant"}
+ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 
 @dataclass
 class CompletionRequest:
     model: str
-    messages: list[dict]  # {"role", "content"} with text content
+    messages: list[dict]  # {"role", "content"} with text content; tool turns in words
     stream: bool = False
     include_usage: bool = False
     progress: bool = False  # extension: panel progress chunks in the stream
@@ -22,6 +23,11 @@ class CompletionRequest:
     temperature: float | None = None
     user: str = ""
     metadata: dict = field(default_factory=dict)
+    # The caller's own tools and JSON mode (chat/api/tools.py, formats.py).
+    tools: list[dict] = field(default_factory=list)
+    tool_choice: str | dict | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict | None = None
 
     @property
     def question(self) -> str:
@@ -74,12 +80,22 @@ def parse(body: bytes) -> CompletionRequest:
         role = message.get("role")
         if role not in ROLES:
             raise BadRequest(
-                f"Unknown role {role!r}; use system, user or assistant.", f"{param}.role"
+                f"Unknown role {role!r}; use system, user, assistant or tool.", f"{param}.role"
             )
-        content = _text(message.get("content"), f"{param}.content")
-        clean.append({"role": "system" if role == "developer" else role, "content": content})
+        turn = tools.turn_fields(message, role, param)
+        content = message.get("content")
+        # An assistant message that calls tools may have no text, as in OpenAI's API.
+        text = (
+            "" if content is None and "tool_calls" in turn else _text(content, f"{param}.content")
+        )
+        clean.append({"role": "system" if role == "developer" else role, "content": text, **turn})
+    clean = tools.as_conversation(clean)
     if clean[-1]["role"] != "user" or not clean[-1]["content"].strip():
-        raise BadRequest("The last message must be a non-empty user message.", "messages")
+        raise BadRequest(
+            "The last message must be a non-empty user message (or the tool messages "
+            "answering an assistant's tool calls).",
+            "messages",
+        )
     stream = data.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("`stream` must be true or false.", "stream")
@@ -96,6 +112,7 @@ def parse(body: bytes) -> CompletionRequest:
     extension = data.get("fusion") or {}
     if not isinstance(extension, dict):
         raise BadRequest("`fusion` must be an object.", "fusion")
+    client_tools, tool_choice, parallel_tool_calls = tools.read(data)
     return CompletionRequest(
         model=model,
         messages=clean,
@@ -106,4 +123,8 @@ def parse(body: bytes) -> CompletionRequest:
         temperature=temperature,
         user=str(data.get("user") or "")[:200],
         metadata=metadata,
+        tools=client_tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel_tool_calls,
+        response_format=formats.read(data),
     )

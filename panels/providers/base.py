@@ -50,6 +50,10 @@ class ChatRequest:
     # How long to wait for the TCP/TLS connection; the other limits live in calls.py.
     connect_timeout_s: float = 10.0
     limits: StreamLimits = StreamLimits()
+    # OpenAI's tool_choice ("auto", "required", {"type": "function", ...}) and
+    # parallel_tool_calls, for a caller's own tools; None: the server's default.
+    tool_choice: str | dict | None = None
+    parallel_tool_calls: bool | None = None
 
 
 @dataclass(frozen=True)

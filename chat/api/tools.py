@@ -229,14 +229,15 @@ def openai_calls(stored: list[dict]) -> list[dict]:
     ]
 
 
-def call_deltas(stored: list[dict]) -> list[dict]:
-    """The `delta.tool_calls` of a stream, as OpenAI sends them: each call opens with
-    its index, id, type and name, then its arguments follow."""
+def call_deltas(calls: list[dict]) -> list[dict]:
+    """A message's `tool_calls` (openai_calls) as a stream's `delta.tool_calls`, the
+    way OpenAI sends them: each call opens with its index, id, type and name, then
+    its arguments follow."""
     deltas = []
-    for index, call in enumerate(stored):
-        head = {"name": call["name"], "arguments": ""}
+    for index, call in enumerate(calls):
+        head = {"name": call["function"]["name"], "arguments": ""}
         deltas.append({"index": index, "id": call["id"], "type": "function", "function": head})
-        deltas.append({"index": index, "function": {"arguments": call["arguments"]}})
+        deltas.append({"index": index, "function": {"arguments": call["function"]["arguments"]}})
     return deltas
 
 

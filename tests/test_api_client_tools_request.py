@@ -189,6 +189,13 @@ def test_response_format_modes_are_read_and_bad_schemas_refused():
         }
     )
     assert error.param == "response_format.json_schema.schema" and "minimum" in error.message
+    error = refused(
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": {"$ref": "#/a"}},
+        }
+    )
+    assert error.param == "response_format.json_schema.schema" and "'#/a'" in error.message
     assert refused(response_format={"type": "yaml"}).param == "response_format.type"
     error = refused(response_format={"type": "json_schema", "json_schema": {"schema": schema}})
     assert error.param == "response_format.json_schema.name"

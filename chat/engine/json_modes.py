@@ -17,6 +17,9 @@ import re
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from chat.models import Run
 
@@ -37,7 +40,24 @@ def schema_problem(schema) -> str | None:
     except SchemaError as error:
         where = "/".join(str(p) for p in error.path)
         return f"{error.message}" + (f" (at {where})" if where else "")
+    # A $ref that leads nowhere (or off this document: nothing is fetched) would only
+    # show when an answer is checked, after the whole panel had run.
+    resolver = Registry().resolver_with_root(DRAFT202012.create_resource(schema))
+    for ref in _refs(schema):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            return f"the $ref {ref!r} does not resolve within the schema (none is fetched)"
     return None
+
+
+def _refs(node) -> list[str]:
+    if isinstance(node, list):
+        return [ref for item in node for ref in _refs(item)]
+    if not isinstance(node, dict):
+        return []
+    own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+    return own + [ref for value in node.values() for ref in _refs(value)]
 
 
 def _schema(fmt: dict) -> dict | None:
@@ -93,7 +113,10 @@ def conform(text: str, fmt: dict) -> str:
                 f"“{_excerpt(text)}”"
             )
         return body
-    wrong = best_match(Draft202012Validator(schema).iter_errors(value))
+    try:
+        wrong = best_match(Draft202012Validator(schema).iter_errors(value))
+    except Unresolvable as error:  # schema_problem refuses these before a run starts
+        raise FormatMismatch(f"its schema could not be applied ({error})") from None
     if wrong is not None:
         where = "/".join(str(p) for p in wrong.absolute_path) or "the top level"
         name = (fmt.get("json_schema") or {}).get("name", "")

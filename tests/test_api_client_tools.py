@@ -10,9 +10,9 @@ from django.contrib.auth import get_user_model
 
 from chat.api.keys import create_key
 from chat.models import Run
-from panels.models import CatalogModel, Panel, Seat
+from panels.models import CatalogModel, Panel, Provider, Seat
 from tests.pipeline_kit import ScriptedPanel, analysis_reply
-from tests.scripted_server import Reply
+from tests.scripted_server import Reply, ScriptedServer
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 
@@ -120,6 +120,30 @@ def test_a_tool_round_trip(client, kit, stream):
     runs = Run.objects.filter(message__conversation__panel=kit.panel).order_by("pk")
     assert [run.status for run in runs] == ["done", "done"]
     assert runs[0].synthesis.client_tool_calls[0]["id"] == "call_w1"
+
+
+def test_one_model_alone_is_sent_the_tools_and_its_calls_are_the_answer(client, alice):
+    with ScriptedServer() as server:
+        provider = Provider.objects.create(name="Up alone", base_url=server.base_url)
+        model = CatalogModel.objects.create(
+            provider=provider, model_id="alone", display_name="Alone", supports_tools=True
+        )
+        Seat.objects.create(panel=Panel.objects.create(owner=alice, slug="alone"), model=model)
+        server.enqueue(Reply.tool_calls([("call_a", "get_weather", '{"city": "Paris"}')]))
+        reply = client.chat.completions.create(
+            model="fusion/alone",
+            messages=[QUESTION],
+            tools=[WEATHER],
+            tool_choice="required",
+            parallel_tool_calls=False,
+        )
+        sent = server.requests[0]["json"]
+    assert reply.choices[0].finish_reason == "tool_calls"
+    assert reply.choices[0].message.tool_calls[0].id == "call_a"
+    assert sent["tools"] == [WEATHER] and sent["tool_choice"] == "required"
+    assert sent["parallel_tool_calls"] is False
+    assert "get_weather" not in json.dumps(sent["messages"])  # sent the tools, not told of them
+    assert Run.objects.get().status == "done"
 
 
 def test_tools_are_refused_where_the_panel_cannot_honour_them(client, kit):

@@ -100,6 +100,8 @@ class Run(models.Model):
         JUDGE_RUNAWAY = "judge_runaway"  # cut off: a loop, its deadline or its budget
         # Its spend crossed the user's budget (limits/): stopped, answers so far kept.
         BUDGET = "budget_exceeded"
+        # The final answer was not the JSON the API caller asked for (response_format).
+        FORMAT_MISMATCH = "format_mismatch"
 
     ACTIVE = (Status.QUEUED, Status.ROUTING, Status.PANEL, Status.JUDGING, Status.SYNTHESIZING)
 
@@ -226,6 +228,9 @@ class Answer(models.Model):
     subquestion = models.TextField(blank=True)
     # Every tool call it made, in order (chat/engine/events.py ToolStep).
     tool_steps = models.JSONField(default=list, blank=True)
+    # Calls of an API caller's own tools, which the caller runs: [{"id", "name",
+    # "arguments"}] (chat/engine/client_tools.py). Only a final answer has them.
+    client_tool_calls = models.JSONField(default=list, blank=True)
     # The messages sent, for the judge and the synthesizer: the prompt is part of
     # the record (and of the prompt-injection tests).
     prompt = models.JSONField(null=True, blank=True)

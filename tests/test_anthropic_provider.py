@@ -279,3 +279,20 @@ async def test_connection_cut_mid_stream_is_retryable(server):
     server.enqueue(Reply.anthropic_stream(["a", "b", "c"], drop_after=4))
     error = await failure(server)
     assert error.retryable is True
+
+
+@pytest.mark.parametrize(
+    ("choice", "parallel", "sent"),
+    [
+        ("auto", None, {"type": "auto"}),
+        ("required", False, {"type": "any", "disable_parallel_tool_use": True}),
+        ({"type": "function", "function": {"name": "f"}}, None, {"type": "tool", "name": "f"}),
+        (None, None, None),
+    ],
+)
+async def test_a_callers_tool_choice_in_anthropics_words(server, choice, parallel, sent):
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    server.enqueue(Reply.anthropic_stream(["ok"]))
+    request = replace(REQUEST, tools=(tool,), tool_choice=choice, parallel_tool_calls=parallel)
+    await collect(server, request)
+    assert server.requests[0]["json"].get("tool_choice") == sent

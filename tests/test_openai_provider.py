@@ -180,3 +180,16 @@ async def test_tool_call_pieces_are_joined_per_index(server):
         ToolCall(id="call_b", name="clock", arguments='{"tz": "UTC"}'),
     ]
     assert events[-1] == Finish("tool_calls")
+
+
+async def test_a_callers_tool_choice_and_parallel_calls_go_with_its_tools(server):
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    server.enqueue(Reply.stream(["ok"]), Reply.stream(["ok"]))
+    request = replace(REQUEST, tools=(tool,), tool_choice=named, parallel_tool_calls=False)
+    await collect(server, request)
+    await collect(server, replace(REQUEST, tool_choice="required"))  # no tools: none of it
+    sent = server.requests[0]["json"]
+    assert sent["tools"] == [tool] and sent["tool_choice"] == named
+    assert sent["parallel_tool_calls"] is False
+    assert not {"tools", "tool_choice", "parallel_tool_calls"} & server.requests[1]["json"].keys()

@@ -148,13 +148,60 @@ ERROR = {
         **OPENROUTER_FIELDS,
     },
 }
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+TOOL_CALL = {
+    "type": "object",
+    "required": ["id", "type", "function"],
+    "properties": {
+        "id": {"type": "string", "minLength": 1},
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name", "arguments"],
+            "properties": {
+                "name": {"type": "string"},
+                "arguments": {"type": "string", "description": "JSON text."},
+            },
+        },
+    },
+}
+TOOL = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": _NAME,
+                "description": {"type": "string"},
+                "parameters": {"type": "object", "description": "A JSON Schema."},
+                "strict": {"type": "boolean"},
+            },
+        },
+    },
+}
 MESSAGE = {
     "type": "object",
-    "required": ["role", "content"],
+    "required": ["role"],
     "properties": {
-        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
+        "tool_calls": {
+            "type": "array",
+            "minItems": 1,
+            "items": TOOL_CALL,
+            "description": "An assistant's calls of the caller's tools.",
+        },
+        "tool_call_id": {
+            "type": "string",
+            "description": "A tool message: the call of the assistant message before it that "
+            "it answers.",
+        },
         "content": {
+            "description": "Text; null only for an assistant message with tool_calls.",
             "oneOf": [
+                {"type": "null"},
                 {"type": "string"},
                 {
                     "type": "array",
@@ -164,7 +211,7 @@ MESSAGE = {
                         "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
                     },
                 },
-            ]
+            ],
         },
     },
 }
@@ -247,6 +294,61 @@ REQUEST = {
             "description": "OpenRouter's `fusion` plugin: an ad-hoc panel for this request.",
         },
         **SAMPLING,
+        "tools": {
+            "type": "array",
+            "maxItems": 128,
+            "items": TOOL,
+            "description": "The caller's own tools, which the caller runs. The seats read "
+            "them; the synthesizer (or one model alone) may answer with tool_calls. Refused "
+            "(400, param `tools`) where the answerer cannot call tools.",
+        },
+        "tool_choice": {
+            "oneOf": [
+                {"type": "string", "enum": ["none", "auto", "required"]},
+                {
+                    "type": "object",
+                    "required": ["type", "function"],
+                    "properties": {
+                        "type": {"const": "function"},
+                        "function": {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {"name": _NAME},
+                        },
+                    },
+                },
+            ]
+        },
+        "parallel_tool_calls": {"type": "boolean"},
+        "response_format": {
+            "description": "JSON modes: the seats and the synthesizer are asked for the "
+            "format, and the final answer is checked (502, code `format_mismatch`, when it "
+            "does not match). A stream sends the checked JSON in one piece.",
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {"type": {"enum": ["text", "json_object"]}},
+                },
+                {
+                    "type": "object",
+                    "required": ["type", "json_schema"],
+                    "properties": {
+                        "type": {"const": "json_schema"},
+                        "json_schema": {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {
+                                "name": _NAME,
+                                "schema": {"type": "object"},
+                                "strict": {"type": "boolean"},
+                                "description": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            ],
+        },
     },
 }
 USAGE = {
@@ -482,14 +584,16 @@ MODEL = {
 
 def _errors(*codes: int) -> dict:
     text = {
-        400: "Bad request: the field is named in `param`.",
+        400: "Bad request: the field is named in `param` (tools the panel cannot call: "
+        "`tools`, code `tools_unsupported`).",
         401: "Missing, wrong or revoked API key.",
         402: "A budget of yours is spent; `error.limit` has its numbers.",
         403: "The panel is no longer shared with you.",
         404: "No such panel or model for this key.",
         413: "Body too large.",
         429: "Rate limit reached; see Retry-After.",
-        502: "Every seat, or the synthesis, failed.",
+        502: "Every seat, or the synthesis, failed; or the answer did not match the "
+        "response_format (code `format_mismatch`).",
         499: "The run was cancelled.",
         508: "Fusion depth limit reached (X-Fusion-Depth).",
     }

@@ -6,16 +6,16 @@ from dataclasses import dataclass, field
 from fusionroom import storable
 from panels import bounds
 
-from . import fusion_plugin, sampling
+from . import formats, fusion_plugin, sampling, tools
 from .errors import BadRequest
 
-ROLES = {"system", "developer", "user", "assistant"}
+ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 
 @dataclass
 class CompletionRequest:
     model: str
-    messages: list[dict]  # {"role", "content"} with text content
+    messages: list[dict]  # {"role", "content"} with text content; tool turns in words
     stream: bool = False
     include_usage: bool = False
     progress: bool = False  # extension: panel progress chunks in the stream
@@ -27,6 +27,11 @@ class CompletionRequest:
     adhoc: fusion_plugin.AdHoc | None = None
     stop: tuple[str, ...] = ()  # sequences that end the final answer
     seed: int | None = None  # for the call that writes the final answer
+    # The caller's own tools and JSON mode (chat/api/tools.py, formats.py).
+    tools: list[dict] = field(default_factory=list)
+    tool_choice: str | dict | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict | None = None
 
     @property
     def question(self) -> str:
@@ -82,12 +87,22 @@ def parse(body: bytes) -> CompletionRequest:
         role = message.get("role")
         if role not in ROLES:
             raise BadRequest(
-                f"Unknown role {role!r}; use system, user or assistant.", f"{param}.role"
+                f"Unknown role {role!r}; use system, user, assistant or tool.", f"{param}.role"
             )
-        content = _text(message.get("content"), f"{param}.content")
-        clean.append({"role": "system" if role == "developer" else role, "content": content})
+        turn = tools.turn_fields(message, role, param)
+        content = message.get("content")
+        # An assistant message that calls tools may have no text, as in OpenAI's API.
+        text = (
+            "" if content is None and "tool_calls" in turn else _text(content, f"{param}.content")
+        )
+        clean.append({"role": "system" if role == "developer" else role, "content": text, **turn})
+    clean = tools.as_conversation(clean)
     if clean[-1]["role"] != "user" or not clean[-1]["content"].strip():
-        raise BadRequest("The last message must be a non-empty user message.", "messages")
+        raise BadRequest(
+            "The last message must be a non-empty user message (or the tool messages "
+            "answering an assistant's tool calls).",
+            "messages",
+        )
     stream = data.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("`stream` must be true or false.", "stream")
@@ -105,6 +120,7 @@ def parse(body: bytes) -> CompletionRequest:
     if not isinstance(extension, dict):
         raise BadRequest("`fusion` must be an object.", "fusion")
     stop, seed = sampling.read(data)
+    client_tools, tool_choice, parallel_tool_calls = tools.read(data)
     return CompletionRequest(
         model=model,
         messages=clean,
@@ -118,4 +134,8 @@ def parse(body: bytes) -> CompletionRequest:
         adhoc=fusion_plugin.read(data),
         stop=stop,
         seed=seed,
+        tools=client_tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel_tool_calls,
+        response_format=formats.read(data),
     )

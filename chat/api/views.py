@@ -16,14 +16,15 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
-from chat.engine import events
+from chat.engine import client_tools, events
 from chat.engine.db import in_db
 from chat.engine.runs import start_conversation, stop_run
 from chat.models import Answer, Run
 from limits.admission import LimitReached
+from panels.models import CatalogModel, Panel, solo_snapshot
 from panels.providers.base import DEPTH_HEADER
 
-from . import answerers, auth, fusion_fields, fusion_plugin
+from . import answerers, auth, fusion_fields, fusion_plugin, tools
 from .conventions import counted
 from .errors import BadRequest, error, limit_error
 from .follow import final_text
@@ -131,14 +132,30 @@ def _start(
         "depth": depth,
         "synthesizer_temperature": completion.temperature,
         "synthesizer_max_tokens": completion.max_tokens,
+        **tools.settings_of(
+            completion.tools, completion.tool_choice, completion.parallel_tool_calls
+        ),
     }
     # Kept out of the run's configuration unless set, like a room run's.
     if completion.stop:
         extra["synthesizer_stop"] = list(completion.stop)
     if completion.seed is not None:
         extra["synthesizer_seed"] = completion.seed
+    if completion.response_format:
+        extra["response_format"] = completion.response_format
     message = start_conversation(record.user, answerer, completion.question, via="api", extra=extra)
     return message.run.pk, message.conversation.group_name
+
+
+def _tools_refusal(completion: CompletionRequest, answerer: Panel | CatalogModel):
+    """A 400 naming `tools` when the answerer cannot honour the caller's tools: they
+    are never silently ignored."""
+    if not completion.tools or completion.tool_choice == "none":
+        return None
+    config = answerer.snapshot() if isinstance(answerer, Panel) else solo_snapshot(answerer)
+    if reason := client_tools.unsupported(config):
+        return error(400, reason, param="tools", code="tools_unsupported")
+    return None
 
 
 def _stop(run_id: int) -> None:
@@ -164,20 +181,23 @@ def _outcome(run_id: int, model: str) -> tuple[int, dict]:
         "object": "chat.completion",
         "created": int(run.created_at.timestamp()),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": final.text},
-                "finish_reason": _finish(final),
-            }
-        ],
+        "choices": [{"index": 0, "message": _message(final), "finish_reason": _finish(final)}],
         "usage": events.api_usage(run),
         "fusion": fusion,
         **fusion_fields.fields(run),  # OpenRouter Fusion's analysis, responses, …
     }
 
 
+def _message(answer: Answer) -> dict:
+    if not answer.client_tool_calls:
+        return {"role": "assistant", "content": answer.text}
+    calls = tools.openai_calls(answer.client_tool_calls)
+    return {"role": "assistant", "content": answer.text or None, "tool_calls": calls}
+
+
 def _finish(answer: Answer) -> str:
+    if answer.client_tool_calls:
+        return "tool_calls"
     return "length" if answer.finish_reason == "length" else "stop"
 
 
@@ -189,6 +209,8 @@ async def chat_completions(request):
     if isinstance(checked, JsonResponse):
         return checked
     record, completion, answerer, depth = checked
+    if refused := await in_db(_tools_refusal, completion, answerer):
+        return refused
     run_holder: dict = {}
     subscribed = asyncio.Event()
     try:
@@ -237,6 +259,8 @@ async def _sse(completion: CompletionRequest, run_holder: dict, subscribed):
         events = final_text(run_id, run_holder["group"], subscribed)
         last_sent = time.monotonic()
         async for kind, payload in events:
+            if kind == "text" and completion.response_format:
+                continue  # JSON is sent once checked, whole (chat/engine/json_modes.py)
             if kind == "text":
                 delta = {"role": "assistant", "content": payload} if first else {"content": payload}
                 first = False
@@ -252,6 +276,17 @@ async def _sse(completion: CompletionRequest, run_holder: dict, subscribed):
         if status != 200:
             yield f"data: {json.dumps(body)}\n\n"
         else:
+            message = body["choices"][0]["message"]
+            late: list[dict] = []  # what is sent only once the run is over
+            if completion.response_format and message["content"]:
+                late.append({"content": message["content"]})
+            late += [
+                {"tool_calls": [call]}
+                for call in tools.call_deltas(message.get("tool_calls") or [])
+            ]
+            for delta in late:
+                yield _chunk(run_id, model, {"role": "assistant", **delta} if first else delta)
+                first = False
             if first:
                 yield _chunk(run_id, model, {"role": "assistant", "content": ""})
             finish = body["choices"][0]["finish_reason"]

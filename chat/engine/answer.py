@@ -23,7 +23,7 @@ from panels.pricing import Cost
 from panels.providers import ChatMessage, ChatRequest, ErrorKind, ProviderError, ToolCall, Usage
 from panels.providers.tokens import estimate_tokens
 
-from . import events, live, prompts
+from . import client_tools, events, live, prompts
 from .budget import RunBudget, Streaming
 from .db import in_db
 from .loop import is_shared_loop, make_http_client, shared_clients
@@ -294,10 +294,12 @@ async def run_answer(
     try:
         while True:
             offered = tools is not None and used < tools.max_calls
+            # Without tools of the panel's, the request's own go as they are: an API
+            # caller's tools (chat/engine/client_tools.py), which the caller runs.
             round_request = replace(
                 request,
                 messages=tuple(messages),
-                tools=tools.schemas() if tools and offered else (),
+                tools=request.tools if tools is None else tools.schemas() if offered else (),
             )
             result = CallResult()
             # The cap is the answer's: a round after a tool call has what is left
@@ -351,6 +353,8 @@ async def run_answer(
         with contextlib.suppress(Exception):
             await coalescer.close()
         record(answer, total, local=bool(first and _is_local(first)), site_wide=site_wide)
+        if tools is None and request.tools and answer.status == Answer.Status.DONE:
+            answer.client_tool_calls = client_tools.as_stored(total.tool_calls)
         tool_cost = sum((Decimal(step["cost"]) for step in answer.tool_steps), Decimal(0))
         if tool_cost and answer.cost_usd is not None:
             answer.cost_usd += tool_cost  # search APIs that charge count in the run

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from chat.models import Answer, Run
 
-from . import events, runstate, stages
+from . import events, json_modes, runstate, stages
 from .answer import RunContext
 from .db import database_thread, in_db
 from .strategies import strategy_for
@@ -55,6 +55,11 @@ async def _execute_run(run_id: int) -> None:
     try:
         await ctx.announce(events.run_started(run, seats))
         outcome = await strategy_for(run.config)(ctx, seats)
+        if run.config.get("response_format"):  # an API caller's JSON mode
+            checked = await in_db(
+                json_modes.checked, run, outcome.status, outcome.reason, outcome.detail
+            )
+            outcome = Outcome(*checked)
         if ctx.over_budget and outcome.status != Run.Status.DONE:
             outcome = Outcome(Run.Status.FAILED, Run.Failure.BUDGET, ctx.over_budget)
         await stages.end(ctx, outcome.status, outcome.reason, outcome.detail)

@@ -520,10 +520,23 @@ def _clean_prose(text: str) -> str:
     return "".join(line for line in lines if not _META_LINE.match(line))
 
 
+def _is_json(text: str) -> bool:
+    stripped = text.strip()
+    if not stripped.startswith(("{", "[")):
+        return False
+    try:
+        json.loads(stripped)
+    except ValueError:
+        return False
+    return True
+
+
 def clean_final(text: str) -> str:
     """The final answer without prompt scaffolding: block tags, answer labels, and
-    lines about the answering rather than about the question. Code blocks are kept
-    as written."""
+    lines about the answering rather than about the question. Code blocks, and an
+    answer that is all JSON (an API caller's JSON mode), are kept as written."""
+    if _is_json(text):
+        return text.strip()
     parts = _FENCE.split(text)
     cleaned = "".join(part if i % 2 else _clean_prose(part) for i, part in enumerate(parts))
     cleaned = re.sub(r"\n{3,}", "\n\n", cleaned).strip()

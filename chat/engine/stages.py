@@ -20,7 +20,7 @@ from panels.crypto import UnreadableSecret
 from panels.models import CatalogModel
 from panels.providers import ChatMessage, ChatRequest, ErrorKind, ProviderError
 
-from . import events, prompts
+from . import client_tools, events, json_modes, prompts
 from .answer import RunContext, ToolUse, run_answer
 from .context import earlier_turns, fit_given_messages, fit_messages
 from .db import in_db
@@ -88,6 +88,8 @@ def seat_tools(ctx: RunContext, seat: dict) -> ToolUse | None:
     model can call them (a model that cannot is never sent any)."""
     names = [n for n in ctx.run.config.get("tools", []) if n in registry.TOOLS]
     model = seat.get("model") or {}
+    if client_tools.of(ctx.run.config) and not ctx.run.config.get("judge"):
+        return None  # one model alone with the caller's tools: its calls are the caller's
     if not names or not seat.get("use_tools", True) or not model.get("supports_tools"):
         return None
     excluded = {*settings.SEARCH_EXCLUDED_DOMAINS, *ctx.run.config.get("excluded_domains", [])}
@@ -130,7 +132,15 @@ def _seat_call(run: Run, job: SeatJob, turns: list[tuple[str, str]] | None) -> S
     chosen = final_choices(run.config) if alone else {}
     max_tokens = chosen.get("max_tokens") or seat.get("max_tokens") or settings.DEFAULT_MAX_TOKENS
     context = targets[0].context_length
-    system = "\n\n".join(p for p in (seat.get("system_prompt"), job.system_note) if p) or None
+    # What an API caller asked for: a seat's answer may reach it as written (a single
+    # model, or a strategy returning a seat's answer), so it is in the caller's format;
+    # a panel's seats read the caller's tools, and one model alone is sent them.
+    config = run.config
+    solo = not config.get("judge")
+    notes = [seat.get("system_prompt"), job.system_note]
+    notes += ["" if solo else client_tools.seat_note(config)]
+    notes += [json_modes.instruction(config.get("response_format"))]
+    system = "\n\n".join(p for p in notes if p) or None
     if turns is None:
         given = list(run.config["conversation"])
         if job.question:
@@ -147,6 +157,8 @@ def _seat_call(run: Run, job: SeatJob, turns: list[tuple[str, str]] | None) -> S
         depth=run.config.get("depth", 0),
         stop=chosen.get("stop", ()),
         seed=chosen.get("seed"),
+        response_format=json_modes.for_server(config.get("response_format"), seat["model"]),
+        **(client_tools.request_options(config) if solo else {}),
     )
     return targets, request, CallLimits.from_settings(**(seat.get("limits") or {}))
 
@@ -201,7 +213,12 @@ async def _quorum(ctx: RunContext, tasks: dict[asyncio.Task, Answer]) -> None:
 
 
 def answered(answers: list[Answer]) -> list[Answer]:
-    return [a for a in answers if a.status == Answer.Status.DONE and a.text.strip()]
+    """Answers with something in them: text, or calls of the caller's tools."""
+    return [
+        a
+        for a in answers
+        if a.status == Answer.Status.DONE and (a.text.strip() or a.client_tool_calls)
+    ]
 
 
 def _mark_skipped(answers: list[Answer], reason: str) -> None:
@@ -479,7 +496,9 @@ async def synthesize(
 ) -> Answer:
     config = ctx.run.config
     analysis = verdict.analysis
-    if config.get("judge_drafts") and analysis and analysis.get("draft"):
+    # An API caller's tools or JSON mode need a synthesizer's call that is sent them.
+    for_caller = client_tools.of(config) or config.get("response_format")
+    if config.get("judge_drafts") and analysis and analysis.get("draft") and not for_caller:
         # The judge already wrote the answer: no second call.
         return await in_db(
             _drafted_answer, ctx.run, config["judge"], analysis["draft"], ctx.take_position()
@@ -488,6 +507,11 @@ async def synthesize(
     messages = prompts.synthesizer_messages(
         question, labelled, prompts.analysis_as_text(analysis, verdict.raw), parts
     )
+    fmt = config.get("response_format")
+    notes = [client_tools.synthesizer_note(config), json_modes.instruction(fmt)]
+    if any(notes):
+        system = "\n\n".join([messages[0].content, *filter(None, notes)])
+        messages = (ChatMessage("system", system), *messages[1:])
     answer, targets = await open_call(ctx, Answer.Role.SYNTHESIZER, refs, messages)
     if targets is None:
         return answer
@@ -499,6 +523,8 @@ async def synthesize(
         depth=config.get("depth", 0),
         stop=tuple(config.get("synthesizer_stop") or ()),
         seed=config.get("synthesizer_seed"),
+        response_format=json_modes.for_server(fmt, config["synthesizer"]),
+        **client_tools.request_options(config),
     )
     limits = CallLimits.from_settings(total_s=settings.SYNTHESIZER_DEADLINE_S)
     await run_answer(ctx, answer, targets, request, limits)

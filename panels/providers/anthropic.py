@@ -87,6 +87,21 @@ def convert_tool(tool: dict) -> dict:
     return converted
 
 
+def convert_tool_choice(choice: str | dict | None, parallel: bool | None) -> dict | None:
+    """OpenAI's tool_choice and parallel_tool_calls in Anthropic's words. ("none"
+    never arrives here: the tools are then not sent at all.) Anthropic has no JSON
+    mode: a response_format is asked for in the prompt and checked afterwards."""
+    if choice is None and parallel is None:
+        return None
+    if isinstance(choice, dict):
+        converted = {"type": "tool", "name": (choice.get("function") or {}).get("name", "")}
+    else:
+        converted = {"type": "any" if choice == "required" else "auto"}
+    if parallel is False:
+        converted["disable_parallel_tool_use"] = True
+    return converted
+
+
 class AnthropicProvider:
     def __init__(self, endpoint: Endpoint, client: httpx.AsyncClient):
         self.endpoint = endpoint
@@ -129,6 +144,8 @@ class AnthropicProvider:
             body["temperature"] = request.temperature
         if request.tools:
             body["tools"] = [convert_tool(t) for t in request.tools]
+            if choice := convert_tool_choice(request.tool_choice, request.parallel_tool_calls):
+                body["tool_choice"] = choice
         # The Messages API refuses a whole request over one stop sequence of
         # whitespace only (OpenAI's accept "\n\n"): those are left out.
         if stops := [s for s in request.stop if s.strip()]:

@@ -55,6 +55,10 @@ class ChatRequest:
     # caller's choices for the call that writes the final answer. Sent only when set.
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # OpenAI's tool_choice ("auto", "required", {"type": "function", ...}) and
+    # parallel_tool_calls, for a caller's own tools; None: the server's default.
+    tool_choice: str | dict | None = None
+    parallel_tool_calls: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,10 @@ class OpenAICompatibleProvider:
             body["temperature"] = request.temperature
         if request.tools:
             body["tools"] = list(request.tools)
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
+            if request.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = request.parallel_tool_calls
         if request.response_format:
             body["response_format"] = request.response_format
         if request.stop:

@@ -1,191 +1,39 @@
 """How much time does Fusion Room add on top of the models themselves?
 
-    python benchmarks/overhead.py            # 1, 20 and 100 concurrent runs
+    python benchmarks/overhead.py                    # 1, 20 and 100 concurrent runs
     python benchmarks/overhead.py --levels 1,20
+    python benchmarks/overhead.py --scale            # 100 fusion runs of 3 seats: 500 streams
+    python benchmarks/overhead.py --scale --workers 2  # the same on two worker processes
 
 Against a scripted upstream with fixed latencies, it starts the real parts (Daphne,
-a Celery worker with the threads pool, Redis), opens one websocket per run as a
-browser would, fires N runs of 3-5 seats at once, and measures:
+Celery workers with the threads pool, Redis), opens one websocket per run as a
+browser would, fires N runs of 3-5 seats at once (or of `--seats`), and measures:
 
 - overhead: a run's wall time in the worker minus its critical path (slowest kept
   seat + judge + synthesis, as each call measured itself);
 - relay delay: from the upstream writing a chunk to the browser's websocket
   receiving it (chunks carry their send time; one clock, one machine);
-- integrity: every answer's deltas, joined in order, equal its saved text.
+- integrity: every answer's deltas, joined in order, equal its saved text;
+- cost: CPU time of the workers and of Daphne per run, and their peak memory.
 
-Writes docs/PERFORMANCE.md. Needs Redis (uses database 14).
+Writes its part of docs/PERFORMANCE.md (one part per set of options). Needs Redis:
+`BENCH_REDIS_URL` (default database 14), flushed first; see benchmarks/stack.py.
 """
 
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
-import platform
 import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DATA_DIR = Path(tempfile.mkdtemp(prefix="fusionroom-bench-"))
-ENV = {
-    "DJANGO_SETTINGS_MODULE": "fusionroom.settings",
-    "DEBUG": "false",
-    "SECRET_KEY": "benchmark-secret-key-benchmark-secret-key-0123456789",
-    "FUSIONROOM_DATA_DIR": str(DATA_DIR),
-    "REDIS_URL": "redis://127.0.0.1:6379/14",
-    "LOCAL_MODELS_ENABLED": "false",
-    "CALL_MAX_RETRIES": "0",
-    "LOG_LEVEL": "WARNING",
-}
-if os.environ.get("BENCH_DATABASE_URL"):  # e.g. postgres://postgres@127.0.0.1:5432/bench
-    ENV["DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
-else:
-    os.environ.pop("DATABASE_URL", None)
-os.environ.update(ENV)
+import stack
+from stack import pct
 
-SEAT_CHUNKS, SYNTH_CHUNKS = 12, 12
-SEAT_FIRST_S, CHUNK_GAP_S, JUDGE_FIRST_S = 0.3, 0.02, 0.1
 TARGETS = {"overhead_p50": 20, "overhead_p99": 60, "relay_p99": 60}
 _STAMPED = re.compile(r"\[(\d+\.\d+)\]")
-
-
-def serve_upstreams(ports) -> None:
-    """In its own process, so the upstream's threads do not compete with the
-    measuring client for one interpreter lock."""
-    from tests.scripted_server import STAMP, Reply, ScriptedServer
-
-    stamped = "[" + STAMP.decode() + "]"
-    seat = ScriptedServer()
-    seat.default = Reply.stream(
-        [stamped] * SEAT_CHUNKS, first_delay=SEAT_FIRST_S, delay=CHUNK_GAP_S, stamp=True
-    )
-    scores = [{"label": label, "score": 7, "reason": "ok"} for label in "ABCDE"]
-    analysis = {
-        "consensus": ["same"],
-        "contradictions": [],
-        "unique_insights": [],
-        "blind_spots": [],
-        "errors": [],
-        "scores": scores,
-    }
-    judge = ScriptedServer()
-    judge.default = Reply.stream([json.dumps(analysis)], first_delay=JUDGE_FIRST_S)
-    synth = ScriptedServer()
-    synth.default = Reply.stream([stamped] * SYNTH_CHUNKS, delay=CHUNK_GAP_S, stamp=True)
-    for server in (seat, judge, synth):
-        server.__enter__()
-    ports.put((seat.base_url, judge.base_url, synth.base_url))
-    while True:
-        time.sleep(3600)
-
-
-def setup_site(urls):
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    from django.contrib.auth import get_user_model
-
-    from panels.models import CatalogModel, Panel, Provider, Seat
-
-    def model(url, name):
-        provider = Provider.objects.create(name=name, base_url=url)
-        return CatalogModel.objects.create(
-            provider=provider, model_id=name, display_name=name, input_price=1, output_price=2
-        )
-
-    seat, judge, synth = (
-        model(u, n) for u, n in zip(urls, ("seat", "judge", "synth"), strict=True)
-    )
-    user = get_user_model().objects.create_user("bench", password="bench-password-1")
-    panels = {}
-    for n in (3, 4, 5):
-        panel = Panel.objects.create(
-            owner=user,
-            slug=f"bench-{n}",
-            name=f"{n} seats",
-            judge=judge,
-            synthesizer=synth,
-            deadline_s=60,
-        )
-        for i in range(n):
-            Seat.objects.create(panel=panel, position=i, model=seat)
-        panels[n] = panel
-    return user, panels
-
-
-def start_stack(port: int, concurrency: int):
-    env = {**os.environ, **ENV, "PYTHONUNBUFFERED": "1"}
-    log = open(DATA_DIR / "stack.log", "w")  # noqa: SIM115 - lives as long as the stack
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "fusionroom",
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            str(concurrency),
-            "-n",
-            "bench@localhost",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
-    web = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "fusionroom.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
-    return [worker, web]
-
-
-async def wait_ready(port: int) -> None:
-    import httpx
-
-    from fusionroom.celery import app
-
-    async with httpx.AsyncClient() as client:
-        for _ in range(200):
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/admin/login/")).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    for _ in range(100):
-        if await asyncio.to_thread(app.control.ping, timeout=0.5):
-            return
-    raise SystemExit("the worker did not start; see " + str(DATA_DIR / "stack.log"))
 
 
 async def follow(port: int, cookie: str, room_id: int, run_id: int, frames: list, ready):
@@ -204,7 +52,8 @@ async def follow(port: int, cookie: str, room_id: int, run_id: int, frames: list
                 return
 
 
-async def one_level(n: int, port: int, user, panels, cookie: str) -> dict:
+async def one_level(n: int, port: int, site: stack.Site, cookie: str, seats=(3, 4, 5)) -> dict:
+    """N runs at once, each followed by its own websocket; run i has seats[i % len]."""
     from asgiref.sync import sync_to_async
 
     from chat.engine.runs import create_run
@@ -215,12 +64,13 @@ async def one_level(n: int, port: int, user, panels, cookie: str) -> dict:
     def make_runs():
         made = []
         for i in range(n):
-            room = Conversation.objects.create(owner=user, panel=panels[3 + i % 3])
+            panel = site.panels[seats[i % len(seats)]]
+            room = Conversation.objects.create(owner=site.user, panel=panel)
             made.append((room.pk, create_run(room, f"Question {i}?").run.pk))
         return made
 
     runs = await make_runs()
-    frames = {run_id: [] for _, run_id in runs}
+    frames: dict[int, list] = {run_id: [] for _, run_id in runs}
     readies = [asyncio.Event() for _ in runs]
     followers = [
         asyncio.create_task(follow(port, cookie, room, run_id, frames[run_id], ready))
@@ -231,7 +81,9 @@ async def one_level(n: int, port: int, user, panels, cookie: str) -> dict:
     await asyncio.gather(*(asyncio.to_thread(execute_run.delay, run_id) for _, run_id in runs))
     await asyncio.wait_for(asyncio.gather(*followers), timeout=300)
     wall = time.monotonic() - enqueued
-    return await sync_to_async(measure)(runs, frames, wall)
+    result = await sync_to_async(measure)(runs, frames, wall)
+    result["calls"] = sum(seats[i % len(seats)] + 2 for i in range(n))  # + judge, synthesizer
+    return result
 
 
 def measure(runs, frames, wall) -> dict:
@@ -283,32 +135,36 @@ def measure(runs, frames, wall) -> dict:
     }
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values, p) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+COLUMNS = [
+    "concurrent runs",
+    "upstream calls",
+    "overhead p50 / p95 / p99 (ms)",
+    "relay p50 / p95 / p99 (ms)",
+    "queue wait p50 (ms)",
+    "wall (s)",
+    "CPU per run, workers / Daphne (ms)",
+    "peak memory, workers / Daphne (MB)",
+    "answers with lost, doubled or reordered text",
+]
 
 
 def report(results: dict[int, dict]) -> str:
-    head = (
-        "| concurrent runs | overhead p50 / p95 / p99 (ms) | relay p50 / p95 / p99 (ms) "
-        "| queue wait p50 (ms) | wall (s) | answers with lost, doubled or reordered text |"
-    )
-    lines = [head, "|---|---|---|---|---|---|"]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for n, r in results.items():
-        o, rl = r["overheads"], r["relays"]
-        lines.append(
-            f"| {n} | {pct(o, 50):.0f} / {pct(o, 95):.0f} / {pct(o, 99):.0f} "
-            f"| {pct(rl, 50):.0f} / {pct(rl, 95):.0f} / {pct(rl, 99):.0f} "
-            f"| {statistics.median(r['queue']):.0f} | {r['wall']:.1f} "
-            f"| {r['cpu'][0] * 1000 / r['runs']:.0f} / {r['cpu'][1] * 1000 / r['runs']:.0f} "
-            f"| {r['broken']} |"
-        )
+        o, rl, runs = r["overheads"], r["relays"], r["runs"]
+        cells = [
+            str(n),
+            str(r["calls"]),
+            f"{pct(o, 50):.0f} / {pct(o, 95):.0f} / {pct(o, 99):.0f}",
+            f"{pct(rl, 50):.0f} / {pct(rl, 95):.0f} / {pct(rl, 99):.0f}",
+            f"{statistics.median(r['queue']):.0f}",
+            f"{r['wall']:.1f}",
+            f"{r['cpu']['worker'] * 1000 / runs:.0f} / {r['cpu']['daphne'] * 1000 / runs:.0f}",
+            f"{r['memory']['worker']:.0f} / {r['memory']['daphne']:.0f}",
+            str(r["broken"]),
+        ]
+        assert len(cells) == len(COLUMNS), "a row has as many cells as the header"
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -329,20 +185,20 @@ def verdict(results: dict[int, dict]) -> list[str]:
     return lines
 
 
-def write_doc(results, seconds: float) -> None:
-    doc = ROOT / "docs" / "PERFORMANCE.md"
-    body = f"""# Performance
+def write_doc(results, seconds: float, options: argparse.Namespace) -> None:
+    flags = options.flags or "(default)"
+    body = f"""## Overhead, relay and integrity: `python benchmarks/overhead.py {options.flags}`
 
-Written by `python benchmarks/overhead.py` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC
-({os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}); the
+Run on {stack.machine()}; {options.workers} worker process(es) of
+{options.concurrency} threads, one Daphne; runs of {options.seats} seats; the
 benchmark took {seconds:.0f} s.
 
-What it measures (see the script's docstring): real Daphne, a real Celery worker
+What it measures (see the script's docstring): real Daphne, real Celery workers
 (threads pool) and Redis; a scripted upstream where every seat waits
-{SEAT_FIRST_S * 1000:.0f} ms for its first token and then sends {SEAT_CHUNKS} chunks
-{CHUNK_GAP_S * 1000:.0f} ms apart, the judge answers after {JUDGE_FIRST_S * 1000:.0f} ms,
-the synthesizer streams {SYNTH_CHUNKS} chunks; runs of 3, 4 and 5 seats; one browser
-websocket per run.
+{stack.SEAT_FIRST_S * 1000:.0f} ms for its first token and then sends {stack.SEAT_CHUNKS} chunks
+{stack.CHUNK_GAP_S * 1000:.0f} ms apart, the judge answers after
+{stack.JUDGE_FIRST_S * 1000:.0f} ms, the synthesizer streams {stack.SYNTH_CHUNKS} chunks; one
+browser websocket per run.
 
 - **overhead**: a run's wall time in the worker minus its critical path (slowest
   kept seat + judge + synthesis, each as its own call measured it): what the
@@ -350,6 +206,9 @@ websocket per run.
 - **relay**: from the upstream writing a chunk to the browser's websocket receiving
   it. It includes the deliberate coalescing of deltas (up to 50 ms).
 - **queue wait**: from the run's creation to a worker starting it.
+- **CPU per run** and **peak memory**: user + system time of the worker processes
+  and of Daphne over the level, divided by its runs; resident memory, sampled
+  every 100 ms (options: {flags}).
 
 {report(results)}
 
@@ -357,52 +216,36 @@ Against the targets:
 
 {chr(10).join(verdict(results))}
 """
-    doc.write_text(body)
-    print(f"wrote {doc.relative_to(ROOT)}")
+    stack.write_section("overhead " + flags, body)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--levels", default="1,20,100", help="concurrent runs, comma-separated")
-    levels = [int(x) for x in parser.parse_args().levels.split(",")]
+    parser.add_argument("--seats", default="3,4,5", help="seats of the runs' panels, in turn")
+    parser.add_argument("--workers", type=int, default=1, help="Celery worker processes")
+    parser.add_argument(
+        "--scale", action="store_true", help="100 concurrent runs of 3 seats (500 streams)"
+    )
+    options = parser.parse_args()
+    if options.scale:
+        options.levels, options.seats = "100", "3"
+    options.flags = " ".join(sys.argv[1:])
+    levels = [int(x) for x in options.levels.split(",")]
+    seats = tuple(int(x) for x in options.seats.split(","))
+    if not set(seats) <= {3, 4, 5}:
+        parser.error("--seats takes panels of 3, 4 or 5 seats")
+    options.concurrency = max(levels) + 10
     started = time.monotonic()
-
-    import redis
-
-    redis.Redis.from_url(ENV["REDIS_URL"]).flushdb()
-    ports = multiprocessing.Queue()
-    upstream = multiprocessing.Process(target=serve_upstreams, args=(ports,), daemon=True)
-    upstream.start()
-    user, panels = setup_site(ports.get(timeout=30))
-    from django.test import Client
-
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies["sessionid"].value
-    port = 18700 + os.getpid() % 200
-    stack = start_stack(port, concurrency=max(levels) + 10)
     results = {}
-    try:
-        asyncio.run(wait_ready(port))
+    with stack.Stack(concurrency=options.concurrency, workers=options.workers) as running:
         for n in levels:
-            before = [_cpu_seconds(p.pid) for p in stack]
-            results[n] = asyncio.run(one_level(n, port, user, panels, cookie))
-            results[n]["cpu"] = [
-                _cpu_seconds(p.pid) - b for p, b in zip(stack, before, strict=True)
-            ]
+            level = one_level(n, running.port, running.site, running.cookie, seats)
+            results[n] = running.measured(level)
             print(report({n: results[n]}).splitlines()[-1], flush=True)
-    finally:
-        for process in stack:
-            process.terminate()
-        for process in stack:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        upstream.terminate()
     print(report(results))
     print("\n".join(verdict(results)))
-    write_doc(results, time.monotonic() - started)
+    write_doc(results, time.monotonic() - started, options)
 
 
 if __name__ == "__main__":

@@ -220,6 +220,7 @@ Against the targets:
 
 
 def main() -> None:
+    stack.configure()
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--levels", default="1,20,100", help="concurrent runs, comma-separated")
     parser.add_argument("--seats", default="3,4,5", help="seats of the runs' panels, in turn")

@@ -2,8 +2,8 @@
 upstream, the site's rows, starting and stopping the real processes, and reading
 their CPU time and memory from /proc.
 
-Importing this module sets the environment (Django's settings read it once), so
-the benchmarks import it before anything of Django.
+A benchmark calls `configure()` first: it sets the environment before Django
+reads it.
 
 - Redis: `BENCH_REDIS_URL` (default database 14), flushed at the start; never the
   `REDIS_URL` of the shell, which may hold a real site's queue.
@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,29 +29,41 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DATA_DIR = Path(tempfile.mkdtemp(prefix="fusionroom-bench-"))
+DATA_DIR = Path(tempfile.gettempdir())  # configure() gives each run a fresh folder
 DOC = ROOT / "docs" / "PERFORMANCE.md"
-ENV = {
-    "DJANGO_SETTINGS_MODULE": "fusionroom.settings",
-    "DEBUG": "false",
-    "SECRET_KEY": "benchmark-secret-key-benchmark-secret-key-0123456789",
-    "FUSIONROOM_DATA_DIR": str(DATA_DIR),
-    "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
-    "LOCAL_MODELS_ENABLED": "false",
-    "CALL_MAX_RETRIES": "0",
-    "LOG_LEVEL": "WARNING",
-    "RUNS_PER_MINUTE": "1000000",
-    "CONCURRENT_RUNS": "1000000",
-    "API_RATE_LIMIT_PER_MINUTE": "1000000",
-    "RUN_BUDGET_USD": "1000000",
-    "DAILY_BUDGET_USD": "1000000",
-    "MONTHLY_BUDGET_USD": "1000000",
-}
-if os.environ.get("BENCH_DATABASE_URL"):  # e.g. postgres://postgres@127.0.0.1:5432/bench
-    ENV["DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
-else:
-    os.environ.pop("DATABASE_URL", None)
-os.environ.update(ENV)
+ENV: dict[str, str] = {}
+
+
+def configure() -> None:
+    """The environment Fusion Room runs in for a benchmark: set before anything
+    of Django is imported (its settings read it once), and passed to every
+    process the benchmark starts."""
+    global DATA_DIR
+    DATA_DIR = Path(tempfile.mkdtemp(prefix="fusionroom-bench-"))
+    ENV.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "fusionroom.settings",
+            "DEBUG": "false",
+            "SECRET_KEY": "benchmark-secret-key-benchmark-secret-key-0123456789",
+            "FUSIONROOM_DATA_DIR": str(DATA_DIR),
+            "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+            "LOCAL_MODELS_ENABLED": "false",
+            "CALL_MAX_RETRIES": "0",
+            "LOG_LEVEL": "WARNING",
+            "RUNS_PER_MINUTE": "1000000",
+            "CONCURRENT_RUNS": "1000000",
+            "API_RATE_LIMIT_PER_MINUTE": "1000000",
+            "RUN_BUDGET_USD": "1000000",
+            "DAILY_BUDGET_USD": "1000000",
+            "MONTHLY_BUDGET_USD": "1000000",
+        }
+    )
+    if os.environ.get("BENCH_DATABASE_URL"):  # e.g. postgres://postgres@127.0.0.1:5432/bench
+        ENV["DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
+    else:
+        os.environ.pop("DATABASE_URL", None)
+    os.environ.update(ENV)
+
 
 # The scripted upstream: every seat waits SEAT_FIRST_S for its first token, then
 # sends SEAT_CHUNKS chunks CHUNK_GAP_S apart; the judge answers after
@@ -218,7 +231,9 @@ def cpu_seconds(pid: int) -> float:
         try:
             fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            continue  # ended between the listing and the read
+            if member == pid:
+                raise  # the process measured is gone: its numbers would be wrong
+            continue  # a child that ended between the listing and the read
         # utime, stime, cutime, cstime (fields 14-17 of proc(5)); cutime and cstime
         # count children that already ended.
         total += sum(int(f) for f in fields[11:15])
@@ -268,7 +283,7 @@ def pct(values, p) -> float:
 
 
 def machine() -> str:
-    """Cores, CPU model, Python and the date: what a reader needs to compare runs."""
+    """The date, cores, CPU model, Python and load: what a reader needs to compare runs."""
     model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -277,26 +292,30 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    # Other work on the machine slows every path alike, but a reader should know.
+    load = os.getloadavg()[0]
     return (
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores ({model}), "
-        f"Python {platform.python_version()}, {platform.machine()}"
+        f"Python {platform.python_version()}, {platform.machine()}, load average "
+        f"{load:.1f} at the start"
     )
 
 
-def write_section(name: str, body: str) -> None:
+def write_section(name: str, body: str, doc: Path | None = None) -> None:
     """Replace the part of docs/PERFORMANCE.md that the benchmark `name` owns
     (between its two markers), leaving every other part, including hand-written
     ones, as it is. A part not there yet is added at the end."""
+    doc = doc or DOC
     begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
-    text = DOC.read_text() if DOC.exists() else "# Performance\n"
+    text = doc.read_text() if doc.exists() else "# Performance\n"
     part = f"{begin}\n{body.strip()}\n{end}"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         text = head + part + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + part + "\n"
-    DOC.write_text(text)
-    print(f"wrote {DOC.relative_to(ROOT)} ({name})")
+    doc.write_text(text)
+    print(f"wrote {doc} ({name})")
 
 
 class Stack:
@@ -338,6 +357,8 @@ class Stack:
         stop([p for group in self.processes.values() for p in group])
         self.upstream.terminate()
         self.upstream.join(10)
+        if not exc or exc[0] is None:  # after a failure its logs say what happened
+            shutil.rmtree(DATA_DIR, ignore_errors=True)
 
     def measured(self, batch) -> dict:
         async def run():

@@ -1,7 +1,7 @@
 """Fusion Room side by side with a peer gateway, LiteLLM's proxy, in one run.
 
     python benchmarks/peers.py                  # about a minute (plus LiteLLM's install once)
-    python benchmarks/peers.py --concurrency 50
+    python benchmarks/peers.py --concurrency 50 --rounds 1
 
 One scripted upstream (OpenAI SSE: first chunk after 300 ms, then 12 chunks 20 ms
 apart) is reached by the same batch of concurrent streamed requests along each path:
@@ -128,7 +128,7 @@ async def stream_one(client: httpx.AsyncClient, url: str, body: dict, headers: d
 
 
 async def batch(url: str, model: str, n: int, headers: dict | None = None) -> list[Request]:
-    """A warm-up request (not counted: first-use imports and connections), then n at once."""
+    """n streamed requests at once."""
     body = {
         "model": model,
         "stream": True,
@@ -136,7 +136,6 @@ async def batch(url: str, model: str, n: int, headers: dict | None = None) -> li
     }
     limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        await stream_one(client, url, body, headers or {})
         return await asyncio.gather(
             *(stream_one(client, url, body, headers or {}) for _ in range(n))
         )
@@ -354,7 +353,7 @@ def targets(paths: dict[str, PathResult], relays: list[float], flush_s: float) -
     return lines
 
 
-def write_doc(paths, relay_level: dict, flush_s: float, n: int, seconds: float) -> None:
+def write_doc(paths, relay_level: dict, flush_s: float, options, seconds: float) -> None:
     floor = pct(paths["direct"].ttfts(), 50)
     relays = relay_level["relays"]
     body = f"""## Side by side with a peer: `python benchmarks/peers.py`
@@ -363,7 +362,8 @@ Run on {stack.machine()}, in {seconds:.0f} s. One scripted upstream (OpenAI SSE:
 first chunk after {stack.SEAT_FIRST_S * 1000:.0f} ms, then {stack.SEAT_CHUNKS} chunks
 {stack.CHUNK_GAP_S * 1000:.0f} ms apart; the fusion panel's judge answers after
 {stack.JUDGE_FIRST_S * 1000:.0f} ms and its synthesizer streams {stack.SYNTH_CHUNKS} chunks),
-{n} concurrent streamed requests per path after one warm-up request. LiteLLM
+{options.concurrency} concurrent streamed requests per path, {options.rounds} rounds (the paths
+taken in turn within each round), after one warm-up request per path. LiteLLM
 {LITELLM_VERSION} runs its proxy (`litellm --config`, 1 worker) from its own
 virtualenv (`{LITELLM_VENV}`, made by the benchmark on first use): it is never a
 dependency of the project. Fusion Room runs as the Procfile does: one Daphne, one
@@ -372,7 +372,7 @@ Celery worker (threads pool).
 - **TTFT**: from sending the request to the first content delta; **added**: over
   the straight path's p50. **end**: to the end of the stream.
 - **CPU**: user + system time of the processes serving the path (LiteLLM's process
-  tree; Daphne + the worker) over its batch, divided by its requests; for the
+  tree; Daphne + the worker) over its batches, divided by their requests; for the
   fusion panel also by its 5 upstream calls. The upstream and the measuring client
   are not counted in any path.
 - **text whole**: every chunk the upstream sent arrived, once, in order.
@@ -396,7 +396,11 @@ def main() -> None:
     stack.configure()
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, default=20, help="requests at once per path")
-    n = parser.parse_args().concurrency
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="batches per path, taken in turn across paths"
+    )
+    options = parser.parse_args()
+    n = options.concurrency
     started = time.monotonic()
     paths = {
         "direct": PathResult("straight to the upstream"),
@@ -404,33 +408,36 @@ def main() -> None:
         "solo": PathResult("Fusion Room /v1, one-seat panel"),
         "fusion": PathResult("Fusion Room /v1, 3 seats + judge + synthesizer", calls_per_request=5),
     }
-    with stack.Stack(concurrency=2 * n + 10) as running:
+    with stack.Stack(concurrency=2 * n + 10) as running, contextlib.ExitStack() as peers:
         from chat.engine.answer import FLUSH_INTERVAL_S
 
         seat_url = running.urls[0]
-        paths["direct"].requests = asyncio.run(batch(f"{seat_url}/chat/completions", "seat", n))
+        v1 = f"http://127.0.0.1:{running.port}/v1/chat/completions"
+        key = {"Authorization": f"Bearer {api_key(running.site)}"}
+        # path -> (url, model, headers, CPU seconds so far of the processes serving it)
+        routes: dict[str, tuple] = {
+            "direct": (f"{seat_url}/chat/completions", "seat", {}, None),
+            "solo": (v1, running.site.seat_model, key, lambda: sum(running.cpu().values())),
+            "fusion": (v1, "fusion/bench-3", key, lambda: sum(running.cpu().values())),
+        }
         try:
-            with LiteLLM(seat_url) as peer:
-                before = peer.cpu_seconds()
-                paths["litellm"].requests = asyncio.run(
-                    batch(
-                        f"{peer.url}/v1/chat/completions",
-                        "seat",
-                        n,
-                        {"Authorization": f"Bearer {LITELLM_KEY}"},
-                    )
-                )
-                paths["litellm"].cpu_s = peer.cpu_seconds() - before
+            peer = peers.enter_context(LiteLLM(seat_url))
+            litellm_key = {"Authorization": f"Bearer {LITELLM_KEY}"}
+            route = (f"{peer.url}/v1/chat/completions", "seat", litellm_key, peer.cpu_seconds)
+            routes = {"direct": routes["direct"], "litellm": route, **routes}
         except PeerUnavailable as why:
             paths["litellm"].unavailable = str(why)
             print(f"LiteLLM not measured: {why}", flush=True)
-        headers = {"Authorization": f"Bearer {api_key(running.site)}"}
-        v1 = f"http://127.0.0.1:{running.port}/v1/chat/completions"
-        for key, model in (("solo", running.site.seat_model), ("fusion", "fusion/bench-3")):
-            before_cpu = running.cpu()
-            paths[key].requests = asyncio.run(batch(v1, model, n, headers))
-            after_cpu = running.cpu()
-            paths[key].cpu_s = sum(after_cpu.values()) - sum(before_cpu.values())
+        for url, model, headers, _ in routes.values():
+            asyncio.run(batch(url, model, 1, headers))  # first-use imports and connections
+        # Paths in turn within each round, so that other work on the machine weighs
+        # on all of them alike.
+        for _ in range(options.rounds):
+            for name, (url, model, headers, cpu) in routes.items():
+                before = cpu() if cpu else None
+                paths[name].requests += asyncio.run(batch(url, model, n, headers))
+                if cpu:
+                    paths[name].cpu_s = (paths[name].cpu_s or 0) + cpu() - before
         record_critical_paths(paths["fusion"].requests)
         relay_level = running.measured(
             one_level(20, running.port, running.site, running.cookie, seats=(3,))
@@ -442,7 +449,7 @@ def main() -> None:
     floor = pct(paths["direct"].ttfts(), 50)
     print(table(list(paths.values()), floor))
     print("\n".join(targets(paths, relay_level["relays"], FLUSH_INTERVAL_S)))
-    write_doc(paths, relay_level, FLUSH_INTERVAL_S, n, time.monotonic() - started)
+    write_doc(paths, relay_level, FLUSH_INTERVAL_S, options, time.monotonic() - started)
 
 
 if __name__ == "__main__":

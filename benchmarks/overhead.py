@@ -186,29 +186,14 @@ def verdict(results: dict[int, dict]) -> list[str]:
 
 
 def write_doc(results, seconds: float, options: argparse.Namespace) -> None:
-    flags = options.flags or "(default)"
-    body = f"""## Overhead, relay and integrity: `python benchmarks/overhead.py {options.flags}`
+    """Its part of docs/PERFORMANCE.md, one per set of options; what the columns
+    mean is written once, at the top of the page."""
+    command = f"python benchmarks/overhead.py {options.flags}".strip()
+    body = f"""## Overhead, relay and integrity: `{command}`
 
-Run on {stack.machine()}; {options.workers} worker process(es) of
-{options.concurrency} threads, one Daphne; runs of {options.seats} seats; the
-benchmark took {seconds:.0f} s.
-
-What it measures (see the script's docstring): real Daphne, real Celery workers
-(threads pool) and Redis; a scripted upstream where every seat waits
-{stack.SEAT_FIRST_S * 1000:.0f} ms for its first token and then sends {stack.SEAT_CHUNKS} chunks
-{stack.CHUNK_GAP_S * 1000:.0f} ms apart, the judge answers after
-{stack.JUDGE_FIRST_S * 1000:.0f} ms, the synthesizer streams {stack.SYNTH_CHUNKS} chunks; one
-browser websocket per run.
-
-- **overhead**: a run's wall time in the worker minus its critical path (slowest
-  kept seat + judge + synthesis, each as its own call measured it): what the
-  pipeline adds (database writes, stage changes, scheduling).
-- **relay**: from the upstream writing a chunk to the browser's websocket receiving
-  it. It includes the deliberate coalescing of deltas (up to 50 ms).
-- **queue wait**: from the run's creation to a worker starting it.
-- **CPU per run** and **peak memory**: user + system time of the worker processes
-  and of Daphne over the level, divided by its runs; resident memory, sampled
-  every 100 ms (options: {flags}).
+Run on {stack.machine()}, in {seconds:.0f} s: {options.workers} worker process(es) of
+{options.concurrency} threads and one Daphne; runs of {options.seats} seats (+ judge and
+synthesizer), one browser websocket each.
 
 {report(results)}
 
@@ -216,7 +201,7 @@ Against the targets:
 
 {chr(10).join(verdict(results))}
 """
-    stack.write_section("overhead " + flags, body)
+    stack.write_section("overhead " + (options.flags or "(default)"), body)
 
 
 def main() -> None:

@@ -30,6 +30,16 @@ def kit():
 
 
 @pytest.fixture(autouse=True)
+def not_queued(monkeypatch):
+    """Admission is the subject here: the runs these tests start are not queued, or a
+    worker of the session's live stack would take them and hold rows (and locks)
+    while the test's database is emptied."""
+    from chat.engine import runs
+
+    monkeypatch.setattr(runs, "enqueue", lambda run_id: None)
+
+
+@pytest.fixture(autouse=True)
 def fresh_rate_window():
     client = sync_redis()
     for key in client.scan_iter("fr:runrate:*"):

@@ -7,9 +7,9 @@ read per process instead of a channel per socket, and a flush reaches every tab
 with one round trip of the worker's and one read of each Daphne's.
 
 Each subscription knows the stream id of the last event it was given. A socket that
-joins a room the reader already follows first catches up (XRANGE) to the reader's
-cursor, then takes events from the reader: nothing falls between the two, and
-nothing is given twice.
+joins a room the reader already follows is given the reader's events after its
+cursor, and reads (XRANGE) what lies between its own start and that cursor itself:
+nothing falls between the two, and nothing is given twice.
 """
 
 import asyncio
@@ -71,30 +71,28 @@ class RoomFeed:
         """Follow `room` from the event after `after` (a browser resuming), or from
         now. Returns the subscription, and whether it resumed: when it did not, the
         socket sends a snapshot, taken after this returns."""
-        backlog = await live.resume(self.redis, room, after) if after else None
-        resumed = backlog is not None
-        if backlog is None:
-            backlog, start = [], await live.last_event_id(self.redis, room)
-        else:
-            start = after
-        subscription = Subscription(room, start)  # type: ignore[arg-type]
-        while True:
-            for entry_id, event in backlog:
-                subscription.put(entry_id, event)
-            cursor = self.cursors.get(room)
-            if cursor is None:  # a room new to this process: the reader starts here
-                self.cursors[room] = subscription.last
-                self.rooms[room] = {subscription}
-                await self._wake()
-                return subscription, resumed
-            if live.id_order(cursor) <= live.id_order(subscription.last):
-                # The reader is behind: what it reads next, this one has not had.
-                self.rooms[room].add(subscription)
-                return subscription, resumed
-            # The reader is ahead: catch up to its cursor, then look again (it may
-            # have moved on meanwhile).
-            since = f"({subscription.last}"
-            backlog = await live.events_since(self.redis, room, since, cursor)
+        resumed = bool(after) and await live.holds(self.redis, room, after)  # type: ignore[arg-type]
+        since = after if resumed else await live.last_event_id(self.redis, room)
+        return await self._join(room, since), resumed  # type: ignore[arg-type]
+
+    async def _join(self, room: str, since: str) -> Subscription:
+        """A subscription given every event after `since`, each once, in order."""
+        cursor = self.cursors.get(room)
+        if cursor is None:  # a room new to this process: the reader starts at `since`
+            subscription = Subscription(room, since)
+            self.cursors[room], self.rooms[room] = since, {subscription}
+            await self._wake()
+            return subscription
+        # The reader gives what comes after its cursor; what lies between `since` and
+        # the cursor is read here. (The reader's read in flight, if any, started at
+        # the cursor: it holds nothing at or before it.)
+        subscription = Subscription(room, max(since, cursor, key=live.id_order))
+        self.rooms[room].add(subscription)
+        if live.id_order(since) < live.id_order(cursor):
+            between = await live.events_since(self.redis, room, f"({since}", cursor)
+            subscription.pending.extendleft(reversed(between))
+            subscription.ready.set()
+        return subscription
 
     async def unsubscribe(self, subscription: Subscription) -> None:
         watching = self.rooms.get(subscription.room)

@@ -140,14 +140,12 @@ async def events_since(redis, room: str, since: str, until: str = "+") -> list[E
     return _entries(await redis.xrange(room, min=since, max=until))
 
 
-async def resume(redis, room: str, after: str) -> list[Entry] | None:
-    """Every event after `after`, or None when the stream no longer holds `after`
-    itself (trimmed, expired, or Redis restarted empty): then something between may
-    be gone too, and only a snapshot makes the browser whole."""
-    kept = await events_since(redis, room, after)
-    if not kept or kept[0][0] != after:
-        return None
-    return kept[1:]
+async def holds(redis, room: str, entry_id: str) -> bool:
+    """Whether the room's stream still holds the event `entry_id`. When it does, it
+    holds every event after it too (trimming takes the oldest first); when it does
+    not (trimmed, expired, or Redis restarted empty), something after it may be gone,
+    and only a snapshot makes a browser whole."""
+    return bool(await redis.xrange(room, min=entry_id, max=entry_id, count=1))
 
 
 async def read_events(redis, cursors: Mapping[str, str], block_ms: int) -> dict[str, list[Entry]]:

@@ -4,6 +4,7 @@ database as the last word (text Redis lost is never lost)."""
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from chat.engine import live
 from chat.engine.db import in_db
@@ -12,7 +13,7 @@ from chat.models import Answer, Run
 POLL_S = 2.0  # when no event arrives, look at the database
 
 
-async def final_text(run_id: int, room: str, subscribed) -> AsyncIterator[tuple[str, str]]:
+async def final_text(run_id: int, room: str, subscribed) -> AsyncIterator[tuple[str, Any]]:
     """Yields ("text", delta) for the final answer, ("progress", event) for the rest,
     and ends when the run is over. `room` is the room's event stream; `subscribed` is
     set once listening. The run is started before it is followed, so its events are

@@ -72,7 +72,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             if resumed:
                 await self.send_json({"type": "resumed", "after": after})
             else:
-                await self._send_snapshot(event_id=self.subscription.last)
+                await self._send_snapshot(event_id=self.subscription.since)
         except Exception:
             log.exception("could not open the feed of room %s", self.conversation_id)
             await self.close(code=CLOSE_SNAPSHOT_FAILED)

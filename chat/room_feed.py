@@ -31,9 +31,10 @@ PENDING_LIMIT = 5000
 class Subscription:
     """One socket's place in a room's stream, and the events waiting for it."""
 
-    def __init__(self, room: str, last: str):
+    def __init__(self, room: str, since: str, last: str | None = None):
         self.room = room
-        self.last = last  # id of the last event put here
+        self.since = since  # it is given every event after this id
+        self.last = last or since  # id of the last event put here
         self.pending: deque[live.Entry] = deque()
         self.ready = asyncio.Event()  # something to send, or to do
         self.overflowed = False  # events were dropped: this socket must reconnect
@@ -86,7 +87,7 @@ class RoomFeed:
         # The reader gives what comes after its cursor; what lies between `since` and
         # the cursor is read here. (The reader's read in flight, if any, started at
         # the cursor: it holds nothing at or before it.)
-        subscription = Subscription(room, max(since, cursor, key=live.id_order))
+        subscription = Subscription(room, since, max(since, cursor, key=live.id_order))
         self.rooms[room].add(subscription)
         if live.id_order(since) < live.id_order(cursor):
             between = await live.events_since(self.redis, room, f"({since}", cursor)

@@ -8,7 +8,7 @@ import redis
 from django.conf import settings
 
 from chat.engine import live
-from chat.room_feed import room_feed
+from chat.room_feed import Subscription, room_feed
 from tests.test_room_websocket import communicator, delta, make_room, session_cookie, without_id
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_ready")]
@@ -136,3 +136,16 @@ async def test_one_reader_per_process_however_many_sockets_and_rooms():
         await ws.disconnect()
     await asyncio.sleep(0.2)
     assert feed.rooms == {} and len(blocked_reads(db)) == 0  # the reader ended with them
+
+
+async def test_a_socket_that_does_not_read_is_cut_off_not_fed_for_ever(monkeypatch):
+    """Events wait for a socket up to a limit; past it the socket is to be closed
+    (the browser then resumes from the last event it had), and the events that did
+    not fit are not counted as given."""
+    monkeypatch.setattr("chat.room_feed.PENDING_LIMIT", 2)
+    subscription = Subscription("fr:room:1:events", "5-0")
+    for n in range(1, 5):
+        subscription.put(f"5-{n}", {"n": n})
+    subscription.put("4-9", {"n": 0})  # older than its start: never given
+    assert [event["n"] for _, event in subscription.pending] == [1, 2]
+    assert subscription.overflowed and subscription.last == "5-2"

@@ -96,18 +96,25 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
     async def _forward(self, subscription: Subscription) -> None:
         """Send the room's events to this socket as the process's reader hands them
         over, each with its stream id."""
-        while True:
-            await subscription.ready.wait()
-            subscription.ready.clear()
-            if subscription.overflowed:
-                await self.close(code=CLOSE_TOO_SLOW)
-                return
-            if subscription.lost:  # the reader lost Redis: events may be missing
-                subscription.lost = False
-                await self._resync()
-            while subscription.pending:
-                entry_id, event = subscription.pending.popleft()
-                await self.send_json({**event, "event_id": entry_id})
+        try:
+            while True:
+                await subscription.ready.wait()
+                subscription.ready.clear()
+                if subscription.overflowed:
+                    await self.close(code=CLOSE_TOO_SLOW)
+                    return
+                if subscription.lost:  # the reader lost Redis: events may be missing
+                    subscription.lost = False
+                    await self._resync()
+                while subscription.pending:
+                    entry_id, event = subscription.pending.popleft()
+                    await self.send_json({**event, "event_id": entry_id})
+        except Exception:
+            # Nobody awaits this task: close, and the browser's reconnect (a resume
+            # or a snapshot) makes it whole. A socket left open without its feed
+            # would go quiet for ever.
+            log.exception("could not forward the events of room %s", self.conversation_id)
+            await self.close(code=CLOSE_SNAPSHOT_FAILED)
 
     async def _resync(self) -> None:
         if self._next_snapshot is not None:

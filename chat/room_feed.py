@@ -118,6 +118,7 @@ class RoomFeed:
             log.warning("could not wake the room feed's reader: %r", exc)
 
     async def _read(self) -> None:
+        failed = False
         while self.rooms:
             cursors = {self._wake_key: self._wake_cursor, **self.cursors}
             try:
@@ -128,11 +129,14 @@ class RoomFeed:
                 # Redis went away. Reading from the same cursors once it is back
                 # misses nothing it kept; what it lost, a snapshot restores.
                 log.warning("room feed: reading the rooms' streams failed: %r", exc)
+                failed = True
+                await asyncio.sleep(RETRY_S)
+                continue
+            if failed:  # Redis is back: each socket reads a snapshot, now it can
+                failed = False
                 for watching in self.rooms.values():
                     for subscription in watching:
                         subscription.mark_lost()
-                await asyncio.sleep(RETRY_S)
-                continue
             for room, entries in read.items():
                 if room == self._wake_key:
                     self._wake_cursor = entries[-1][0]

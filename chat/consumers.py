@@ -1,12 +1,18 @@
 """The room websocket: a read-only feed of a conversation's runs.
 
 Messages are sent over HTTP (one code path for browsers with and without
-JavaScript); this socket only delivers events, after a snapshot, and answers a
-"resync" request when the browser detects a gap in sequence numbers.
+JavaScript); this socket only delivers events. Each event carries `event_id`, its
+id in the room's Redis Stream. A browser connecting afresh is sent a snapshot, then
+the events after it; one reconnecting names the last id it had (`?after=<id>`) and
+is sent a `resumed` message and every event after that id, with no snapshot, unless
+the stream no longer holds it (then a snapshot, as for a fresh one). A browser that
+notices a gap in an answer's sequence numbers asks for a snapshot ("resync").
 """
 
 import asyncio
+import contextlib
 import logging
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -14,12 +20,14 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from .engine import live
 from .engine.events import room_snapshot
 from .models import Conversation
+from .room_feed import RoomFeed, Subscription, room_feed
 
 log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_SNAPSHOT_FAILED = 1011  # "internal error": the browser reconnects, and is whole
+CLOSE_TOO_SLOW = 1013  # "try again later": events piled up unread; it resumes from its id
 
 # A snapshot reads the database and every live answer's text in Redis. A browser
 # that lost a frame needs one; a socket that asks in a loop gets at most one a
@@ -28,9 +36,17 @@ CLOSE_SNAPSHOT_FAILED = 1011  # "internal error": the browser reconnects, and is
 SNAPSHOT_INTERVAL_S = 1.0
 
 
+def resume_id(scope) -> str | None:
+    """The stream id a reconnecting browser last had, when it names a valid one."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    after = (query.get("after") or [""])[0]
+    return after if live.STREAM_ID.fullmatch(after) else None
+
+
 class RoomConsumer(AsyncJsonWebsocketConsumer):
-    group: str | None = None
-    redis = None
+    feed: RoomFeed | None = None
+    subscription: Subscription | None = None
+    _forwarder: asyncio.Task | None = None
     _last_snapshot = float("-inf")  # loop time of the last snapshot sent
     _next_snapshot: asyncio.Task | None = None  # one delayed snapshot, already promised
 
@@ -45,20 +61,31 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.conversation_id = conversation.pk
-        self.group = conversation.group_name
-        self.redis = live.redis_client()
-        # Join first, snapshot second: no event can fall between the two.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.feed = room_feed()
+        self.redis = self.feed.redis
         await self.accept()
-        await self._send_snapshot()
+        after = resume_id(self.scope)
+        try:
+            # Subscribe first, snapshot second: events from the subscription's start
+            # wait in it while the snapshot is read, and are sent after it.
+            self.subscription, resumed = await self.feed.subscribe(conversation.events_key, after)
+            if resumed:
+                await self.send_json({"type": "resumed", "after": after})
+            else:
+                await self._send_snapshot(event_id=self.subscription.since)
+        except Exception:
+            log.exception("could not open the feed of room %s", self.conversation_id)
+            await self.close(code=CLOSE_SNAPSHOT_FAILED)
+            return
+        self._forwarder = asyncio.create_task(self._forward(self.subscription))
 
     async def disconnect(self, code):
-        if self._next_snapshot is not None:
-            self._next_snapshot.cancel()
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-        if self.redis is not None:
-            await self.redis.aclose()
+        for task in (self._next_snapshot, self._forwarder):
+            if task is not None:
+                task.cancel()
+        if self.feed is not None and self.subscription is not None:
+            with contextlib.suppress(Exception):
+                await self.feed.unsubscribe(self.subscription)
 
     async def receive_json(self, content, **kwargs):
         if isinstance(content, dict) and content.get("type") == "resync":
@@ -66,8 +93,28 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         else:
             await self.send_json({"type": "error", "error": "Unknown request."})
 
-    async def room_event(self, message):
-        await self.send_json(message["event"])
+    async def _forward(self, subscription: Subscription) -> None:
+        """Send the room's events to this socket as the process's reader hands them
+        over, each with its stream id."""
+        try:
+            while True:
+                await subscription.ready.wait()
+                subscription.ready.clear()
+                if subscription.overflowed:
+                    await self.close(code=CLOSE_TOO_SLOW)
+                    return
+                if subscription.lost:  # the reader lost Redis: events may be missing
+                    subscription.lost = False
+                    await self._resync()
+                while subscription.pending:
+                    entry_id, event = subscription.pending.popleft()
+                    await self.send_json({**event, "event_id": entry_id})
+        except Exception:
+            # Nobody awaits this task: close, and the browser's reconnect (a resume
+            # or a snapshot) makes it whole. A socket left open without its feed
+            # would go quiet for ever.
+            log.exception("could not forward the events of room %s", self.conversation_id)
+            await self.close(code=CLOSE_SNAPSHOT_FAILED)
 
     async def _resync(self) -> None:
         if self._next_snapshot is not None:
@@ -90,9 +137,14 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         finally:
             self._next_snapshot = None
 
-    async def _send_snapshot(self) -> None:
+    async def _send_snapshot(self, event_id: str | None = None) -> None:
+        """A snapshot; on connect it carries the stream id it is taken after, where
+        the browser resumes if this socket drops before any event comes."""
         self._last_snapshot = asyncio.get_running_loop().time()
-        await self.send_json(await room_snapshot(self.redis, self.conversation_id))
+        snapshot = await room_snapshot(self.redis, self.conversation_id)
+        if event_id is not None:
+            snapshot["event_id"] = event_id
+        await self.send_json(snapshot)
 
     @database_sync_to_async
     def _conversation(self, user, pk) -> Conversation | None:

@@ -55,9 +55,9 @@ class Conversation(models.Model):
         return self.model.display_name if self.model_id else "nothing (removed)"
 
     @property
-    def group_name(self) -> str:
-        """The channel-layer group every tab showing this room joins."""
-        return f"conversation.{self.pk}"
+    def events_key(self) -> str:
+        """The Redis Stream of this room's events, which every tab showing it follows."""
+        return f"fr:room:{self.pk}:events"
 
 
 class Message(models.Model):

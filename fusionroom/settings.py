@@ -161,20 +161,8 @@ REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss",
 # on a fresh connection (tests/test_faults.py restarts Redis mid-run).
 REDIS_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3)
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            # redis-py caps a pool at 100 connections and then fails instead of
-            # waiting: one worker process may run hundreds of streams at once.
-            "hosts": [{"address": REDIS_URL, "max_connections": 1000, "retry": REDIS_RETRY}],
-            # The default of 100 is too small for a room streaming several
-            # answers to several tabs; a full channel drops messages silently.
-            "capacity": env_int("CHANNEL_CAPACITY", 1500, minimum=100),
-            "expiry": 60,
-        },
-    }
-}
+# No channel layer: a room's events go through its Redis Stream, one per room, read
+# by one task per web process (chat/engine/live.py, chat/room_feed.py).
 
 # Celery: Redis broker; results are not needed (state lives in the database).
 CELERY_BROKER_URL = REDIS_URL

@@ -6,9 +6,9 @@ import json
 from contextlib import ExitStack
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 
+from chat.engine import live
 from chat.engine.runs import create_run
 from chat.models import Conversation
 from panels.models import CatalogModel, Panel, Provider, Seat
@@ -109,27 +109,28 @@ class ScriptedPanel:
         self._stack.close()
 
 
-async def collect_events(group: str, until: str = "run.done", timeout: float = 30) -> list[dict]:
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(group, channel)
+async def collect_events(room: str, until: str = "run.done", timeout: float = 30) -> list[dict]:
+    """The room's events from now on, read from its Redis Stream, up to `until`."""
+    redis = live.redis_client()
     events = []
     try:
+        cursor = await live.last_event_id(redis, room)
         async with asyncio.timeout(timeout):
             while True:
-                event = (await layer.receive(channel))["event"]
-                events.append(event)
-                if event["type"] == until:
-                    return events
+                read = await live.read_events(redis, {room: cursor}, 1000)
+                for cursor, event in read.get(room, []):  # noqa: B007 (the next read's start)
+                    events.append(event)
+                    if event["type"] == until:
+                        return events
     finally:
-        await layer.group_discard(group, channel)
+        await redis.aclose()
 
 
 async def run_and_listen(kit: ScriptedPanel, run_id: int, timeout: float = 30) -> list[dict]:
     from chat.engine import pipeline
 
-    listener = asyncio.create_task(collect_events(kit.room.group_name, timeout=timeout))
-    await asyncio.sleep(0.1)  # the listener has joined the group
+    listener = asyncio.create_task(collect_events(kit.room.events_key, timeout=timeout))
+    await asyncio.sleep(0.1)  # the listener knows where the stream is
     await pipeline.execute(run_id)
     return await listener
 

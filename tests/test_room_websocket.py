@@ -1,10 +1,9 @@
-"""The room websocket, through the real ASGI app and the Redis channel layer."""
+"""The room websocket, through the real ASGI app and the rooms' Redis Streams."""
 
 import time
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -41,11 +40,26 @@ def communicator(path: str, cookie: str | None = None, origin: str = "http://loc
     return WebsocketCommunicator(application, path, headers=headers)
 
 
+def delta(answer, seq: int, text: str) -> dict:
+    return {
+        "type": "answer.delta",
+        "run": answer.run_id,
+        "answer": answer.pk,
+        "seq": seq,
+        "text": text,
+    }
+
+
+def without_id(event: dict) -> dict:
+    assert "event_id" in event, event
+    return {k: v for k, v in event.items() if k != "event_id"}
+
+
 async def test_owner_gets_a_snapshot_with_live_text_then_events():
     user, room, run, answer = await make_room()
     redis = live.redis_client()
-    await live.append(redis, answer.pk, "Hello")
-    await live.append(redis, answer.pk, ", wor")
+    await live.append(redis, room.events_key, delta(answer, 1, "Hello"))
+    await live.append(redis, room.events_key, delta(answer, 2, ", wor"))
     ws = communicator(f"/ws/conversations/{room.pk}/", await session_cookie(user))
     connected, _ = await ws.connect()
     assert connected
@@ -54,10 +68,8 @@ async def test_owner_gets_a_snapshot_with_live_text_then_events():
     item = snapshot["runs"][0]["answers"][0]
     assert (item["answer"], item["text"], item["seq"]) == (answer.pk, "Hello, wor", 2)
 
-    seq = await live.append(redis, answer.pk, "ld")
-    event = {"type": "answer.delta", "answer": answer.pk, "seq": seq, "text": "ld"}
-    await live.announce(get_channel_layer(), room.group_name, event)
-    assert await ws.receive_json_from(timeout=5) == event
+    assert await live.append(redis, room.events_key, delta(answer, 3, "ld")) == 3
+    assert without_id(await ws.receive_json_from(timeout=5)) == delta(answer, 3, "ld")
 
     await ws.send_json_to({"type": "resync"})
     again = await ws.receive_json_from(timeout=5)
@@ -146,12 +158,13 @@ async def test_every_event_type_reaches_the_browser_in_order():
     assert (await ws.connect())[0]
     snapshot = await ws.receive_json_from(timeout=5)
     assert snapshot["runs"][0]["run"] == run.pk and "stage_ms" in snapshot["runs"][0]
-    layer = get_channel_layer()
+    redis = live.redis_client()
     for event in EVENT_TYPES:
-        await live.announce(layer, room.group_name, {"run": run.pk, **event})
+        await live.announce(redis, room.events_key, {"run": run.pk, **event})
     for event in EVENT_TYPES:
-        assert await ws.receive_json_from(timeout=5) == {"run": run.pk, **event}
+        assert without_id(await ws.receive_json_from(timeout=5)) == {"run": run.pk, **event}
     await ws.disconnect()
+    await redis.aclose()
 
 
 async def test_events_of_other_rooms_never_arrive():
@@ -161,9 +174,11 @@ async def test_events_of_other_rooms_never_arrive():
     assert (await ws.connect())[0]
     await ws.receive_json_from(timeout=5)  # charlie's own snapshot
     event = {"type": "answer.delta", "run": run.pk, "answer": 1, "seq": 1, "text": "secret"}
-    await live.announce(get_channel_layer(), alices_room.group_name, event)
+    redis = live.redis_client()
+    await live.announce(redis, alices_room.events_key, event)
     assert await ws.receive_nothing(timeout=0.5)
     await ws.disconnect()
+    await redis.aclose()
 
 
 async def test_unknown_requests_get_a_clear_error():
@@ -179,19 +194,24 @@ async def test_unknown_requests_get_a_clear_error():
 async def test_a_resync_loop_gets_one_snapshot_a_second_and_ends_whole():
     user, room, _, answer = await make_room()
     redis = live.redis_client()
-    await live.append(redis, answer.pk, "Hello")
+    await live.append(redis, room.events_key, delta(answer, 1, "Hello"))
     ws = communicator(f"/ws/conversations/{room.pk}/", await session_cookie(user))
     assert (await ws.connect())[0]
     await ws.receive_json_from(timeout=5)  # the snapshot on connect
     connected = time.monotonic()
     for _ in range(20):
         await ws.send_json_to({"type": "resync"})
-    await live.append(redis, answer.pk, ", world")  # after the requests: must still be seen
+    # After the requests: must still be seen.
+    await live.append(redis, room.events_key, delta(answer, 2, ", world"))
 
-    snapshots = [await ws.receive_json_from(timeout=5)]
-    waited = time.monotonic() - connected
+    frames = [(await ws.receive_json_from(timeout=5), time.monotonic())]
     while not await ws.receive_nothing(timeout=1.5):
-        snapshots.append(await ws.receive_json_from(timeout=5))
+        frames.append((await ws.receive_json_from(timeout=5), time.monotonic()))
+    snapshots = [f for f, _ in frames if f["type"] == "snapshot"]
+    waited = next(at for f, at in frames if f["type"] == "snapshot") - connected
+    assert [without_id(f) for f, _ in frames if f["type"] != "snapshot"] == [
+        delta(answer, 2, ", world")
+    ]
     assert 1 <= len(snapshots) <= 2 and {s["type"] for s in snapshots} == {"snapshot"}
     assert waited > 0.8  # held back to the end of the second, not sent at once
     item = snapshots[-1]["runs"][0]["answers"][0]

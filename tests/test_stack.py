@@ -1,44 +1,28 @@
 """A message through the real parts: a Celery worker process takes the run, the
-real local model streams it, deltas reach the room's group over Redis, the
+real local model streams it, deltas reach the room's stream in Redis, the
 answer is saved. No fakes on the path."""
 
 import asyncio
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 
 from chat.engine import pipeline
 from chat.engine.runs import create_run, start_run
 from chat.models import Answer, Conversation, Run
+from tests.pipeline_kit import collect_events
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 
 
-async def _listen(group: str, timeout: float) -> list[dict]:
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(group, channel)
-    events: list[dict] = []
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await layer.receive(channel)
-                events.append(message["event"])
-                if message["event"]["type"] == "run.done":
-                    return events
-    finally:
-        await layer.group_discard(group, channel)
-
-
-def test_a_message_streams_through_worker_model_and_channel_layer(live_stack, smollm2):
+def test_a_message_streams_through_worker_model_and_the_room_stream(live_stack, smollm2):
     alice = get_user_model().objects.create_user("alice", password="pw-long-enough-1")
     room = Conversation.objects.create(owner=alice, model=smollm2)
 
     async def scenario():
-        listener = asyncio.create_task(_listen(room.group_name, timeout=120))
-        await asyncio.sleep(0.3)  # the listener has joined the group
+        listener = asyncio.create_task(collect_events(room.events_key, timeout=120))
+        await asyncio.sleep(0.3)  # the listener knows where the stream is
         await sync_to_async(start_run)(room, "Name three colours of the rainbow.")
         return await listener
 

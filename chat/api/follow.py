@@ -1,12 +1,10 @@
 """Following a run for an API caller: the final answer's text as it streams, then
-the finished run. Built on the same events as the chatroom, with the database as
-the last word (a dropped frame never loses text)."""
+the finished run. Read from the room's event stream, as the chatroom is, with the
+database as the last word (text Redis lost is never lost)."""
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-
-from channels.layers import get_channel_layer
+from typing import Any
 
 from chat.engine import live
 from chat.engine.db import in_db
@@ -15,47 +13,51 @@ from chat.models import Answer, Run
 POLL_S = 2.0  # when no event arrives, look at the database
 
 
-async def final_text(run_id: int, group: str, subscribed) -> AsyncIterator[tuple[str, str]]:
+async def final_text(run_id: int, room: str, subscribed) -> AsyncIterator[tuple[str, Any]]:
     """Yields ("text", delta) for the final answer, ("progress", event) for the rest,
-    and ends when the run is over. `subscribed` is set once listening."""
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(group, channel)
-    subscribed.set()
+    and ends when the run is over. `room` is the room's event stream; `subscribed` is
+    set once listening. The run is started before it is followed, so its events are
+    read from the oldest the stream keeps (other runs' are skipped): none is missed."""
     redis = live.redis_client()
-    final_id = await in_db(_solo_answer_id, run_id)
-    sent = 0
     try:
-        while True:
-            try:
-                async with asyncio.timeout(POLL_S):
-                    event = (await layer.receive(channel))["event"]
-            except TimeoutError:
-                event = None
-            if event is None or event.get("run") != run_id:
-                if not await in_db(_is_active, run_id):
-                    break
-                continue
-            kind = event["type"]
-            if kind == "answer.created" and event.get("role") == "synthesizer":
-                final_id = event["answer"]
-            if kind == "answer.delta" and event["answer"] == final_id:
-                text, _ = await live.live_state(redis, final_id)
-                if len(text) > sent:  # covers dropped frames too
-                    yield "text", text[sent:]
-                    sent = len(text)
-                continue
-            yield "progress", event
-            if kind == "run.done":
+        cursor = "0-0"
+        subscribed.set()
+        final_id = await in_db(_solo_answer_id, run_id)
+        sent, seq = 0, 0
+        over = False
+        while not over:
+            read = await live.read_events(redis, {room: cursor}, int(POLL_S * 1000))
+            entries = read.get(room, [])
+            if not entries and not await in_db(_is_active, run_id):
                 break
+            for cursor, event in entries:  # noqa: B007 (the cursor is kept for the next read)
+                if event.get("run") != run_id:
+                    continue
+                kind = event["type"]
+                if kind == "answer.created" and event.get("role") == "synthesizer":
+                    final_id = event["answer"]
+                if kind == "answer.delta" and event["answer"] == final_id:
+                    if event["seq"] == seq + 1:
+                        text = event["text"]
+                    else:  # a delta Redis lost: the live copy has it
+                        live_copy, _ = await live.live_state(redis, final_id)
+                        text = live_copy[sent:]
+                    seq = event["seq"]
+                    if text:
+                        yield "text", text
+                        sent += len(text)
+                    continue
+                yield "progress", event
+                if kind == "run.done":
+                    over = True
+                    break
         if final_id is not None:  # whatever the events missed, the database has
             saved = await in_db(lambda: Answer.objects.get(pk=final_id).text)
             if len(saved) > sent:
                 yield "text", saved[sent:]
     finally:
         with contextlib.suppress(Exception):
-            await layer.group_discard(group, channel)
-        await redis.aclose()
+            await redis.aclose()
 
 
 def _solo_answer_id(run_id: int) -> int | None:

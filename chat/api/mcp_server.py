@@ -85,7 +85,7 @@ def _start(caller: tuple, question: str, slug: str) -> tuple[int, str]:
         message = start_conversation(user, panel, question, via="mcp", extra=extra)
     except LimitReached as refused:
         raise ToolError(refused.message) from None
-    return message.run.pk, message.conversation.group_name
+    return message.run.pk, message.conversation.events_key
 
 
 def _result(run_id: int) -> dict:
@@ -113,11 +113,11 @@ async def fusion(question: str, ctx: Context, panel: str = "local") -> str:
         if found := storable.problem(value):
             raise ToolError(f"The {name} {found}.")
     caller = await in_db(_caller_of, ctx)
-    run_id, group = await in_db(_start, caller, question.strip(), panel)
+    run_id, room = await in_db(_start, caller, question.strip(), panel)
     try:
         async with asyncio.timeout(WAIT_S):
             # Followed like an API call: the run's events, the database as the last word.
-            async for _ in final_text(run_id, group, asyncio.Event()):
+            async for _ in final_text(run_id, room, asyncio.Event()):
                 pass
     except TimeoutError:
         raise ToolError(f"No answer within {WAIT_S} s; run {run_id} goes on.") from None

@@ -138,18 +138,18 @@ async def create_response(request):
     try:
         # Started before the response, so that a refusal is an HTTP error, not a
         # stream that opens with 200 and then fails.
-        run_id, group = await in_db(views._start, record, asked, panel, depth)
+        run_id, room = await in_db(views._start, record, asked, panel, depth)
     except LimitReached as refused:
         return limit_error(refused)
     subscribed = asyncio.Event()
     if asked.stream:
         return StreamingHttpResponse(
-            _stream(asked, run_id, group, subscribed),
+            _stream(asked, run_id, room, subscribed),
             content_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     try:
-        async for _ in final_text(run_id, group, subscribed):
+        async for _ in final_text(run_id, room, subscribed):
             pass
     except asyncio.CancelledError:  # the client hung up: stop the run's calls
         await in_db(views._stop, run_id)
@@ -172,7 +172,7 @@ class _Events:
         return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
-async def _stream(asked: ResponseRequest, run_id: int, group: str, subscribed):
+async def _stream(asked: ResponseRequest, run_id: int, room: str, subscribed):
     event = _Events()
     item_id = message_id(run_id)
     where = {"item_id": item_id, "output_index": 0, "content_index": 0}
@@ -184,7 +184,7 @@ async def _stream(asked: ResponseRequest, run_id: int, group: str, subscribed):
         opened = False
         sent = ""
         last_sent = time.monotonic()
-        async for kind, payload in final_text(run_id, group, subscribed):
+        async for kind, payload in final_text(run_id, room, subscribed):
             if kind == "text":
                 if not opened:
                     yield _opening(event, run_id)

@@ -144,7 +144,7 @@ def _start(
     if completion.response_format:
         extra["response_format"] = completion.response_format
     message = start_conversation(record.user, answerer, completion.question, via="api", extra=extra)
-    return message.run.pk, message.conversation.group_name
+    return message.run.pk, message.conversation.events_key
 
 
 def _tools_refusal(completion: CompletionRequest, answerer: Panel | CatalogModel):
@@ -216,7 +216,7 @@ async def chat_completions(request):
     try:
         # Started before the response, so that a refusal is an HTTP error, not a
         # stream that opens with 200 and then fails.
-        run_holder["id"], run_holder["group"] = await in_db(
+        run_holder["id"], run_holder["room"] = await in_db(
             _start, record, completion, answerer, depth
         )
     except LimitReached as refused:
@@ -228,7 +228,7 @@ async def chat_completions(request):
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     try:
-        async for _ in final_text(run_holder["id"], run_holder["group"], subscribed):
+        async for _ in final_text(run_holder["id"], run_holder["room"], subscribed):
             pass
     except asyncio.CancelledError:  # the client hung up: stop the run's calls
         await in_db(_stop, run_holder["id"])
@@ -256,7 +256,7 @@ async def _sse(completion: CompletionRequest, run_holder: dict, subscribed):
     first = True
     finished = False
     try:
-        events = final_text(run_id, run_holder["group"], subscribed)
+        events = final_text(run_id, run_holder["room"], subscribed)
         last_sent = time.monotonic()
         async for kind, payload in events:
             if kind == "text" and completion.response_format:

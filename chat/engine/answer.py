@@ -1,9 +1,9 @@
 """Running one answer (a seat, the judge or the synthesizer) live.
 
-Text flows model → coalescer → Redis (live text + sequence number) → channel
-layer → every tab in the room; when the call ends, its outcome is saved on the
-Answer and announced. A cancelled answer (a stop, or a seat cut at the deadline)
-keeps its partial text, usage and cost.
+Text flows model → coalescer → Redis (live text, sequence number and the delta in
+the room's stream: one round trip) → every tab in the room; when the call ends, its
+outcome is saved on the Answer and announced. A cancelled answer (a stop, or a
+seat cut at the deadline) keeps its partial text, usage and cost.
 """
 
 import asyncio
@@ -11,8 +11,6 @@ import contextlib
 import logging
 from dataclasses import dataclass, replace
 from decimal import Decimal
-
-from channels.layers import get_channel_layer
 
 from chat.models import Answer, Run
 from limits import spend
@@ -41,9 +39,8 @@ class RunContext:
 
     def __init__(self, run: Run):
         self.run = run
-        self.group = run.message.conversation.group_name
+        self.room = run.message.conversation.events_key
         self.owner = run.message.conversation.owner
-        self.layer = get_channel_layer()
         # In a worker, clients are the shared loop's; elsewhere (tests, commands)
         # this run owns its own and closes them.
         self.owns_clients = not is_shared_loop(asyncio.get_running_loop())
@@ -79,7 +76,7 @@ class RunContext:
     async def announce(self, event) -> None:
         """Send an event built by `events` to every tab showing the room."""
         try:
-            await live.announce(self.layer, self.group, event)
+            await live.announce(self.redis, self.room, event)
         except Exception as exc:  # a lost frame is recovered from the snapshot
             log.warning("could not announce %s for run %s: %r", event["type"], self.run.pk, exc)
 
@@ -259,26 +256,26 @@ async def run_answer(
         streaming = Streaming(await ctx.prices_of(first), estimate_tokens(prompt))
         ctx.budget.streaming[answer.pk] = streaming
     flushed: list[str] = []  # every piece so far, to rebuild a live copy Redis lost
-    sent, seq = 0, 0  # pieces the room was sent, and the last delta's number
+    seq = 0  # the last delta's number
 
     async def flush(text: str) -> None:
-        nonlocal sent, seq
+        nonlocal seq
         if streaming is not None:
             ctx.check_budget()
         # Redis holds only the live copy (the call keeps every part): a failure
-        # here costs the live view for a moment, never the answer. Pieces that could
-        # not be stored go with the next flush; a number out of step means Redis
-        # lost the copy (a restart), which is then written whole again.
+        # here costs the live view for a moment, never the answer. The delta keeps
+        # its number even when it failed (its reply may be what was lost, after the
+        # delta went out): a browser that misses a number asks for a snapshot. A
+        # live copy out of step (Redis restarted, or a flush failed) is then written
+        # whole again by the next flush.
         flushed.append(text)
-        unsent = "".join(flushed[sent:])
+        seq += 1
         try:
-            if await live.append(ctx.redis, answer.pk, unsent) != seq + 1:
-                await live.rewrite(ctx.redis, answer.pk, "".join(flushed), seq + 1)
-        except Exception:
-            log.warning("could not store live text of answer %s", answer.pk)
-            return
-        sent, seq = len(flushed), seq + 1
-        await ctx.announce(events.answer_delta(answer, seq, unsent))
+            delta = events.answer_delta(answer, seq, text)
+            if await live.append(ctx.redis, ctx.room, delta) != seq:
+                await live.rewrite(ctx.redis, answer.pk, "".join(flushed), seq)
+        except Exception as exc:
+            log.warning("could not store live text of answer %s: %r", answer.pk, exc)
 
     async def on_text(text: str) -> None:
         if streaming is not None:
@@ -360,13 +357,10 @@ async def run_answer(
             answer.cost_usd += tool_cost  # search APIs that charge count in the run
         if answer.role == Answer.Role.SYNTHESIZER:
             answer.text = prompts.clean_final(answer.text)
-        last_seq = 0
-        with contextlib.suppress(Exception):
-            _, last_seq = await live.live_state(ctx.redis, answer.pk)
         await in_db(answer.save)
         if site_wide:
             await _charge(ctx, answer)
-        await ctx.announce(events.answer_ended(answer, last_seq))
+        await ctx.announce(events.answer_ended(answer, seq))
     return total
 
 

@@ -1,15 +1,19 @@
-"""Live answer text in Redis, the coalescer that batches it, and the events that
-announce it.
+"""Live answer text in Redis, the room's event stream, and the coalescer that
+batches text into it.
 
-While an answer streams, its text so far and the sequence number of its last
-delta live in Redis; every delta is appended there *before* it is announced on
-the channel layer. A browser that (re)connects joins the room's group first and
-reads the snapshot second, so nothing falls between the two: deltas it already
-has in the snapshot carry a sequence number it drops, later ones it appends.
+Every event of a room goes into one Redis Stream, `fr:room:<conversation>:events`
+(XADD, trimmed to about ROOM_EVENTS_MAXLEN entries). A flush of streamed text is one
+MULTI/EXEC, so one round trip: it appends the text to the answer's live copy (what a
+snapshot shows), counts its sequence number and adds the delta to the stream. Each
+Daphne process reads the streams of the rooms its sockets show (chat/room_feed.py);
+a socket that reconnects names the last stream id it had and is sent what came after
+it, with no snapshot and so no race between a snapshot and the events around it.
 """
 
 import asyncio
 import contextlib
+import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 
 import redis
@@ -17,6 +21,11 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 LIVE_TTL_S = 3600
+# Entries kept per room: a busy room (five answers streaming, a flush each 50 ms)
+# adds ~100 a second, so a browser away for ~20 s still resumes from its last id;
+# away longer, it is sent a snapshot. Trimming is approximate (MAXLEN ~): cheap.
+ROOM_EVENTS_MAXLEN = 2000
+STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")  # what a resume id must look like
 
 
 def text_key(answer_id: int) -> str:
@@ -46,17 +55,26 @@ def redis_client(max_connections: int = 50) -> aioredis.Redis:
     return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
 
 
-async def append(redis, answer_id: int, text: str) -> int:
-    """Append streamed text; returns the delta's sequence number (1, 2, …).
+def _add_event(pipe, room: str, event: Mapping) -> None:
+    pipe.xadd(room, {"e": json.dumps(event)}, maxlen=ROOM_EVENTS_MAXLEN, approximate=True)
+    pipe.expire(room, LIVE_TTL_S)
+
+
+async def append(redis, room: str, delta: Mapping) -> int:
+    """Store one flush of streamed text and add its delta event to the room's stream,
+    in one round trip; returns the live copy's sequence number after it (1, 2, …),
+    which differs from the delta's when Redis lost the copy (see `rewrite`).
     The string grows to at most the answer's cap: the call passes on no more text
     (panels.calls.AnswerCap)."""
+    answer_id = delta["answer"]
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.append(text_key(answer_id), text)
+        pipe.append(text_key(answer_id), delta["text"])
         pipe.incr(_seq_key(answer_id))
         pipe.expire(text_key(answer_id), LIVE_TTL_S)
         pipe.expire(_seq_key(answer_id), LIVE_TTL_S)
-        _, seq, _, _ = await pipe.execute()
-    return int(seq)
+        _add_event(pipe, room, delta)
+        replies = await pipe.execute()
+    return int(replies[1])
 
 
 async def rewrite(redis, answer_id: int, text: str, seq: int) -> None:
@@ -74,17 +92,67 @@ async def live_state(redis, answer_id: int) -> tuple[str, int]:
     return (text or b"").decode("utf-8", "replace"), int(seq or 0)
 
 
-# channels_redis' group_send can wait forever on a Redis reply that never comes
-# (django/channels_redis#361; seen here: a finished run whose last event never left,
-# holding its task). An event is worth seconds, never the run: a late one is dropped
-# (and logged by the caller); the room recovers it from the snapshot.
+# A Redis reply that never comes (a half-open connection) must not hold a run: an
+# event is worth seconds, never the run. A late one is dropped (and logged by the
+# caller); the room recovers it from a snapshot.
 ANNOUNCE_TIMEOUT_S = 5.0
 
 
-async def announce(channel_layer, group: str, event: Mapping) -> None:
-    """Send one event to every tab showing the room. Consumers forward it as is."""
-    async with asyncio.timeout(ANNOUNCE_TIMEOUT_S):
-        await channel_layer.group_send(group, {"type": "room.event", "event": event})
+async def announce(redis, room: str, event: Mapping) -> None:
+    """Add one event to the room's stream, for every tab showing the room."""
+    async with asyncio.timeout(ANNOUNCE_TIMEOUT_S), redis.pipeline(transaction=False) as pipe:
+        _add_event(pipe, room, event)
+        await pipe.execute()
+
+
+def announce_sync(client: redis.Redis, room: str, event: Mapping) -> None:
+    """`announce` for synchronous code (a run closed by the sweeper)."""
+    with client.pipeline(transaction=False) as pipe:
+        _add_event(pipe, room, event)
+        pipe.execute()
+
+
+Entry = tuple[str, dict]  # (stream id, event)
+
+
+def _entries(raw) -> list[Entry]:
+    return [(_text(entry_id), json.loads(fields[b"e"])) for entry_id, fields in raw]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def id_order(entry_id: str) -> tuple[int, int]:
+    """A stream id as something that sorts like it ("12-3" < "12-10")."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def last_event_id(redis, room: str) -> str:
+    """The id of the room's newest event ("0-0" when it has none kept)."""
+    newest = await redis.xrevrange(room, count=1)
+    return _text(newest[0][0]) if newest else "0-0"
+
+
+async def events_since(redis, room: str, since: str, until: str = "+") -> list[Entry]:
+    """The room's events from id `since` (included) to `until`."""
+    return _entries(await redis.xrange(room, min=since, max=until))
+
+
+async def holds(redis, room: str, entry_id: str) -> bool:
+    """Whether the room's stream still holds the event `entry_id`. When it does, it
+    holds every event after it too (trimming takes the oldest first); when it does
+    not (trimmed, expired, or Redis restarted empty), something after it may be gone,
+    and only a snapshot makes a browser whole."""
+    return bool(await redis.xrange(room, min=entry_id, max=entry_id, count=1))
+
+
+async def read_events(redis, cursors: Mapping[str, str], block_ms: int) -> dict[str, list[Entry]]:
+    """XREAD BLOCK: the events after each stream's cursor, by stream key; waits up to
+    `block_ms` for the first one."""
+    replies = await redis.xread(dict(cursors), block=block_ms)
+    return {_text(key): _entries(raw) for key, raw in replies or []}
 
 
 # --- coalescing ------------------------------------------------------------------

@@ -9,9 +9,7 @@ meets the same limits (a refusal raises admission.LimitReached, saving nothing).
 import logging
 
 import redis
-from asgiref.sync import async_to_sync
 from celery import current_app
-from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F
@@ -185,12 +183,13 @@ def mark_failed(run_id: int, reason: str, detail: str) -> bool:
     if closed:
         run = Run.objects.select_related("message__conversation").get(pk=run_id)
         event = events.run_closed(run_id, run.status, reason, detail)
+        client = live.sync_redis()
         try:
-            async_to_sync(live.announce)(
-                get_channel_layer(), run.message.conversation.group_name, event
-            )
-        except Exception:
+            live.announce_sync(client, run.message.conversation.events_key, event)
+        except redis.RedisError:
             log.warning("could not announce the failure of run %s", run_id)
+        finally:
+            client.close()
     return bool(closed)
 
 

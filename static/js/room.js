@@ -1,8 +1,11 @@
 // The chat room: posts messages over HTTP, follows runs over the websocket.
 //
 // Protocol (chat/consumers.py): on connect the server sends a snapshot of the
-// recent runs, then events. Each answer's deltas carry a sequence number: a
-// delta at or below what we have is a duplicate and dropped; one that skips
+// recent runs, then events. Every event carries `event_id`, its place in the
+// room's stream; a reconnect names the last one we had (`?after=`) and the server
+// answers "resumed" and sends what came after it, with no snapshot (or a snapshot
+// when it no longer keeps that id). Each answer's deltas carry a sequence number:
+// a delta at or below what we have is a duplicate and dropped; one that skips
 // ahead means a frame was lost, so we ask for a fresh snapshot ("resync").
 // Streamed text is inserted as text; only server-sanitised HTML is set as HTML.
 import { enhanceComposer } from "./composer.js";
@@ -22,6 +25,7 @@ let socket = null;
 let lastEvent = Date.now();
 let retry = 0;
 let resyncPending = false;
+let lastEventId = null; // the room stream's id of the last event we had
 
 function answerEl(id) {
   return thread.querySelector(`[data-answer="${id}"]`);
@@ -81,8 +85,15 @@ function finishAnswer(el, event) {
   el.querySelector("[data-role=stats]").replaceChildren(...formatStats(event.stats));
 }
 
+function count(name) {
+  // Counts shown on the page (data-snapshots, data-resumes): what tests and a
+  // curious person can read of how the page was kept whole.
+  room.dataset[name] = String(Number(room.dataset[name] || 0) + 1);
+}
+
 function applySnapshot(snapshot) {
   resyncPending = false;
+  count("snapshots");
   const stick = nearBottom();
   let missing = false;
   for (const run of snapshot.runs) {
@@ -125,6 +136,9 @@ function applyDelta(event) {
 function handle(event) {
   switch (event.type) {
     case "snapshot": return applySnapshot(event);
+    case "resumed":
+      room.dataset.resumedFrom = event.after;
+      return count("resumes");
     case "answer.delta": return applyDelta(event);
     case "answer.done":
     case "answer.failed": {
@@ -208,11 +222,14 @@ function setConnection(state, label) {
 
 function connect() {
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${window.location.host}${room.dataset.wsPath}`);
+  const after = lastEventId ? `?after=${encodeURIComponent(lastEventId)}` : "";
+  socket = new WebSocket(`${scheme}://${window.location.host}${room.dataset.wsPath}${after}`);
   socket.addEventListener("open", () => { retry = 0; setConnection("open", "Live"); });
   socket.addEventListener("message", (message) => {
     lastEvent = Date.now();
-    handle(JSON.parse(message.data));
+    const event = JSON.parse(message.data);
+    if (event.event_id) lastEventId = event.event_id;
+    handle(event);
   });
   socket.addEventListener("close", (event) => {
     if (event.code === 4401 || event.code === 4404 || event.code === 1006 && retry > 8) {
@@ -263,9 +280,9 @@ async function send(form, button) {
   }
 }
 
-// The channel layer may drop a frame (at most once delivery). A gap in deltas is
-// noticed by the next delta; a lost final event is not, so when a live answer has
-// been quiet for a while, ask for a fresh snapshot.
+// Redis may lose events (a restart). A gap in deltas is noticed by the next delta;
+// a lost final event is not, so when a live answer has been quiet for a while, ask
+// for a fresh snapshot.
 window.setInterval(() => {
   const live = thread.querySelector('.answer[data-status="streaming"], .answer[data-status="queued"]');
   if (live && Date.now() - lastEvent > 15000) {

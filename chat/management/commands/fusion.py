@@ -10,11 +10,10 @@ import json as json_module
 import textwrap
 import time
 
-from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from chat.engine import events
+from chat.engine import events, live
 from chat.engine.runs import start_conversation
 from chat.models import Answer, Run
 from limits.admission import LimitReached
@@ -48,7 +47,7 @@ class Command(BaseCommand):
         except LimitReached as refused:
             raise CommandError(refused.message) from None
         self.stdout.write(self.style.MIGRATE_HEADING(f"Run {message.run.pk} on panel {found}"))
-        asyncio.run(self._follow(message.conversation.group_name, message.run.pk, timeout))
+        asyncio.run(self._follow(message.conversation.events_key, message.run.pk, timeout))
         run = Run.objects.get(pk=message.run.pk)
         self._print_result(run)
         if json:
@@ -56,45 +55,48 @@ class Command(BaseCommand):
         if run.status != Run.Status.DONE:
             raise CommandError(f"The run ended {run.status}: {run.failure_detail}")
 
-    async def _follow(self, group: str, run_id: int, timeout: float) -> None:
-        """Print progress from the run's events until it is done."""
-        layer = get_channel_layer()
-        channel = await layer.new_channel()
-        await layer.group_add(group, channel)
+    async def _follow(self, room: str, run_id: int, timeout: float) -> None:
+        """Print progress from the run's events until it is done. They are read from
+        the oldest the room's stream keeps: the run started before this listened."""
+        redis = live.redis_client()
+        cursor = "0-0"
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    try:
-                        async with asyncio.timeout(5):
-                            event = (await layer.receive(channel))["event"]
-                    except TimeoutError:
+                    read = await live.read_events(redis, {room: cursor}, 5000)
+                    if room not in read:
                         if not await _still_running(run_id):
                             return
                         continue
-                    elapsed = f"{time.monotonic() - started:6.1f}s"
-                    kind = event["type"]
-                    if kind == "run.status":
-                        self.stdout.write(f"{elapsed}  stage: {event['status']}")
-                    elif kind == "answer.started":
-                        self.stdout.write(f"{elapsed}  {event['role']}: {event['model']} started")
-                    elif kind in ("answer.done", "answer.failed"):
-                        stats = event["stats"]
-                        self.stdout.write(
-                            f"{elapsed}  {event['role']}: {stats['model']} {event['status']} "
-                            f"({stats['output_tokens']} tokens, {stats['cost']})"
-                        )
-                    elif kind == "decision":
-                        self.stdout.write(f"{elapsed}  decision: {event['decision']['summary']}")
-                    elif kind == "analysis.ready":
-                        state = "structured" if event["structured"] else "unstructured"
-                        self.stdout.write(f"{elapsed}  analysis ready ({state})")
-                    elif kind == "run.done":
-                        return
+                    for cursor, event in read[room]:  # noqa: B007 (kept for the next read)
+                        if event.get("run") == run_id and self._show(event, started):
+                            return
         except TimeoutError:
             raise CommandError(f"No result within {timeout:.0f} s; the run goes on.") from None
         finally:
-            await layer.group_discard(group, channel)
+            await redis.aclose()
+
+    def _show(self, event: dict, started: float) -> bool:
+        """Print one event; True at the run's end."""
+        elapsed = f"{time.monotonic() - started:6.1f}s"
+        kind = event["type"]
+        if kind == "run.status":
+            self.stdout.write(f"{elapsed}  stage: {event['status']}")
+        elif kind == "answer.started":
+            self.stdout.write(f"{elapsed}  {event['role']}: {event['model']} started")
+        elif kind in ("answer.done", "answer.failed"):
+            stats = event["stats"]
+            self.stdout.write(
+                f"{elapsed}  {event['role']}: {stats['model']} {event['status']} "
+                f"({stats['output_tokens']} tokens, {stats['cost']})"
+            )
+        elif kind == "decision":
+            self.stdout.write(f"{elapsed}  decision: {event['decision']['summary']}")
+        elif kind == "analysis.ready":
+            state = "structured" if event["structured"] else "unstructured"
+            self.stdout.write(f"{elapsed}  analysis ready ({state})")
+        return kind == "run.done"
 
     def _print_result(self, run: Run) -> None:
         out, style = self.stdout, self.style

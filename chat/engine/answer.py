@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from channels.layers import get_channel_layer
+from django.db import transaction
 
 from chat.models import Answer, Run
 from limits import spend
@@ -27,6 +28,7 @@ from . import client_tools, events, live, prompts
 from .budget import RunBudget, Streaming
 from .db import in_db
 from .loop import is_shared_loop, make_http_client, shared_clients
+from .outbox import Outbox
 from .tools import registry
 from .tools.base import ToolEnv
 
@@ -44,6 +46,7 @@ class RunContext:
         self.group = run.message.conversation.group_name
         self.owner = run.message.conversation.owner
         self.layer = get_channel_layer()
+        self.outbox = Outbox(self.layer, self.group, run.pk)
         # In a worker, clients are the shared loop's; elsewhere (tests, commands)
         # this run owns its own and closes them.
         self.owns_clients = not is_shared_loop(asyncio.get_running_loop())
@@ -77,11 +80,10 @@ class RunContext:
         await self.announce(events.decision_made(self.run, decision))
 
     async def announce(self, event) -> None:
-        """Send an event built by `events` to every tab showing the room."""
-        try:
-            await live.announce(self.layer, self.group, event)
-        except Exception as exc:  # a lost frame is recovered from the snapshot
-            log.warning("could not announce %s for run %s: %r", event["type"], self.run.pk, exc)
+        """Send an event built by `events` to every tab showing the room. It goes
+        through the run's outbox (chat/engine/outbox.py): in order, and without
+        holding the stage that announced it."""
+        self.outbox.send(event)
 
     def cancel_all(self) -> None:
         self.cancelled = True
@@ -103,6 +105,7 @@ class RunContext:
         return self._dearest
 
     async def aclose(self) -> None:
+        await self.outbox.close()
         if self.owns_clients:
             await self.http.aclose()
             await self.redis.aclose()
@@ -270,6 +273,7 @@ async def run_answer(
         # not be stored go with the next flush; a number out of step means Redis
         # lost the copy (a restart), which is then written whole again.
         flushed.append(text)
+        await ctx.outbox.caught_up(answer.pk)
         unsent = "".join(flushed[sent:])
         try:
             if await live.append(ctx.redis, answer.pk, unsent) != seq + 1:
@@ -363,23 +367,29 @@ async def run_answer(
         last_seq = 0
         with contextlib.suppress(Exception):
             _, last_seq = await live.live_state(ctx.redis, answer.pk)
-        await in_db(answer.save)
-        if site_wide:
-            await _charge(ctx, answer)
+        charged = await in_db(_save_outcome, ctx.run, answer, site_wide)
+        if charged is not None:
+            ctx.budget.streaming.pop(answer.pk, None)
+            ctx.budget.spent += charged
+            ctx.check_budget()
         await ctx.announce(events.answer_ended(answer, last_seq))
     return total
 
 
-async def _charge(ctx: RunContext, answer: Answer) -> None:
-    """Count a finished call on the site's providers into the ledger and the run."""
-    try:
-        charged = await in_db(spend.charge, ctx.run, answer)
-    except Exception:  # the answer is saved; a lost ledger row must not lose it
-        log.exception("could not record the spend of answer %s", answer.pk)
-        return
-    ctx.budget.streaming.pop(answer.pk, None)
-    ctx.budget.spent += charged
-    ctx.check_budget()
+def _save_outcome(run: Run, answer: Answer, site_wide: bool) -> Decimal | None:
+    """Save the answer and, for a call on the site's providers, count it into the
+    ledger: one trip to the database and one commit (every run ends all its seats
+    at once). Returns what was counted, or None when nothing was."""
+    with transaction.atomic():
+        answer.save()
+        if not site_wide:
+            return None
+        try:
+            with transaction.atomic():  # a lost ledger row must not lose the answer
+                return spend.charge(run, answer)
+        except Exception:
+            log.exception("could not record the spend of answer %s", answer.pk)
+            return None
 
 
 def _is_local(target: Target) -> bool:

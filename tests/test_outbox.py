@@ -106,16 +106,18 @@ async def test_events_past_the_limit_are_dropped_and_counted(caplog):
     assert [e["seq"] for e in layer.delivered] == [1, 2, 3]
 
 
-async def test_a_stream_waits_for_its_own_last_delta_and_for_nothing_else():
+async def test_a_delta_goes_out_after_its_answers_earlier_events_and_waits_for_nothing_else():
     layer = HeldLayer(held_answer=1)
     box = Outbox(layer, "room-1", run_id=7)
-    box.send(delta(1, 1))
-    box.send(delta(2, 1))
-    await asyncio.wait_for(box.caught_up(2), 1)  # the other seat's lane is clear
-    waiting = asyncio.create_task(box.caught_up(1))
+    started = {"type": "answer.started", "run": 7, "answer": 1}
+    box.send(started)
+    await asyncio.wait_for(box.send_now(delta(2, 1)), 1)  # the other seat's lane is clear
+    waiting = asyncio.create_task(box.send_now(delta(1, 1)))
     await asyncio.sleep(0.05)
-    assert not waiting.done()  # its previous delta has not left: the next one waits
+    assert not waiting.done()  # its answer's start has not left: the delta waits
+    assert layer.delivered == [delta(2, 1)]
     layer.release.set()
     await asyncio.wait_for(waiting, 1)
-    assert layer.delivered == [delta(2, 1), delta(1, 1)]
+    box.send({"type": "run.done", "run": 7})
     await box.close()
+    assert layer.delivered == [delta(2, 1), started, delta(1, 1), {"type": "run.done", "run": 7}]

@@ -273,7 +273,6 @@ async def run_answer(
         # not be stored go with the next flush; a number out of step means Redis
         # lost the copy (a restart), which is then written whole again.
         flushed.append(text)
-        await ctx.outbox.caught_up(answer.pk)
         unsent = "".join(flushed[sent:])
         try:
             if await live.append(ctx.redis, answer.pk, unsent) != seq + 1:
@@ -282,7 +281,7 @@ async def run_answer(
             log.warning("could not store live text of answer %s", answer.pk)
             return
         sent, seq = len(flushed), seq + 1
-        await ctx.announce(events.answer_delta(answer, seq, unsent))
+        await ctx.outbox.send_now(events.answer_delta(answer, seq, unsent))
 
     async def on_text(text: str) -> None:
         if streaming is not None:

@@ -11,6 +11,7 @@ The order a browser relies on is kept, and no more is imposed: an answer's event
 one lane per answer, so the seats of a run stream side by side as before; a run's
 own events (started, a stage change, a decision, the analysis, done) leave after
 every event handed over before them, and before every event handed over after.
+Deltas are sent by their stream's own task (`send_now`), in their lane's order.
 An event is handed over only after the state it announces was saved (the database
 row, the live text in Redis), so it is delayed, never ahead of that state. A run
 closes its outbox before it ends: its last event is out before its task finishes.
@@ -36,8 +37,8 @@ class Outbox:
         self._group = group
         self._run_id = run_id
         self._limit = limit
-        self._barrier: asyncio.Task | None = None  # the last run event's delivery
-        self._lanes: dict[int, asyncio.Task] = {}  # each answer's last delivery since
+        self._barrier: asyncio.Future | None = None  # the last run event's delivery
+        self._lanes: dict[int, asyncio.Future] = {}  # each answer's last delivery since
         self._waiting: set[asyncio.Task] = set()
         self._closing = False
         self.dropped = 0
@@ -70,14 +71,23 @@ class Outbox:
         else:
             self._lanes[lane] = task
 
-    async def caught_up(self, answer_id: int) -> None:
-        """Wait until this answer's events handed over so far have left. A stream
-        waits here before its next delta, so under load its deltas grow instead of
-        queueing (the coalescer gathers text meanwhile), as when each delta was
-        awaited; stage events never wait."""
-        last = self._lanes.get(answer_id)
-        if last is not None and not last.done():
-            await asyncio.wait([last])
+    async def send_now(self, event: Mapping) -> None:
+        """Deliver an answer's event here, after every event of its answer (and every
+        run event) handed over before it. For deltas: their stream is a task of its
+        own, so this holds no stage, and it adds no hop through the event loop to
+        each one; while it waits, the coalescer gathers the next text, so under load
+        deltas grow instead of queueing."""
+        if self._closing:
+            raise RuntimeError("This run's outbox is closed; nothing more can be sent.")
+        lane = event["answer"]
+        while (before := self._lanes.get(lane) or self._barrier) and not before.done():
+            await asyncio.wait([before])
+        sending: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._lanes[lane] = sending  # what is handed over next waits for this one
+        try:
+            await self._announce(event)
+        finally:
+            sending.set_result(None)
 
     async def close(self, timeout: float = live.ANNOUNCE_TIMEOUT_S) -> None:
         """Deliver what is waiting, for at most `timeout` seconds in all. What
@@ -98,9 +108,13 @@ class Outbox:
                 len(late),
             )
 
-    async def _deliver(self, after: list[asyncio.Task], event: Mapping) -> None:
-        if after:
-            await asyncio.wait(after)  # never raises: a failed delivery was logged
+    async def _deliver(self, after: list[asyncio.Future], event: Mapping) -> None:
+        # Each wait costs a turn of the event loop, which under load is milliseconds.
+        if pending := [f for f in after if not f.done()]:
+            await asyncio.wait(pending)  # never raises: a failed delivery was logged
+        await self._announce(event)
+
+    async def _announce(self, event: Mapping) -> None:
         try:
             await live.announce(self._layer, self._group, event)
         except Exception as exc:  # a lost frame is recovered from the snapshot

@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
+from django.db import transaction
+
 from chat.models import Answer, Run
 from limits import spend
 from panels import calls
@@ -357,23 +359,29 @@ async def run_answer(
             answer.cost_usd += tool_cost  # search APIs that charge count in the run
         if answer.role == Answer.Role.SYNTHESIZER:
             answer.text = prompts.clean_final(answer.text)
-        await in_db(answer.save)
-        if site_wide:
-            await _charge(ctx, answer)
+        charged = await in_db(_save_outcome, ctx.run, answer, site_wide)
+        if charged is not None:
+            ctx.budget.streaming.pop(answer.pk, None)
+            ctx.budget.spent += charged
+            ctx.check_budget()
         await ctx.announce(events.answer_ended(answer, seq))
     return total
 
 
-async def _charge(ctx: RunContext, answer: Answer) -> None:
-    """Count a finished call on the site's providers into the ledger and the run."""
-    try:
-        charged = await in_db(spend.charge, ctx.run, answer)
-    except Exception:  # the answer is saved; a lost ledger row must not lose it
-        log.exception("could not record the spend of answer %s", answer.pk)
-        return
-    ctx.budget.streaming.pop(answer.pk, None)
-    ctx.budget.spent += charged
-    ctx.check_budget()
+def _save_outcome(run: Run, answer: Answer, site_wide: bool) -> Decimal | None:
+    """Save the answer and, for a call on the site's providers, count it into the
+    ledger: one trip to the database and one commit (every run ends all its seats
+    at once). Returns what was counted, or None when nothing was."""
+    with transaction.atomic():
+        answer.save()
+        if not site_wide:
+            return None
+        try:
+            with transaction.atomic():  # a lost ledger row must not lose the answer
+                return spend.charge(run, answer)
+        except Exception:
+            log.exception("could not record the spend of answer %s", answer.pk)
+            return None
 
 
 def _is_local(target: Target) -> bool:

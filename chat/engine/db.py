@@ -8,6 +8,7 @@ the pool at once, so hundreds of waiting runs do not hold hundreds of connection
 
 import asyncio
 import functools
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -32,12 +33,22 @@ async def database_thread() -> AsyncIterator[None]:
         executor.shutdown(wait=False)
 
 
+# SQLite lets one writer in at a time, and a writer that finds the file locked
+# sleeps and tries again (1, 2, 5, 10, 15… ms: SQLite's busy handler), so when
+# every run of a worker ends its seats at once, each write waited several of those
+# sleeps after the lock was long free. The runs of one process take turns here
+# instead: the next is woken the moment the one before is done.
+_sqlite_turn = threading.Lock()
+
+
 def _call_and_release(fn: Callable[..., T], *args) -> T:
+    if connection.vendor == "sqlite":
+        with _sqlite_turn:
+            return fn(*args)
     try:
         return fn(*args)
     finally:
-        if connection.vendor != "sqlite":
-            connections.close_all()  # back to the pool
+        connections.close_all()  # back to the pool
 
 
 def _call_and_close(fn: Callable[..., T], *args) -> T:

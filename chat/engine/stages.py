@@ -44,12 +44,20 @@ def target_for(model: CatalogModel) -> Target:
     )
 
 
-def targets_for(refs: list[dict | None], owner) -> list[Target]:
+def usable_models(refs: list[dict | None], owner) -> dict[int, CatalogModel]:
+    """The models of these references that the run's owner may use, in one query."""
+    ids = [ref["catalog_id"] for ref in refs if ref]
+    return CatalogModel.objects.usable_by(owner).select_related("provider").in_bulk(ids)
+
+
+def targets_for(
+    refs: list[dict | None], owner, usable: dict[int, CatalogModel] | None = None
+) -> list[Target]:
     """Callable targets for model references of a run's frozen configuration, among
     the models the run's owner may use: a shared panel never spends its author's
-    own keys."""
+    own keys. `usable` is what usable_models read already for several calls."""
     ids = [ref["catalog_id"] for ref in refs if ref]
-    models = CatalogModel.objects.usable_by(owner).select_related("provider").in_bulk(ids)
+    models = usable_models(refs, owner) if usable is None else usable
     targets = []
     for catalog_id in ids:
         model = models.get(catalog_id)
@@ -103,9 +111,11 @@ def _seat_calls(run: Run, jobs: list[SeatJob]) -> list[SeatCall | ProviderError]
     # Through the API the caller sends the whole conversation; in the chatroom it
     # is the room's earlier turns.
     turns = None if "conversation" in run.config else earlier_turns(run.message)
+    refs = [ref for job in jobs for ref in (job.seat["model"], *job.seat.get("fallbacks", []))]
+    usable = usable_models(refs, run.conversation.owner)
     for job in jobs:
         try:
-            prepared.append(_seat_call(run, job, turns))
+            prepared.append(_seat_call(run, job, turns, usable))
         except ProviderError as error:
             prepared.append(error)
     return prepared
@@ -123,9 +133,15 @@ def final_choices(config: dict) -> dict:
     return {name: value for name, value in chosen.items() if value not in (None, ())}
 
 
-def _seat_call(run: Run, job: SeatJob, turns: list[tuple[str, str]] | None) -> SeatCall:
+def _seat_call(
+    run: Run,
+    job: SeatJob,
+    turns: list[tuple[str, str]] | None,
+    usable: dict[int, CatalogModel],
+) -> SeatCall:
     seat = job.seat
-    targets = targets_for([seat["model"], *seat.get("fallbacks", [])], run.conversation.owner)
+    refs = [seat["model"], *seat.get("fallbacks", [])]
+    targets = targets_for(refs, run.conversation.owner, usable)
     # A single model's one seat writes the final answer itself: the caller's choices
     # for the final answer are its own.
     alone = len(run.config["seats"]) == 1 and not run.config.get("judge")
@@ -290,13 +306,25 @@ async def open_call(
     """A new answer row for a call to the first of `refs` (the rest are fallbacks),
     shown in the room; its targets, or None when none may be called (the row then
     says why)."""
-    answer = await in_db(new_answer, ctx.run, role, ctx.take_position(), refs[0], messages)
+    position = ctx.take_position()
+    answer, targets = await in_db(_open_row, ctx, role, position, refs, messages)
     await ctx.announce(events.answer_created(answer))
+    return answer, targets
+
+
+def _open_row(
+    ctx: RunContext, role: str, position: int, refs: list[dict | None], messages
+) -> tuple[Answer, list[Target] | None]:
+    """The row and the targets in one trip to the database (each trip waits for the
+    run's database thread, and under load that wait outweighs the queries)."""
+    first = refs[0]
+    assert first is not None, "the first reference is the model called; only fallbacks are optional"
+    answer = new_answer(ctx.run, role, position, first, messages)
     try:
-        return answer, await in_db(targets_for, refs, ctx.owner)
+        return answer, targets_for(refs, ctx.owner)
     except ProviderError as error:
         answer.status, answer.error = Answer.Status.FAILED, error.message
-        await in_db(answer.save)
+        answer.save(update_fields=["status", "error"])
         return answer, None
 
 

@@ -335,3 +335,24 @@ async def async_redis(redis_ready):
     yield client
     await client.flushdb()
     await client.aclose()
+
+
+@pytest.fixture
+def api_key(live_stack, smollm2, alice):
+    """A key of alice's for the live stack's API, in a fresh rate-limit minute."""
+    from chat.api.keys import create_key
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(f"fr:ratelimit:user:{alice.pk}")
+    client.close()
+    return create_key(alice, "tests")[1]
+
+
+@pytest.fixture
+def openai_client(live_stack, api_key):
+    """The official `openai` client on the live stack's /v1, with alice's key."""
+    import openai
+
+    return openai.OpenAI(
+        base_url=f"{live_stack.url}/v1", api_key=api_key, max_retries=0, timeout=300
+    )

@@ -24,14 +24,13 @@ pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def key(live_stack, smollm2):
-    user = get_user_model().objects.create_user("alice", password="pw-long-enough-1")
-    return create_key(user, "tests")[1]
+def key(api_key):
+    return api_key
 
 
 @pytest.fixture
-def client(live_stack, key):
-    return openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0, timeout=300)
+def client(openai_client):
+    return openai_client
 
 
 def test_non_streamed_completion_through_the_local_panel(client):

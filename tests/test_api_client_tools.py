@@ -6,9 +6,7 @@ import json
 
 import openai
 import pytest
-from django.contrib.auth import get_user_model
 
-from chat.api.keys import create_key
 from chat.models import Run
 from panels.models import CatalogModel, Panel, Provider, Seat
 from tests.pipeline_kit import ScriptedPanel, analysis_reply
@@ -33,14 +31,8 @@ RESULT = "18 degrees and sunny"
 
 
 @pytest.fixture
-def alice(live_stack, smollm2):
-    return get_user_model().objects.create_user("alice", password="pw-long-enough-1")
-
-
-@pytest.fixture
-def client(live_stack, alice):
-    key = create_key(alice, "tests")[1]
-    return openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0, timeout=300)
+def client(openai_client):
+    return openai_client
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ import openai
 import pytest
 import redis
 from django.conf import settings
-from django.contrib.auth import get_user_model
 
-from chat.api.keys import create_key
 from chat.models import Run
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
@@ -21,22 +19,13 @@ MADE_ID = re.compile(r"req_[0-9a-f]{32}")
 
 
 @pytest.fixture
-def alice(live_stack):
-    user = get_user_model().objects.create_user("alice", password="pw-long-enough-1")
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(f"fr:ratelimit:user:{user.pk}")  # a fresh minute
-    client.close()
-    return user
+def key(api_key):
+    return api_key
 
 
 @pytest.fixture
-def key(alice):
-    return create_key(alice, "tests")[1]
-
-
-@pytest.fixture
-def client(live_stack, key):
-    return openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0, timeout=60)
+def client(openai_client):
+    return openai_client
 
 
 def test_the_request_id_is_echoed_or_made_on_every_response(live_stack, key, client):

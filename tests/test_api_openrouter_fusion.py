@@ -9,7 +9,6 @@ import openai
 import pytest
 from django.contrib.auth import get_user_model
 
-from chat.api.keys import create_key
 from chat.models import Answer, Conversation, Run
 from panels.models import CatalogModel, Provider
 from tests.pipeline_kit import GOOD_ANALYSIS, ScriptedPanel, analysis_reply
@@ -21,14 +20,8 @@ QUESTION = [{"role": "user", "content": "What is the capital of Australia?"}]
 
 
 @pytest.fixture
-def alice(live_stack, smollm2):
-    return get_user_model().objects.create_user("alice", password="pw-long-enough-1")
-
-
-@pytest.fixture
-def client(live_stack, alice):
-    key = create_key(alice, "tests")[1]
-    return openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0, timeout=120)
+def client(openai_client):
+    return openai_client
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ import time
 import httpx
 import openai
 import pytest
-from django.contrib.auth import get_user_model
 from openai.types.responses import ResponseTextDeltaEvent
 
-from chat.api.keys import create_key
 from chat.models import Run
 from tests.pipeline_kit import ScriptedPanel, analysis_reply
 from tests.scripted_server import Reply
@@ -23,18 +21,13 @@ ANSWER = ["Canberra ", "is the ", "capital."]
 
 
 @pytest.fixture
-def alice(live_stack, smollm2):
-    return get_user_model().objects.create_user("alice", password="pw-long-enough-1")
+def key(api_key):
+    return api_key
 
 
 @pytest.fixture
-def key(alice):
-    return create_key(alice, "tests")[1]
-
-
-@pytest.fixture
-def client(live_stack, key):
-    return openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0, timeout=120)
+def client(openai_client):
+    return openai_client
 
 
 @pytest.fixture

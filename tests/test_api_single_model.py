@@ -11,7 +11,6 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from chat.api.keys import create_key
 from chat.models import Conversation, Run
 from panels.models import CatalogModel, Provider
 from tests.pipeline_kit import ScriptedPanel, analysis_reply
@@ -23,14 +22,8 @@ USAGE = {"prompt_tokens": 1000, "completion_tokens": 500}  # $0.10 + $0.10 at th
 
 
 @pytest.fixture
-def alice(live_stack, smollm2):
-    return get_user_model().objects.create_user("alice", password="pw-long-enough-1")
-
-
-@pytest.fixture
-def client(live_stack, alice):
-    key = create_key(alice, "tests")[1]
-    return openai.OpenAI(base_url=f"{live_stack.url}/v1", api_key=key, max_retries=0, timeout=300)
+def client(openai_client):
+    return openai_client
 
 
 def _scripted_model(server, provider_name: str, model_id: str, owner=None) -> CatalogModel:

@@ -61,7 +61,8 @@ def _bounded(value, param: str, bound: bounds.Bound):
     return value
 
 
-def parse(body: bytes) -> CompletionRequest:
+def json_object(body: bytes) -> dict:
+    """A request body as a JSON object whose text can be stored, or BadRequest."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -70,6 +71,11 @@ def parse(body: bytes) -> CompletionRequest:
         raise BadRequest("The request body must be a JSON object.")
     if hit := storable.find(data, ""):
         raise BadRequest(f"`{hit[0]}` {hit[1]}.", hit[0])
+    return data
+
+
+def parse(body: bytes) -> CompletionRequest:
+    data = json_object(body)
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest(

@@ -15,11 +15,10 @@ something it asked for.
 import dataclasses
 import json
 
-from fusionroom import storable
 from panels import bounds
 
 from .errors import BadRequest
-from .request import ROLES, CompletionRequest, parse
+from .request import ROLES, CompletionRequest, json_object, parse
 
 TEXT_PARTS = {"input_text", "output_text"}  # what a person or a model wrote
 # Fields the two APIs share, handed to chat.completions' reader as they are.
@@ -143,14 +142,7 @@ def _messages(data: dict) -> list[dict]:
 
 def read(body: bytes) -> ResponseRequest:
     """The request as chat.completions would have it, or BadRequest naming the field."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise BadRequest("The request body must be a JSON object.")
-    if hit := storable.find(data, ""):
-        raise BadRequest(f"`{hit[0]}` {hit[1]}.", hit[0])
+    data = json_object(body)
     if refusal := _refused(data):
         raise refusal
     messages = _messages(data)

@@ -356,3 +356,19 @@ def openai_client(live_stack, api_key):
     return openai.OpenAI(
         base_url=f"{live_stack.url}/v1", api_key=api_key, max_retries=0, timeout=300
     )
+
+
+@pytest.fixture(autouse=True)
+def fresh_run_rate():
+    """Every test starts a fresh minute of runs: user ids repeat across tests (a
+    rolled-back test gives its ids back), and the runs-a-minute counter in Redis
+    (limits/admission.py) would otherwise carry one test's runs into the next."""
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
+    try:
+        keys = list(client.scan_iter("fr:runrate:*"))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError:
+        pass  # a test that needs Redis says so through redis_ready
+    finally:
+        client.close()

@@ -10,7 +10,6 @@ from django.urls import reverse
 
 from chat.api.keys import TooManyKeys, create_key
 from chat.engine import loop, pipeline
-from chat.engine.live import sync_redis
 from chat.engine.runs import start_run
 from chat.models import Answer, Conversation, Message, Run
 from limits.admission import LimitReached
@@ -37,14 +36,6 @@ def not_queued(monkeypatch):
     from chat.engine import runs
 
     monkeypatch.setattr(runs, "enqueue", lambda run_id: None)
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_window():
-    client = sync_redis()
-    for key in client.scan_iter("fr:runrate:*"):
-        client.delete(key)
-    client.close()
 
 
 def price(kit: ScriptedPanel, output_per_m: str) -> None:

@@ -176,7 +176,7 @@ BAD = [
     ({"tools": [{"type": "function", "name": "lookup", "parameters": {}}]}, "tools"),
     ({"previous_response_id": "resp_fusion_1"}, "previous_response_id"),
     ({"background": True}, "background"),
-    ({"text": {"format": {"type": "json_object"}}}, "text.format"),
+    ({"text": {"format": {"type": "xml"}}}, "text.format.type"),
     (
         {
             "input": [
@@ -242,3 +242,30 @@ def test_a_response_through_the_local_panel(client):
     fusion = response.model_extra["fusion"]
     assert [s["status"] for s in fusion["seats"]] == ["done", "done"]
     assert Run.objects.get(pk=fusion["run"]).synthesis.text == response.output_text
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_text_format_holds_the_answer_to_json(client, kit, stream):
+    """`text.format` is the Responses API's response_format: the synthesizer is asked
+    for JSON, and what reaches the caller is checked JSON, never a fenced block."""
+    kit.synthesizer.enqueue(
+        Reply.stream(['```json\n{"country": "France", ', '"capital": "Paris"}\n```'])
+    )
+    schema = {
+        "type": "object",
+        "properties": {"country": {"type": "string"}, "capital": {"type": "string"}},
+        "required": ["country", "capital"],
+    }
+    city = {"type": "json_schema", "name": "city", "schema": schema, "strict": True}
+    asked = {"model": "fusion/scripted", "input": "Capital of France?", "text": {"format": city}}
+    if stream:
+        events = list(client.responses.create(**asked, stream=True))
+        deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+        assert len(deltas) == 1  # the checked JSON, in one piece
+        text = events[-1].response.output_text
+        assert deltas[0] == text
+    else:
+        text = client.responses.create(**asked).output_text
+    assert json.loads(text) == {"country": "France", "capital": "Paris"}
+    sent = kit.synthesizer.requests[0]["json"]
+    assert sent["response_format"]["json_schema"]["schema"] == schema

@@ -102,7 +102,12 @@ def test_what_sdks_send_by_default_is_accepted():
         ({"prompt": {"id": "pmpt_1"}}, "prompt", "instructions"),
         ({"include": ["message.output_text.logprobs"]}, "include", "leave it out"),
         ({"top_logprobs": 3}, "top_logprobs", "log probabilities"),
-        ({"text": {"format": {"type": "json_object"}}}, "text.format", "plain text"),
+        ({"text": {"format": {"type": "xml"}}}, "text.format.type", "json_schema"),
+        (
+            {"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": 7}}}},
+            "text.format.schema",
+            "not a valid JSON Schema",
+        ),
         ({"input": ""}, "input", "non-empty user message"),
         ({"input": []}, "input", "non-empty list"),
         ({"input": 7}, "input", "string or a non-empty list"),
@@ -153,3 +158,15 @@ def test_a_body_that_is_not_a_json_object_is_refused():
         read(b"{nope")
     with pytest.raises(BadRequest, match="JSON object"):
         read(b"[]")
+
+
+def test_text_format_asks_for_json_as_chat_completions_response_format_does():
+    schema = {"type": "object", "properties": {"capital": {"type": "string"}}}
+    city = {"type": "json_schema", "name": "city", "schema": schema, "strict": True}
+    assert _read(text={"format": city}).response_format == {
+        "type": "json_schema",
+        "json_schema": {"name": "city", "schema": schema, "strict": True},
+    }
+    json_object = _read(text={"format": {"type": "json_object"}}).response_format
+    assert json_object == {"type": "json_object"}
+    assert _read(text={"format": {"type": "text"}}).response_format is None

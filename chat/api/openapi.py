@@ -441,8 +441,8 @@ RESPONSE_REQUEST = {
     "required": ["model", "input"],
     "description": "Refused with 400 naming the field: `tools`, a `tool_choice` other than "
     "auto/none, `previous_response_id`, `conversation`, `background`, `prompt`, `include`, "
-    "`top_logprobs`, a `text.format` other than text, and input items other than text "
-    "messages (images, files, function calls).",
+    "`top_logprobs`, and input items other than text messages (images, files, function "
+    "calls).",
     "properties": {
         "model": {"type": "string", "description": "`fusion` or `fusion/<panel-slug>`."},
         "input": {
@@ -468,6 +468,24 @@ RESPONSE_REQUEST = {
         "stream": {"type": "boolean"},
         "store": {"type": "boolean", "description": "Accepted; responses are not stored."},
         "user": {"type": "string"},
+        "text": {
+            "type": "object",
+            "properties": {
+                "format": {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {
+                        "type": {"enum": ["text", "json_object", "json_schema"]},
+                        "name": {"type": "string"},
+                        "schema": {"type": "object"},
+                        "strict": {"type": "boolean"},
+                        "description": {"type": "string"},
+                    },
+                    "description": "JSON modes, as chat.completions' `response_format`: "
+                    "the answer is checked JSON (502 `format_mismatch` when it is not).",
+                }
+            },
+        },
         "fusion": {
             "type": "object",
             "properties": {"progress": {"type": "boolean"}},

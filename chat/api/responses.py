@@ -185,6 +185,8 @@ async def _stream(asked: ResponseRequest, run_id: int, room: str, subscribed):
         sent = ""
         last_sent = time.monotonic()
         async for kind, payload in final_text(run_id, room, subscribed):
+            if kind == "text" and asked.response_format:
+                continue  # JSON goes out checked, in one piece, at the end
             if kind == "text":
                 if not opened:
                     yield _opening(event, run_id)

@@ -79,14 +79,40 @@ def _refused(data: dict) -> BadRequest | None:
     if text is not None and not isinstance(text, dict):
         return BadRequest("`text` must be an object.", "text")
     output_format = (text or {}).get("format")
-    if output_format is not None and (
-        not isinstance(output_format, dict) or output_format.get("type") != "text"
-    ):
+    if output_format is not None and not isinstance(output_format, dict):
+        return BadRequest("`text.format` must be an object.", "text.format")
+    if output_format is not None and output_format.get("type") not in FORMATS:
         return BadRequest(
-            'Only plain text output is supported here: `text.format.type` must be "text".',
-            "text.format",
+            "`text.format.type` must be text, json_object or json_schema.", "text.format.type"
         )
     return None
+
+
+FORMATS = {"text", "json_object", "json_schema"}
+
+
+def _response_format(data: dict) -> dict | None:
+    """`text.format` as chat.completions' `response_format` (the Responses API puts a
+    schema's fields beside its type; chat.completions nests them in `json_schema`)."""
+    output_format = (data.get("text") or {}).get("format") or {}
+    kind = output_format.get("type")
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        spec = {k: v for k, v in output_format.items() if k != "type"}
+        return {"type": "json_schema", "json_schema": spec}
+    return None
+
+
+def _renamed(bad: BadRequest) -> BadRequest:
+    """A refusal of the translated format, naming the field this request sent."""
+    names = (("response_format.json_schema", "text.format"), ("response_format", "text.format"))
+    for theirs, ours in names:
+        if bad.param and bad.param.startswith(theirs):
+            param = ours + bad.param[len(theirs) :]
+            message = bad.message.replace(f"`{theirs}", f"`{ours}")
+            return BadRequest(message, param)
+    return bad
 
 
 def _content(content, param: str) -> str:
@@ -155,8 +181,13 @@ def read(body: bytes) -> ResponseRequest:
         )
     chat = {name: data[name] for name in SHARED if data.get(name) is not None}
     chat |= {"messages": messages, "max_tokens": max_tokens}
+    if response_format := _response_format(data):
+        chat["response_format"] = response_format
     # Re-encoded rather than a second entry point into request.py, which every
     # chat.completions change goes through: this door gets those changes for free.
-    completion = parse(json.dumps(chat).encode())
+    try:
+        completion = parse(json.dumps(chat).encode())
+    except BadRequest as bad:
+        raise _renamed(bad) from None
     shared = {f.name: getattr(completion, f.name) for f in dataclasses.fields(completion)}
     return ResponseRequest(**shared, instructions=data.get("instructions"))

@@ -10,14 +10,15 @@ from chat.engine import live
 from chat.engine.db import in_db
 from chat.models import Answer, Run
 
-POLL_S = 2.0  # when no event arrives, look at the database
+POLL_S = 1.0  # when no event arrives, look at the database (and say "idle")
 
 
 async def final_text(run_id: int, room: str, subscribed) -> AsyncIterator[tuple[str, Any]]:
     """Yields ("text", delta) for the final answer, ("progress", event) for the rest,
-    and ends when the run is over. `room` is the room's event stream; `subscribed` is
-    set once listening. The run is started before it is followed, so its events are
-    read from the oldest the stream keeps (other runs' are skipped): none is missed."""
+    ("idle", None) after a quiet POLL_S, and ends when the run is over. `room` is the
+    room's event stream; `subscribed` is set once listening. The run is started
+    before it is followed, so its events are read from the oldest the stream keeps
+    (other runs' are skipped): none is missed."""
     redis = live.redis_client()
     try:
         cursor = "0-0"
@@ -28,8 +29,11 @@ async def final_text(run_id: int, room: str, subscribed) -> AsyncIterator[tuple[
         while not over:
             read = await live.read_events(redis, {room: cursor}, int(POLL_S * 1000))
             entries = read.get(room, [])
-            if not entries and not await in_db(_is_active, run_id):
-                break
+            if not entries:
+                if not await in_db(_is_active, run_id):
+                    break
+                yield "idle", None  # a quiet second: a stream may write a keep-alive
+                continue
             for cursor, event in entries:  # noqa: B007 (the cursor is kept for the next read)
                 if event.get("run") != run_id:
                     continue

@@ -152,7 +152,7 @@ async def create_response(request):
         async for _ in final_text(run_id, room, subscribed):
             pass
     except asyncio.CancelledError:  # the client hung up: stop the run's calls
-        await in_db(views._stop, run_id)
+        await views.stop_shielded(run_id)
         raise
     body = await in_db(response_object, run_id, asked)
     if body["status"] in ("failed", "cancelled"):
@@ -194,7 +194,7 @@ async def _stream(asked: ResponseRequest, run_id: int, room: str, subscribed):
                 yield event("response.output_text.delta", **where, delta=payload, logprobs=[])
                 sent += payload
                 last_sent = time.monotonic()
-            elif asked.progress:  # extension: what the panel is doing
+            elif kind == "progress" and asked.progress:  # extension: what the panel is doing
                 yield event("fusion.progress", event=payload)
             elif time.monotonic() - last_sent > views.KEEP_ALIVE_S:
                 yield ": keep-alive\n\n"
@@ -216,7 +216,7 @@ async def _stream(asked: ResponseRequest, run_id: int, room: str, subscribed):
         yield event(f"response.{body['status']}", response=body)  # completed or incomplete
     finally:
         if not finished:  # the client went away mid-stream: stop the run
-            await in_db(views._stop, run_id)
+            await views.stop_shielded(run_id)
 
 
 def _opening(event: _Events, run_id: int) -> str:

@@ -31,7 +31,10 @@ from .follow import final_text
 from .openapi import SPEC
 from .request import CompletionRequest, parse
 
-KEEP_ALIVE_S = 10
+# A comment at least this often while a stream is quiet: a client that went away is
+# only noticed by the server when it writes (a reset with bytes unread is not
+# reported sooner), and its run is stopped then.
+KEEP_ALIVE_S = 1.0
 
 
 def _refusal(refused: auth.Refused) -> JsonResponse:
@@ -162,6 +165,13 @@ def _stop(run_id: int) -> None:
     stop_run(Run.objects.get(pk=run_id))
 
 
+async def stop_shielded(run_id: int) -> None:
+    """Stop the run of a caller who went away. Called while the request's task is
+    being torn down (cancelled, its generator closed), which may cancel it again:
+    shielded, the stop is carried out whatever happens to the request."""
+    await asyncio.shield(in_db(_stop, run_id))
+
+
 def _outcome(run_id: int, model: str) -> tuple[int, dict]:
     run = Run.objects.prefetch_related("answers").get(pk=run_id)
     final = run.final_answer
@@ -231,7 +241,7 @@ async def chat_completions(request):
         async for _ in final_text(run_holder["id"], run_holder["room"], subscribed):
             pass
     except asyncio.CancelledError:  # the client hung up: stop the run's calls
-        await in_db(_stop, run_holder["id"])
+        await stop_shielded(run_holder["id"])
         raise
     status, body = await in_db(_outcome, run_holder["id"], completion.model)
     return JsonResponse(body, status=status)
@@ -266,7 +276,7 @@ async def _sse(completion: CompletionRequest, run_holder: dict, subscribed):
                 first = False
                 yield _chunk(run_id, model, delta)
                 last_sent = time.monotonic()
-            elif completion.progress:
+            elif kind == "progress" and completion.progress:
                 yield _chunk(run_id, model, {}, fusion_progress=payload)
             elif time.monotonic() - last_sent > KEEP_ALIVE_S:
                 yield ": keep-alive\n\n"
@@ -306,7 +316,7 @@ async def _sse(completion: CompletionRequest, run_holder: dict, subscribed):
         yield "data: [DONE]\n\n"
     finally:
         if not finished:  # the client went away mid-stream: stop the run
-            await in_db(_stop, run_id)
+            await stop_shielded(run_id)
 
 
 def _models(request) -> JsonResponse:

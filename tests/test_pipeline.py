@@ -259,3 +259,40 @@ def test_a_shared_panel_never_spends_its_authors_own_keys(kit):
     assert "not available to you" in run.seat_answers[0].error
     assert kit.seats[0].requests == []  # alice's key was never used
     assert run.status == Run.Status.DONE  # the others answered
+
+
+def test_a_stop_that_comes_before_a_call_starts_is_not_lost():
+    """A stop lands between a seat's start and its call's registration (the run's
+    stop cancels only the calls registered then): the call is cancelled as it starts,
+    instead of running to its end."""
+    from chat.engine import loop, stages
+    from chat.engine.answer import RunContext, run_answer
+    from chat.engine.db import database_thread, in_db
+
+    kit = ScriptedPanel(seats=1)
+    try:
+        kit.seats[0].default = Reply.stream(["Too late."], first_delay=5)
+        run_id = kit.ask()
+
+        async def scenario():
+            async with database_thread():
+                run = await in_db(
+                    lambda: Run.objects.select_related("message__conversation__owner").get(
+                        pk=run_id
+                    )
+                )
+                ctx = RunContext(run)
+                ctx.cancel_all()  # the stop, before any call was registered
+                answer = await in_db(lambda: run.answers.get(position=0))
+                job = stages.SeatJob(answer, stages.seat_config(ctx, answer))
+                ((targets, request, limits),) = await in_db(stages._seat_calls, run, [job])
+                started = time.monotonic()
+                await run_answer(ctx, answer, targets, request, limits)
+                await ctx.aclose()
+                return time.monotonic() - started, answer
+
+        took, answer = loop.run(scenario())
+        assert took < 2
+        assert answer.status == Answer.Status.CANCELLED and answer.text == ""
+    finally:
+        kit.close()

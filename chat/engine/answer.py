@@ -317,6 +317,8 @@ async def run_answer(
                 )
             )
             ctx.running[answer.pk] = task
+            if ctx.cancelled:  # a stop that came before this call was registered
+                task.cancel()
             try:
                 await task
             finally:
@@ -337,6 +339,8 @@ async def run_answer(
         # down), still record, then let the cancellation through.
         if answer.pk in ctx.late:
             answer.status = Answer.Status.LATE
+        if total.error is None:  # cancelled before the call began: it says nothing
+            total.error = ProviderError("Cancelled.", retryable=False, kind=ErrorKind.CANCELLED)
         current = asyncio.current_task()
         if current is not None and current.cancelling():
             raise

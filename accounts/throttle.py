@@ -23,6 +23,8 @@ from ipaddress import IPv6Network, ip_address
 import redis
 from django.conf import settings
 
+from fusionroom import windows
+
 log = logging.getLogger(__name__)
 
 PREFIX = "fr:throttle:"
@@ -76,14 +78,7 @@ def _username_key(username: str) -> str:
 
 def _count(keys: list[str]) -> list[tuple[int, int]]:
     """Adds one attempt to each key; returns (count, seconds left in its window) each."""
-    window = settings.AUTH_THROTTLE_WINDOW_S
-    with _redis().pipeline() as pipe:
-        for key in keys:
-            pipe.set(key, 0, ex=window, nx=True)  # opens the window
-            pipe.incr(key)  # keeps the window's expiry
-            pipe.ttl(key)
-        replies = pipe.execute()
-    return [(replies[i + 1], max(replies[i + 2], 1)) for i in range(0, len(replies), 3)]
+    return windows.count(_redis(), keys, settings.AUTH_THROTTLE_WINDOW_S)
 
 
 def _minutes(seconds: int) -> str:

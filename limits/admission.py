@@ -12,6 +12,7 @@ import redis
 
 from chat.engine.live import sync_redis
 from chat.models import ApiKey, Run
+from fusionroom import windows
 from panels.estimate import estimate_config
 from panels.models import Panel
 
@@ -89,20 +90,14 @@ def _check_concurrent(limits: Effective, user) -> None:
 
 def _count_rate(limits: Effective, user) -> None:
     """Runs a minute, in a window opened by the first run (like the API's keys)."""
-    key = f"fr:runrate:{user.pk}"
     client = sync_redis()
     try:
-        with client.pipeline() as pipe:
-            pipe.set(key, 0, ex=RATE_WINDOW_S, nx=True)
-            pipe.incr(key)
-            pipe.ttl(key)
-            _, count, ttl = pipe.execute()
+        ((count, wait),) = windows.count(client, [f"fr:runrate:{user.pk}"], RATE_WINDOW_S)
     except redis.RedisError:
         return  # the queue is down too: enqueueing will fail in words
     finally:
         client.close()
     if count > limits.runs_per_minute:
-        wait = max(int(ttl), 1)
         raise LimitReached(
             "rate_limited",
             f"You started {limits.runs_per_minute} runs in the last minute, the most "

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from chat.models import ApiKey
+from fusionroom import windows
 from limits.effective import limits_for
 
 KEY_START = "fr-"
@@ -85,10 +86,5 @@ def count_request(redis_client, record: ApiKey) -> RateWindow:
     the user's, shared by all their keys (a second key is no way around it). A
     window opens with the first request and lasts a minute (not a wall-clock
     minute, whose boundary would let a burst through twice)."""
-    key = f"fr:ratelimit:user:{record.user_id}"
-    with redis_client.pipeline() as pipe:
-        pipe.set(key, 0, ex=60, nx=True)  # opens the window (any Redis version)
-        pipe.incr(key)  # keeps the window's expiry
-        pipe.ttl(key)
-        _, count, ttl = pipe.execute()
-    return RateWindow(settings.API_RATE_LIMIT_PER_MINUTE, int(count), max(int(ttl), 1))
+    ((count, ttl),) = windows.count(redis_client, [f"fr:ratelimit:user:{record.user_id}"], 60)
+    return RateWindow(settings.API_RATE_LIMIT_PER_MINUTE, count, ttl)

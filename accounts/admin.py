@@ -1,4 +1,7 @@
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import User
+from django.http import HttpRequest
 from django.urls import reverse
 
 from .forms import AdminLoginForm
@@ -13,9 +16,10 @@ class InviteAdmin(admin.ModelAdmin):
     list_display = ("__str__", "state", "uses", "max_uses", "expires_at", "created_by")
     fields = ("note", "max_uses", "expires_at")
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Invite, form: forms.Form, change: bool) -> None:
         if not change:
             code = obj.new_code()
+            assert isinstance(request.user, User)  # the admin is staff-only
             obj.created_by = request.user
             super().save_model(request, obj, form, change)
             link = request.build_absolute_uri(f"{reverse('signup')}?invite={code}")

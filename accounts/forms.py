@@ -6,9 +6,11 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, UserCreationForm
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.http import HttpRequest
 
 from . import throttle
 from .addresses import client_address
@@ -41,6 +43,29 @@ class AdminLoginForm(LoginForm, AdminAuthenticationForm):
     is no second door for a guesser."""
 
 
+class ThrottledPasswordChangeForm(PasswordChangeForm):
+    """Django's password change, its old password counted as a log-in attempt of the
+    account's username: a session left open is no door for guessing the password."""
+
+    refusal: throttle.Refusal | None = None
+
+    def __init__(
+        self, user: User, *args: Any, request: HttpRequest | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(user, *args, **kwargs)
+        self.request = request
+
+    def clean_old_password(self) -> str:
+        address = client_address(self.request) if self.request else "unknown"
+        attempt = throttle.login_attempt(self.user.get_username(), address)
+        if attempt.refusal:
+            self.refusal = attempt.refusal
+            raise ValidationError(attempt.refusal.message, code="throttled")
+        old = super().clean_old_password()  # a wrong password raises, and stays counted
+        attempt.succeeded()
+        return old
+
+
 class SignupForm(UserCreationForm):
     invite = forms.CharField(
         label="Invite code",
@@ -48,7 +73,7 @@ class SignupForm(UserCreationForm):
         help_text="Sign-ups on this server need an invite code from an administrator.",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if settings.SIGNUP != "invite":
             del self.fields["invite"]
@@ -61,7 +86,7 @@ class SignupForm(UserCreationForm):
             raise ValidationError(str(refused), code="invite") from None
         return code
 
-    def save(self, commit: bool = True):
+    def save(self, commit: bool = True) -> User:
         """Creates the account and counts one use of its invite, in one transaction:
         raises InviteRefused when the last use went to someone else meanwhile."""
         with transaction.atomic():

@@ -3,7 +3,7 @@ admin; the code is shown once and only its hash is kept, like an API key."""
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -16,7 +16,7 @@ def _digest(code: str) -> str:
     return hashlib.sha256(code.strip().encode()).hexdigest()
 
 
-def _a_week_from_now():
+def _a_week_from_now() -> datetime:
     return timezone.now() + timedelta(days=7)
 
 
@@ -52,7 +52,7 @@ class Invite(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.note or f"Invite of {self.created_at:%Y-%m-%d %H:%M}"
 
     @property

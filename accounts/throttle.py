@@ -23,7 +23,7 @@ from ipaddress import IPv6Network, ip_address
 import redis
 from django.conf import settings
 
-from fusionroom import windows
+from core import windows
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
@@ -13,7 +14,7 @@ from django.views.decorators.http import require_http_methods
 
 from . import throttle
 from .addresses import client_address
-from .forms import LoginForm, SignupForm
+from .forms import LoginForm, SignupForm, ThrottledPasswordChangeForm
 from .models import InviteRefused
 
 
@@ -34,7 +35,7 @@ def with_refusal_status(
     the throttle, instead of Django's 200 for any invalid form."""
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         response = view(request, *args, **kwargs)
         form = (getattr(response, "context_data", None) or {}).get("form")
         return _refusal_status(response, getattr(form, "refusal", None))
@@ -45,6 +46,17 @@ def with_refusal_status(
 login_view = with_refusal_status(
     auth_views.LoginView.as_view(authentication_form=LoginForm, redirect_authenticated_user=True)
 )
+
+
+class _PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = ThrottledPasswordChangeForm
+    success_url = "/accounts/?password=changed"
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {**super().get_form_kwargs(), "request": self.request}
+
+
+password_change = with_refusal_status(_PasswordChangeView.as_view())
 # The admin's own log-in page, with its own template and staff check; the form is
 # AdminLoginForm (set in accounts/admin.py).
 admin_login = with_refusal_status(admin.site.login)

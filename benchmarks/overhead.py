@@ -32,14 +32,15 @@ import time
 import stack
 from stack import pct
 
-TARGETS = {"overhead_p50": 20, "overhead_p99": 60, "relay_p99": 60}
+# Issue 26: overhead p50 at 20 runs and at 100 runs on one worker; issue 17: relay p99.
+TARGETS = {"overhead_p50_20": 100, "overhead_p50_100": 800, "relay_p99": 60}
 _STAMPED = re.compile(r"\[(\d+\.\d+)\]")
 
 
-async def follow(port: int, cookie: str, room_id: int, run_id: int, frames: list, ready):
+async def follow(port: int, cookie: str, conversation_id: int, run_id: int, frames: list, ready):
     import websockets
 
-    url = f"ws://127.0.0.1:{port}/ws/conversations/{room_id}/"
+    url = f"ws://127.0.0.1:{port}/ws/conversations/{conversation_id}/"
     headers = {"Cookie": f"sessionid={cookie}"}
     async with websockets.connect(
         url, origin=f"http://127.0.0.1:{port}", additional_headers=headers, max_size=None
@@ -65,16 +66,16 @@ async def one_level(n: int, port: int, site: stack.Site, cookie: str, seats=(3, 
         made = []
         for i in range(n):
             panel = site.panels[seats[i % len(seats)]]
-            room = Conversation.objects.create(owner=site.user, panel=panel)
-            made.append((room.pk, create_run(room, f"Question {i}?").run.pk))
+            conversation = Conversation.objects.create(owner=site.user, panel=panel)
+            made.append((conversation.pk, create_run(conversation, f"Question {i}?").run.pk))
         return made
 
     runs = await make_runs()
     frames: dict[int, list] = {run_id: [] for _, run_id in runs}
     readies = [asyncio.Event() for _ in runs]
     followers = [
-        asyncio.create_task(follow(port, cookie, room, run_id, frames[run_id], ready))
-        for (room, run_id), ready in zip(runs, readies, strict=True)
+        asyncio.create_task(follow(port, cookie, conversation, run_id, frames[run_id], ready))
+        for (conversation, run_id), ready in zip(runs, readies, strict=True)
     ]
     await asyncio.gather(*(r.wait() for r in readies))
     enqueued = time.monotonic()
@@ -176,18 +177,27 @@ def report(results: dict[int, dict]) -> str:
     return "\n".join(lines)
 
 
-def verdict(results: dict[int, dict]) -> list[str]:
+def verdict(results: dict[int, dict], workers: int = 1) -> list[str]:
+    """Issue 26's targets (overhead p50 at 20 runs, and at 100 on one worker) and
+    issue 17's relay target, each met or missed; text integrity at every level."""
     lines = []
-    r = results.get(20)
-    if r:
-        checks = [
-            ("overhead p50 at 20 runs", pct(r["overheads"], 50), TARGETS["overhead_p50"]),
-            ("overhead p99 at 20 runs", pct(r["overheads"], 99), TARGETS["overhead_p99"]),
+    checks = []
+    if r := results.get(20):
+        checks += [
+            ("overhead p50 at 20 runs", pct(r["overheads"], 50), TARGETS["overhead_p50_20"]),
             ("relay p99 at 20 runs", pct(r["relays"], 99), TARGETS["relay_p99"]),
         ]
-        for name, value, target in checks:
-            mark = "met" if value <= target else "MISSED"
-            lines.append(f"- {name}: {value:.0f} ms (target ≤ {target} ms): **{mark}**")
+    if (r := results.get(100)) and workers == 1:
+        checks.append(
+            (
+                "overhead p50 at 100 runs on one worker",
+                pct(r["overheads"], 50),
+                TARGETS["overhead_p50_100"],
+            )
+        )
+    for name, value, target in checks:
+        mark = "met" if value <= target else "MISSED"
+        lines.append(f"- {name}: {value:.0f} ms (target ≤ {target} ms): **{mark}**")
     broken = sum(r["broken"] for r in results.values())
     lines.append(f"- text integrity: {broken or 'no'} answers with lost, doubled or reordered text")
     return lines
@@ -207,7 +217,7 @@ synthesizer), one browser websocket each.
 
 Against the targets:
 
-{chr(10).join(verdict(results))}
+{chr(10).join(verdict(results, options.workers))}
 """
     stack.write_section("overhead " + (options.flags or "(default)"), body)
 
@@ -238,7 +248,7 @@ def main() -> None:
             results[n] = running.measured(level)
             print(report({n: results[n]}).splitlines()[-1], flush=True)
     print(report(results))
-    print("\n".join(verdict(results)))
+    print("\n".join(verdict(results, options.workers)))
     write_doc(results, time.monotonic() - started, options)
 
 

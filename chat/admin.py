@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Answer, Conversation, Message, Run, Vote
+from .models import Answer, BlindVote, Conversation, Message, Run
 
 
 class MessageInline(admin.TabularInline):
@@ -43,7 +43,7 @@ class AnswerAdmin(admin.ModelAdmin):
     list_filter = ("status", "model_key")
 
 
-@admin.register(Vote)
-class VoteAdmin(admin.ModelAdmin):
+@admin.register(BlindVote)
+class BlindVoteAdmin(admin.ModelAdmin):
     list_display = ("id", "run", "user", "answer", "created_at")
     raw_id_fields = ("run", "user", "answer")

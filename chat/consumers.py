@@ -1,8 +1,8 @@
-"""The room websocket: a read-only feed of a conversation's runs.
+"""The conversation websocket: a read-only feed of a conversation's runs.
 
 Messages are sent over HTTP (one code path for browsers with and without
 JavaScript); this socket only delivers events. Each event carries `event_id`, its
-id in the room's Redis Stream. A browser connecting afresh is sent a snapshot, then
+id in the conversation's Redis Stream. A browser connecting afresh is sent a snapshot, then
 the events after it; one reconnecting names the last id it had (`?after=<id>`) and
 is sent a `resumed` message and every event after that id, with no snapshot, unless
 the stream no longer holds it (then a snapshot, as for a fresh one). A browser that
@@ -17,10 +17,10 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from .conversation_feed import ConversationFeed, Subscription, conversation_feed
 from .engine import live
-from .engine.events import room_snapshot
+from .engine.events import conversation_snapshot
 from .models import Conversation
-from .room_feed import RoomFeed, Subscription, room_feed
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ def resume_id(scope) -> str | None:
     return after if live.STREAM_ID.fullmatch(after) else None
 
 
-class RoomConsumer(AsyncJsonWebsocketConsumer):
-    feed: RoomFeed | None = None
+class ConversationConsumer(AsyncJsonWebsocketConsumer):
+    feed: ConversationFeed | None = None
     subscription: Subscription | None = None
     _forwarder: asyncio.Task | None = None
     _last_snapshot = float("-inf")  # loop time of the last snapshot sent
@@ -57,11 +57,11 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             return
         conversation = await self._conversation(user, self.scope["url_route"]["kwargs"]["pk"])
         if conversation is None:
-            # Someone else's room and a missing room look the same from outside.
+            # Someone else's conversation and a missing conversation look the same from outside.
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.conversation_id = conversation.pk
-        self.feed = room_feed()
+        self.feed = conversation_feed()
         self.redis = self.feed.redis
         await self.accept()
         after = resume_id(self.scope)
@@ -74,7 +74,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             else:
                 await self._send_snapshot(event_id=self.subscription.since)
         except Exception:
-            log.exception("could not open the feed of room %s", self.conversation_id)
+            log.exception("could not open the feed of conversation %s", self.conversation_id)
             await self.close(code=CLOSE_SNAPSHOT_FAILED)
             return
         self._forwarder = asyncio.create_task(self._forward(self.subscription))
@@ -94,7 +94,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "error": "Unknown request."})
 
     async def _forward(self, subscription: Subscription) -> None:
-        """Send the room's events to this socket as the process's reader hands them
+        """Send the conversation's events to this socket as the process's reader hands them
         over, each with its stream id."""
         try:
             while True:
@@ -113,7 +113,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             # Nobody awaits this task: close, and the browser's reconnect (a resume
             # or a snapshot) makes it whole. A socket left open without its feed
             # would go quiet for ever.
-            log.exception("could not forward the events of room %s", self.conversation_id)
+            log.exception("could not forward the events of conversation %s", self.conversation_id)
             await self.close(code=CLOSE_SNAPSHOT_FAILED)
 
     async def _resync(self) -> None:
@@ -132,7 +132,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         except Exception:
             # Nobody awaits this task: close, and the browser's reconnect (which
             # reads a snapshot of its own) makes it whole.
-            log.exception("could not send a snapshot of room %s", self.conversation_id)
+            log.exception("could not send a snapshot of conversation %s", self.conversation_id)
             await self.close(code=CLOSE_SNAPSHOT_FAILED)
         finally:
             self._next_snapshot = None
@@ -141,7 +141,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         """A snapshot; on connect it carries the stream id it is taken after, where
         the browser resumes if this socket drops before any event comes."""
         self._last_snapshot = asyncio.get_running_loop().time()
-        snapshot = await room_snapshot(self.redis, self.conversation_id)
+        snapshot = await conversation_snapshot(self.redis, self.conversation_id)
         if event_id is not None:
             snapshot["event_id"] = event_id
         await self.send_json(snapshot)

@@ -1,6 +1,10 @@
 """Markdown to safe HTML, on the server: markdown-it-py with raw HTML off, code
-highlighted by Pygments (classes, not inline styles, so the CSP holds), then nh3
-as the last word on what may reach a browser.
+highlighted by Pygments (classes, not inline styles, so the CSP holds), math kept as
+TeX source in `.math` elements for the browser's KaTeX (chat/markdown_math.py), then
+nh3 as the last word on what may reach a browser.
+
+A code block longer than HIGHLIGHT_MAX_CHARS is shown plain: Pygments' time grows with
+the code (and some lexers backtrack), and an answer may be a 200 kB block.
 
 Rendering takes up to a couple of seconds for an answer at its cap: it happens once,
 when an answer is saved (chat.models.Answer.save), off any event loop."""
@@ -13,10 +17,17 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import TextLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
 
+from .markdown_math import math_plugin
+
 _formatter = HtmlFormatter(nowrap=True)
+
+# About 20 ms of Pygments for Python on this machine's cores; past it, plain text.
+HIGHLIGHT_MAX_CHARS = 20_000
 
 
 def _highlight(code: str, lang: str, _attrs) -> str:
+    if len(code) > HIGHLIGHT_MAX_CHARS:
+        return ""  # markdown-it escapes the code itself
     try:
         lexer = get_lexer_by_name(lang) if lang else TextLexer()
     except ClassNotFound:
@@ -26,6 +37,7 @@ def _highlight(code: str, lang: str, _attrs) -> str:
 
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _highlight})
 _md.enable(["table", "strikethrough"])
+_md.use(math_plugin)
 
 _TAGS = {
     "p",
@@ -37,6 +49,7 @@ _TAGS = {
     "code",
     "pre",
     "span",
+    "div",
     "blockquote",
     "ul",
     "ol",
@@ -55,7 +68,13 @@ _TAGS = {
     "th",
     "td",
 }
-_ATTRIBUTES = {"a": {"href", "title"}, "span": {"class"}, "code": {"class"}, "pre": {"class"}}
+_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "span": {"class", "data-display"},
+    "div": {"class", "data-display"},
+    "code": {"class"},
+    "pre": {"class"},
+}
 
 
 # Said under a text longer than an answer may be (older rows; text recovered after a

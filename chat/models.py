@@ -1,16 +1,63 @@
 """Conversations, the user's messages, and the runs that answer them.
 
+The messages of a conversation form a tree: each names the message it follows
+(`Message.parent`), and an edited or regenerated question is a sibling of the one
+it replaces, a second *version* of that turn. The conversation's *current branch*
+is the path from its first turn to `Conversation.current_leaf`, the versions the
+person last chose; pages, exports and the history a model sees follow it.
+
 One user message starts one run; a run holds one or more answers: one per seat of
 the panel (a single model is a panel of one seat), then the judge's (one more after
 a repair attempt) and the synthesizer's.
+
+Long on purpose: the conversation's data (Conversation, Message, Run, Answer,
+BlindVote, ApiKey) is one model, migrated together.
 """
+
+import asyncio
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils.html import escape
 
-from chat import markdown
 from panels.pricing import Cost
+
+# Renders an answer's Markdown to sanitised HTML. The chat app sets it in its
+# AppConfig.ready (chat/markdown.py): the models, which the engine imports, never
+# import the rendering, so the engine stays away from the conversation's pages.
+_answer_renderer: Callable[[str], str] | None = None
+
+
+class RendererMissing(LookupError):
+    """An answer's HTML was asked for before the chat app set its renderer."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "No renderer for answers' HTML: the chat app sets it in ChatConfig.ready "
+            "(chat/apps.py). Is 'chat' in INSTALLED_APPS, and was django.setup() called?"
+        )
+
+
+def set_answer_renderer(render: Callable[[str], str]) -> None:
+    """Name the function that turns an answer's Markdown into HTML (chat/apps.py)."""
+    global _answer_renderer
+    _answer_renderer = render
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def render_answer(text: str) -> str:
+    if _answer_renderer is None:
+        raise RendererMissing()
+    return _answer_renderer(text)
 
 
 class Conversation(models.Model):
@@ -20,7 +67,7 @@ class Conversation(models.Model):
     title = models.CharField(max_length=120, blank=True)
     # Set: anyone with the link /s/<token>/ may read the conversation (not write).
     share_token = models.CharField(max_length=64, unique=True, null=True, blank=True)
-    # What answers in this room: a panel, or a single model on its own.
+    # What answers in this conversation: a panel, or a single model on its own.
     panel = models.ForeignKey(
         "panels.Panel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -28,11 +75,22 @@ class Conversation(models.Model):
         "panels.CatalogModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # Or an ad-hoc panel made for one API request (OpenRouter Fusion's plugin, an
-    # inline recipe): its frozen configuration, so later turns in the room keep it.
+    # inline recipe): its frozen configuration, so later turns in the conversation keep it.
     adhoc_config = models.JSONField(null=True, blank=True)
+    # With `model`: the panel that model may consult ("May consult the panel"): it is
+    # given the fusion tool and decides per question whether to convene this panel.
+    # Empty: the model answers alone (a removed panel leaves it answering alone).
+    consult_panel = models.ForeignKey(
+        "panels.Panel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # A run of the evaluation harness (evals/): kept for its record, not listed
     # among the owner's conversations.
     hidden = models.BooleanField(default=False)
+    # The last message of the current branch: the versions shown, kept so a reload
+    # shows them again. Empty: the newest message (a conversation before versions).
+    current_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -40,24 +98,58 @@ class Conversation(models.Model):
         ordering = ["-updated_at"]
         indexes = [models.Index(fields=["owner", "-updated_at"])]
 
+    def message_tree(self) -> dict[int, int | None]:
+        """Every message's parent, by message id, in the order they were sent: one
+        query of two integers a message, whatever the length of the texts."""
+        return dict(self.messages.order_by("pk").values_list("pk", "parent_id"))
+
+    def branch_ids(self, tree: dict[int, int | None] | None = None) -> list[int]:
+        """The ids of the current branch's messages, first turn first."""
+        tree = self.message_tree() if tree is None else tree
+        leaf = self.current_leaf_id if self.current_leaf_id in tree else None
+        if leaf is None and tree:
+            leaf = max(tree)
+        path = []
+        while leaf is not None:
+            path.append(leaf)
+            leaf = tree[leaf]
+        path.reverse()
+        return path
+
+    def choose_version(self, message: "Message") -> None:
+        """Show `message`'s version of its turn: the branch goes through it and on
+        along its newest versions of each later turn."""
+        children: dict[int | None, list[int]] = {}
+        for pk, parent in self.message_tree().items():
+            children.setdefault(parent, []).append(pk)
+        leaf = message.pk
+        while children.get(leaf):
+            leaf = children[leaf][-1]
+        self.current_leaf_id = leaf
+        self.save(update_fields=["current_leaf"])
+
     def __str__(self):
         return self.title or f"Conversation {self.pk}"
 
     def get_absolute_url(self):
-        return reverse("chat:room", args=[self.pk])
+        return reverse("chat:conversation", args=[self.pk])
 
     @property
     def answered_by(self) -> str:
-        if self.panel_id:
+        if self.panel is not None:  # no query when panel_id is None
             return f"Panel: {self.panel.name}"
         if self.adhoc_config:
             return f"Ad-hoc panel ({len(self.adhoc_config.get('seats', []))} seats)"
-        return self.model.display_name if self.model_id else "nothing (removed)"
+        if self.model is None:
+            return "nothing (removed)"
+        if self.consult_panel is not None:
+            return f"{self.model.display_name} · may consult {self.consult_panel.name}"
+        return self.model.display_name
 
     @property
     def events_key(self) -> str:
-        """The Redis Stream of this room's events, which every tab showing it follows."""
-        return f"fr:room:{self.pk}:events"
+        """The Redis Stream of this conversation's events, which every tab showing it follows."""
+        return f"fr:conversation:{self.pk}:events"
 
 
 class Message(models.Model):
@@ -65,13 +157,45 @@ class Message(models.Model):
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )
     content = models.TextField()
+    # The message this one follows; empty for a first turn. Messages with the same
+    # parent are versions of one turn (an edit or a regeneration), oldest first.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Not stored: where this message stands among its turn's versions, set by
+    # with_versions() for the conversation's page (1-based, and their ids).
+    version: int = 1
+    version_ids: tuple[int, ...] = ()
 
     class Meta:
         ordering = ["created_at", "pk"]
 
     def __str__(self):
         return self.content[:60]
+
+    @property
+    def version_count(self) -> int:
+        return max(1, len(self.version_ids))
+
+    @property
+    def previous_version(self) -> int | None:
+        return self.version_ids[self.version - 2] if self.version > 1 else None
+
+    @property
+    def next_version(self) -> int | None:
+        return self.version_ids[self.version] if self.version < len(self.version_ids) else None
+
+
+def with_versions(messages: list[Message], tree: dict[int, int | None]) -> list[Message]:
+    """Mark each message of a branch with its place among its turn's versions."""
+    siblings: dict[int | None, list[int]] = {}
+    for pk, parent in tree.items():
+        siblings.setdefault(parent, []).append(pk)
+    for message in messages:
+        message.version_ids = tuple(siblings.get(message.parent_id, [message.pk]))
+        message.version = message.version_ids.index(message.pk) + 1
+    return messages
 
 
 class Run(models.Model):
@@ -97,11 +221,13 @@ class Run(models.Model):
         # (Names as in the hosted original's failure_reason, plus runaway.)
         JUDGE_UPSTREAM_ERROR = "judge_upstream_error"
         JUDGE_EMPTY = "judge_empty_completion"
-        JUDGE_RUNAWAY = "judge_runaway"  # cut off: a loop, its deadline or its budget
+        JUDGE_RUNAWAY = "judge_runaway"  # cut off: a loop, its deadline or its token allowance
         # Its spend crossed the user's budget (limits/): stopped, answers so far kept.
         BUDGET = "budget_exceeded"
         # The final answer was not the JSON the API caller asked for (response_format).
         FORMAT_MISMATCH = "format_mismatch"
+        # The final answer wrote text where the caller's tool_choice demanded a call.
+        TOOL_CHOICE_UNMET = "tool_choice_unmet"
 
     ACTIVE = (Status.QUEUED, Status.ROUTING, Status.PANEL, Status.JUDGING, Status.SYNTHESIZING)
 
@@ -150,6 +276,20 @@ class Run(models.Model):
     def is_fusion(self) -> bool:
         return bool(self.config.get("judge"))
 
+    @property
+    def consults(self) -> bool:
+        """One model that may consult a panel (the fusion server tool: the chatroom's
+        "May consult the panel", or an API request's tool): its answer is shown, the
+        panel it convened (if it did) beneath."""
+        server = self.config.get("server_tools") or {}
+        return not self.is_fusion and "fusion" in server.get("names", [])
+
+    @property
+    def consulted_seats(self) -> list["Answer"]:
+        """The seats of the panel the model convened: every seat answer but its own."""
+        own = self.final_answer
+        return [a for a in self.seat_answers if own is None or a.pk != own.pk]
+
     def answers_in(self, role: str) -> list["Answer"]:
         return [a for a in self.answers.all() if a.role == role]
 
@@ -184,7 +324,7 @@ class Run(models.Model):
     @property
     def synthesis(self) -> "Answer | None":
         found = self.answers_in(Answer.Role.SYNTHESIZER)
-        return found[0] if found else None
+        return found[-1] if found else None  # the last: a retry's (client_tools.unmet)
 
     @property
     def cost_display(self) -> str:
@@ -198,10 +338,13 @@ class Run(models.Model):
     def final_answer(self) -> "Answer | None":
         """The answer the user reads: the synthesis, or the lone seat's answer."""
         answers = list(self.answers.all())
-        for answer in answers:
+        for answer in reversed(answers):  # the last synthesis: a retry's, when there was one
             if answer.role == Answer.Role.SYNTHESIZER:
                 return answer
         seats = [a for a in answers if a.role == Answer.Role.SEAT]
+        if not self.is_fusion and self.config.get("server_tools"):
+            # One model with server tools: the panel it consulted answered after it.
+            return min(seats, key=lambda a: a.position, default=None)
         return seats[0] if len(seats) == 1 else None
 
 
@@ -264,6 +407,8 @@ class Answer(models.Model):
     # When its call started, in ms after the run started: places it on the trace.
     started_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Not stored: the judge's label for this answer, set by the compare page.
+    label: str = ""
 
     class Meta:
         ordering = ["run", "position", "pk"]
@@ -287,7 +432,7 @@ class Answer(models.Model):
         """Saving new text renders it: the one place an answer's HTML is made."""
         update_fields = kwargs.get("update_fields")
         if (update_fields is None or "text" in update_fields) and self.text != self._html_source:
-            self.html = markdown.render(self.text) if self.text else ""
+            self.html = render_answer(self.text) if self.text else ""
             self._html_source = self.text
             if update_fields is not None:
                 kwargs["update_fields"] = {*update_fields, "html"}
@@ -296,10 +441,23 @@ class Answer(models.Model):
     @property
     def body_html(self) -> str:
         """The HTML to show; a row whose text never passed save() (written with
-        QuerySet.update, say) is rendered here rather than shown empty."""
+        QuerySet.update, say) is rendered here rather than shown empty. Never on an
+        event loop: Markdown of a long answer would hold every socket of the process,
+        so there (a path that forgot fill_html) the text is shown escaped, unrendered."""
         if self.html or not self.text:
             return self.html
-        return markdown.render(self.text)
+        if _on_event_loop():
+            return f'<p class="unrendered">{escape(self.text)}</p>'
+        return render_answer(self.text)
+
+    def fill_html(self) -> None:
+        """Render a row saved without HTML, and store it (only where nobody stored it
+        since). Called from a database thread, before an event loop reads body_html."""
+        if self.html or not self.text or self.is_live:
+            return
+        self.html = render_answer(self.text)
+        self._html_source = self.text
+        Answer.objects.filter(pk=self.pk, html="", text=self.text).update(html=self.html)
 
     @property
     def tool_sources(self) -> list[dict]:
@@ -322,16 +480,19 @@ class Answer(models.Model):
         return Cost(self.cost_usd, self.cost_source or "unknown").display()
 
 
-class Vote(models.Model):
-    """A user's blind pick of the best answer of a run: the synthesis or a seat."""
+class BlindVote(models.Model):
+    """A user's blind pick of the best answer of a run: the synthesis or a seat.
+    Not the *vote* strategy (chat/engine/strategies/vote.py), where seats outvote each other."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="votes")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="blind_votes")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="votes")
+    answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="blind_votes")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["run", "user"], name="one_vote_per_run")]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "user"], name="one_blind_vote_per_run")
+        ]
 
     def __str__(self):
         return f"{self.user} picked {self.answer.model_name} in run {self.run_id}"

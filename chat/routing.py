@@ -1,7 +1,7 @@
 from django.urls import path
 
-from .consumers import RoomConsumer
+from .consumers import ConversationConsumer
 
 websocket_urlpatterns = [
-    path("ws/conversations/<int:pk>/", RoomConsumer.as_asgi()),
+    path("ws/conversations/<int:pk>/", ConversationConsumer.as_asgi()),
 ]

@@ -1,5 +1,5 @@
 """Pages about one run: its trace, a comparison of its answers, the blind vote;
-and the leaderboard the votes build."""
+and the leaderboard the blind votes build."""
 
 import hashlib
 import hmac
@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from . import trace
-from .models import Answer, Run, Vote
+from .models import Answer, BlindVote, Run
 
 
 def _run_for(request, pk: int) -> Run:
@@ -83,7 +83,7 @@ def _ballot(run: Run, user_id: int) -> list[Answer]:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def vote(request, pk: int):
+def blind_vote(request, pk: int):
     run = _run_for(request, pk)
     if run.status != Run.Status.DONE:
         raise Http404("Only a finished run can be voted on.")
@@ -95,7 +95,7 @@ def vote(request, pk: int):
         if picked is None:
             return render(
                 request,
-                "chat/vote.html",
+                "chat/blind_vote.html",
                 {
                     "run": run,
                     "ballot": ballot,
@@ -103,38 +103,32 @@ def vote(request, pk: int):
                 },
                 status=400,
             )
-        Vote.objects.update_or_create(run=run, user=request.user, defaults={"answer": picked})
-        return redirect("chat:vote", pk=run.pk)
-    mine = Vote.objects.filter(run=run, user=request.user).first()
-    return render(request, "chat/vote.html", {"run": run, "ballot": ballot, "vote": mine})
+        BlindVote.objects.update_or_create(run=run, user=request.user, defaults={"answer": picked})
+        return redirect("chat:blind_vote", pk=run.pk)
+    mine = BlindVote.objects.filter(run=run, user=request.user).first()
+    return render(request, "chat/blind_vote.html", {"run": run, "ballot": ballot, "mine": mine})
 
 
 @login_required
 def leaderboard(request):
     """How often each model, and the synthesis, was picked as the best answer."""
-    votes = Vote.objects.select_related("answer__catalog_model__provider").prefetch_related(
-        "run__answers__catalog_model__provider"
-    )
-    wins, seen = Counter(), Counter()
-    for v in votes:
+    blind_votes = BlindVote.objects.select_related(
+        "answer__catalog_model__provider"
+    ).prefetch_related("run__answers__catalog_model__provider")
+    wins: Counter[str] = Counter()
+    seen: Counter[str] = Counter()
+    for v in blind_votes:
         for answer in v.run.answers.all():
             if answer.status != Answer.Status.DONE or answer.role == Answer.Role.JUDGE:
                 continue
             seen[_contender(answer)] += 1
         wins[_contender(v.answer)] += 1
-    rows = sorted(
-        (
-            {
-                "name": name,
-                "wins": wins[name],
-                "seen": seen[name],
-                "rate": round(100 * wins[name] / seen[name]) if seen[name] else 0,
-            }
-            for name in seen
-        ),
-        key=lambda r: (-r["rate"], -r["wins"]),
-    )
-    return render(request, "chat/leaderboard.html", {"rows": rows, "total": len(votes)})
+    rates = {name: round(100 * wins[name] / seen[name]) if seen[name] else 0 for name in seen}
+    rows = [
+        {"name": name, "wins": wins[name], "seen": seen[name], "rate": rates[name]}
+        for name in sorted(seen, key=lambda name: (-rates[name], -wins[name]))
+    ]
+    return render(request, "chat/leaderboard.html", {"rows": rows, "total": len(blind_votes)})
 
 
 def _contender(answer: Answer) -> str:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from .engine import loop, pipeline, runstate
 from .engine.live import sync_redis
-from .engine.runs import EXECUTE_RUN, enqueue, mark_failed
+from .engine.runs import EXECUTE_RUN, mark_failed, publish
 from .models import Run
 
 log = logging.getLogger(__name__)
@@ -73,16 +73,40 @@ def _redis_uptime(client) -> int | None:
         return None
 
 
+# INFO's uptime_in_seconds is the server's clock in whole seconds now, less the
+# whole second it started in: Redis started up to a second either side of
+# `now - uptime`. A run queued in the second before a restart was left out by every
+# sweep that fell early in its second (and beat's sweeps keep their place in the
+# second), so the later bound is taken. A run queued just after the restart, still
+# waiting, may then be sent twice, which is harmless: a worker takes it only once.
+UPTIME_RESOLUTION = timedelta(seconds=1)
+
+
 def _requeue_lost_tasks(client, uptime: int) -> None:
     """A run still waiting for a worker that was queued before this Redis started:
     if Redis came back empty, its task is gone, and it would wait for ever. Queue it
-    again, once per Redis start (if the task survived, a run is taken only once)."""
-    started = timezone.now() - timedelta(seconds=uptime)
+    again, once per Redis start (if the task survived, a run is taken only once).
+    A task that cannot be sent is tried again by the next sweep."""
+    started = timezone.now() - timedelta(seconds=uptime) + UPTIME_RESOLUTION
     waiting = Run.objects.filter(status=Run.Status.QUEUED, created_at__lt=started)
     for run_id in waiting.values_list("pk", flat=True):
-        if runstate.claim_requeue(client, run_id):
-            log.warning("run %s was queued before Redis started: queueing it again", run_id)
-            enqueue(run_id)
+        if not runstate.claim_requeue(client, run_id):
+            continue
+        try:
+            publish(run_id)
+        except Exception as exc:
+            # Kept, the claim would keep every later sweep from sending it.
+            runstate.release_requeue(client, run_id)
+            log.warning(
+                "run %s was queued before Redis started, and queueing it again failed "
+                "(%s: %s): the next sweep tries again",
+                run_id,
+                type(exc).__name__,
+                exc,
+            )
+        else:
+            runstate.confirm_requeue(client, run_id)
+            log.warning("run %s was queued before Redis started: queued it again", run_id)
 
 
 @worker_ready.connect

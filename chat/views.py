@@ -10,18 +10,20 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from limits.admission import LimitReached
+from chat.engine.admission import LimitReached
 from limits.spend import parse_limit
 from panels.models import Panel
 
 from .api.keys import TooManyKeys, create_key
 from .engine.runs import StopUnavailable, count_use, start_conversation, start_run, stop_run
 from .forms import MessageForm, NewConversationForm
-from .models import ApiKey, Conversation, Message, Run
+from .models import ApiKey, Conversation, Message, Run, with_versions
+from .search import QUERY_MAX_CHARS, search
 
 
 def _conversation_for(request, pk: int) -> Conversation:
-    """The one place ownership is checked: someone else's room is a 404, like a missing one."""
+    """The one place ownership is checked: someone else's conversation is a 404, like a
+    missing one."""
     return get_object_or_404(Conversation, pk=pk, owner=request.user)
 
 
@@ -37,12 +39,16 @@ def _sidebar(request) -> dict:
     return {"conversations": conversations[:100], "query": query}
 
 
-def _turns(conversation: Conversation):
-    return (
-        Message.objects.filter(conversation=conversation)
+def _turns(conversation: Conversation) -> list[Message]:
+    """The turns of the conversation's current branch, each marked with its versions."""
+    tree = conversation.message_tree()
+    branch = (
+        Message.objects.filter(pk__in=conversation.branch_ids(tree))
         .select_related("run")
         .prefetch_related("run__answers")
+        .order_by("pk")
     )
+    return with_versions(list(branch), tree)
 
 
 @require_GET
@@ -50,6 +56,21 @@ def _turns(conversation: Conversation):
 def home(request):
     form = NewConversationForm(user=request.user)
     return render(request, "chat/home.html", {"form": form, **_sidebar(request)})
+
+
+@require_GET
+@login_required
+def search_page(request):
+    """The user's conversations whose questions or answers hold the words typed."""
+    query = request.GET.get("q", "")[:QUERY_MAX_CHARS].replace("\x00", "").strip()
+    everything = request.user.conversations.filter(hidden=False)
+    context = {
+        "hits": search(request.user, query),
+        "titled": everything.filter(title__icontains=query)[:20] if query else [],
+        "query": query,
+        "conversations": everything[:100],  # the sidebar, unfiltered: the results are beside it
+    }
+    return render(request, "chat/search.html", context)
 
 
 @require_POST
@@ -60,7 +81,11 @@ def start(request):
         return render(request, "chat/home.html", {"form": form, **_sidebar(request)}, status=400)
     try:
         message = start_conversation(
-            request.user, form.cleaned_data["answerer"], form.cleaned_data["content"], via="room"
+            request.user,
+            form.cleaned_data["answerer"],
+            form.cleaned_data["content"],
+            via="conversation",
+            consult_panel=form.cleaned_data["consult_panel"],
         )
     except LimitReached as refused:
         form.add_error("content", refused.message)  # the text stays in the box
@@ -71,18 +96,18 @@ def start(request):
 
 @require_GET
 @login_required
-def room(request, pk: int):
-    return _room_page(request, _conversation_for(request, pk), MessageForm())
+def conversation(request, pk: int):
+    return _conversation_page(request, _conversation_for(request, pk), MessageForm())
 
 
-def _room_page(request, conversation: Conversation, form: MessageForm, status: int = 200):
+def _conversation_page(request, conversation: Conversation, form: MessageForm, status: int = 200):
     context = {
         "conversation": conversation,
         "turns": _turns(conversation),
         "form": form,
         **_sidebar(request),
     }
-    return render(request, "chat/room.html", context, status=status)
+    return render(request, "chat/conversation.html", context, status=status)
 
 
 @require_POST
@@ -93,21 +118,25 @@ def send(request, pk: int):
     if not form.is_valid():
         if _wants_json(request):
             return JsonResponse({"error": form.errors["content"][0]}, status=400)
-        return _room_page(request, conversation, form, status=400)
+        return _conversation_page(request, conversation, form, status=400)
+    return _start_turn(request, conversation, form, form.cleaned_data["content"])
+
+
+def _start_turn(request, conversation: Conversation, form: MessageForm, content: str, **where):
+    """Start a run on `content`: a new turn, or (`parent=`) a new version of one."""
     try:
         with transaction.atomic():
-            # Lock the room: two sends at once must not both pass the check below.
+            # Lock the conversation: two sends at once must not both pass the check below.
             Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
             live = Run.objects.filter(message__conversation=conversation, status__in=Run.ACTIVE)
-            content = form.cleaned_data["content"]
-            message = None if live.exists() else start_run(conversation, content)
+            message = None if live.exists() else start_run(conversation, content, **where)
     except LimitReached as refused:
         if _wants_json(request):
             return JsonResponse(
                 {"error": refused.message, "code": refused.code}, status=refused.status
             )
         form.add_error("content", refused.message)  # the text stays in the box
-        return _room_page(request, conversation, form, status=refused.status)
+        return _conversation_page(request, conversation, form, status=refused.status)
     if message is None:
         # One answer at a time: the next turn's seats must see this one's answer.
         error = "Wait for the current answer, or stop it, before sending another message."
@@ -116,10 +145,50 @@ def send(request, pk: int):
         messages.error(request, error)
         return redirect(conversation)
     if _wants_json(request):
-        message = _turns(conversation).get(pk=message.pk)
-        html = render_to_string("chat/_turn.html", {"turn": message}, request=request)
+        turn = next(t for t in _turns(conversation) if t.pk == message.pk)
+        html = render_to_string("chat/_turn.html", {"turn": turn}, request=request)
         return JsonResponse({"html": html, "run": message.run.pk}, status=201)
+    if where:
+        return redirect(f"{conversation.get_absolute_url()}#turn-{message.pk}")
     return redirect(conversation)
+
+
+def _message_for(request, pk: int, message: int) -> Message:
+    return get_object_or_404(Message, pk=message, conversation=_conversation_for(request, pk))
+
+
+@require_POST
+@login_required
+def edit(request, pk: int, message: int):
+    """Ask an edited question again: a new version of the turn, the old one kept."""
+    edited = _message_for(request, pk, message)
+    form = MessageForm(request.POST)
+    if not form.is_valid():
+        if _wants_json(request):
+            return JsonResponse({"error": form.errors["content"][0]}, status=400)
+        return _conversation_page(request, edited.conversation, form, status=400)
+    content = form.cleaned_data["content"]
+    return _start_turn(request, edited.conversation, form, content, parent=edited.parent)
+
+
+@require_POST
+@login_required
+def regenerate(request, pk: int, message: int):
+    """Ask the same question again: a new version of the turn, the old one kept."""
+    asked = _message_for(request, pk, message)
+    form = MessageForm({"content": asked.content})
+    return _start_turn(request, asked.conversation, form, asked.content, parent=asked.parent)
+
+
+@require_POST
+@login_required
+def show_version(request, pk: int, message: int):
+    """Show another version of a turn; later turns follow it, and a reload keeps it."""
+    chosen = _message_for(request, pk, message)
+    chosen.conversation.choose_version(chosen)
+    if _wants_json(request):
+        return JsonResponse({"shown": chosen.pk})
+    return redirect(f"{chosen.conversation.get_absolute_url()}#turn-{chosen.pk}")
 
 
 @require_POST

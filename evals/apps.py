@@ -13,5 +13,11 @@ class EvalsConfig(AppConfig):
     verbose_name = "Evaluations"
 
     def ready(self):
+        from panels import hooks
+
+        from .report import panel_evidence
+
         # Every `migrate` brings the shipped datasets (evals/data/, HumanEval) in.
         post_migrate.connect(_sync_shipped, sender=self)
+        # A panel's page shows its measured quality; panels cannot import evals.
+        hooks.provide_panel_evidence(panel_evidence)

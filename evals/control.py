@@ -30,6 +30,7 @@ def create(
     specs: list[Spec],
     *,
     item_limit: int | None = None,
+    skip_keys: frozenset[str] = frozenset(),
     grader: CatalogModel | None = None,
     name: str = "",
     enqueue_it: bool = True,
@@ -44,7 +45,9 @@ def create(
         raise Refused("A rubric dataset needs a grader model, which the systems never see.")
     if item_limit is not None and item_limit < 1:
         raise Refused("The number of items must be at least 1.")
-    item_ids = choose_items(dataset, item_limit)
+    item_ids = choose_items(dataset, item_limit, skip_keys)
+    if not item_ids:
+        raise Refused("No item is left to evaluate: every item of the dataset is skipped.")
     if len(item_ids) * len(specs) > settings.EVAL_MAX_PAIRS:
         raise Refused(
             f"{len(item_ids)} items × {len(specs)} systems is {len(item_ids) * len(specs):,} "

@@ -25,6 +25,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.text import slugify
 
+from panels import quotas
+
 from .models import Dataset, DatasetItem
 
 SHIPPED_DIR = Path(__file__).parent / "data"
@@ -33,6 +35,8 @@ SHIPPED = {
     "dev-mc": ("Development set: multiple choice", "arithmetic, facts, logic and reading"),
     "dev-code": ("Development set: code", "small Python functions, tested in the sandbox"),
     "dev-rubric": ("Development set: rubric", "open tasks graded by a model on criteria"),
+    # Never read while tuning prompts, presets or calibration: the figures a change reports.
+    "test-mc": ("Held-out set: multiple choice", "arithmetic, facts, logic and reading"),
 }
 HUMANEVAL = "humaneval"
 
@@ -237,8 +241,21 @@ def humaneval_path() -> Path | None:
     return Path(str(path)) if path.is_file() else None
 
 
+def check_room(owner) -> None:
+    """panels.quotas.OverQuota when the owner keeps as many datasets as they may."""
+    quotas.refuse_when_full(
+        "datasets",
+        Dataset.objects.filter(owner=owner).count(),
+        settings.MAX_DATASETS_PER_USER,
+        "Delete a dataset you no longer use, then import the new one.",
+    )
+
+
 def save(owner, name: str, kind: str, items: list[Item], source: str, description: str = ""):
-    """A new dataset of the owner's, all items or none."""
+    """A new dataset of the owner's, all items or none; OverQuota past the owner's count
+    (a site dataset, without an owner, has none)."""
+    if owner is not None:
+        check_room(owner)
     base = slugify(name)[:60] or "dataset"
     slug, n = base, 1
     while Dataset.objects.filter(owner=owner, slug=slug).exists():

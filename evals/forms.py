@@ -3,7 +3,7 @@ from typing import cast
 from django import forms
 from django.db.models import Q
 
-from panels import strategies
+from panels import strategy_settings
 from panels.models import CatalogModel, Panel
 
 from . import systems
@@ -11,7 +11,7 @@ from .models import Dataset
 
 FROM_PANEL = [
     (systems.SEATS, "Each seat alone"),
-    *[(name, f"The panel with strategy: {name}") for name in strategies.NAMES],
+    *[(name, f"The panel with strategy: {name}") for name in strategy_settings.NAMES],
     (systems.SELF_FUSION, "Self-fusion (the first seat's model on every seat)"),
 ]
 
@@ -48,7 +48,7 @@ class EvaluationForm(forms.Form):
         choices=FROM_PANEL,
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        initial=[systems.SEATS, strategies.FUSION, strategies.VOTE],
+        initial=[systems.SEATS, strategy_settings.FUSION, strategy_settings.VOTE],
     )
     panels = forms.ModelMultipleChoiceField(
         label="Also these saved panels, as saved",

@@ -27,7 +27,7 @@ from chat.engine.tools import sandbox
 from .models import Dataset
 
 ANSWER_LINE = "End your reply with a line of the form “Answer: <your answer>”."
-CODE_LIMITS = sandbox.Limits(wall_s=10.0, cpu_s=5, memory_mb=512, output_bytes=16_000)
+CODE_LIMITS = sandbox.SandboxLimits(wall_s=10.0, cpu_s=5, memory_mb=512, output_bytes=16_000)
 
 
 class GradingError(Exception):

@@ -10,6 +10,9 @@ refreshed while it works (the heartbeat). When the key lapses the beat's sweep
 (evals/tasks.py) queues the evaluation again. Concurrency is bounded by
 EVAL_CONCURRENCY per evaluation and EVAL_MAX_RUNNING per user, so evaluations
 never take the chat's place.
+
+Long on purpose: the lease, the heartbeat, resuming and the loop over pairs are one
+state machine, whose invariants would otherwise span files.
 """
 
 import asyncio
@@ -26,10 +29,10 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from chat.engine import live, pipeline, runstate
+from chat.engine.admission import LimitReached
 from chat.engine.db import database_thread, in_db
 from chat.engine.runs import create_run
 from chat.models import Answer, Conversation, Run
-from limits.admission import LimitReached
 
 from . import grading
 from .models import DatasetItem, Evaluation, Result, System
@@ -125,8 +128,11 @@ def spread(items: list, count: int | None) -> list:
     return [items[(i * len(items)) // count] for i in range(count)]
 
 
-def choose_items(dataset, limit: int | None) -> list[int]:
-    items = DatasetItem.objects.filter(dataset=dataset).order_by("position")
+def choose_items(dataset, limit: int | None, skip_keys: frozenset[str] = frozenset()) -> list[int]:
+    """N items spread evenly over the dataset, leaving out the keys skipped (the items
+    an earlier, partial measurement already holds, to complete it to the whole set)."""
+    items = DatasetItem.objects.filter(dataset=dataset).exclude(key__in=skip_keys)
+    items = items.order_by("position")
     return [item.pk for item in spread(list(items), limit)]
 
 

@@ -6,6 +6,9 @@ As a table (page, command, Markdown), CSV and JSON exports, and an SVG chart.
 Only graded results count toward accuracy; errors are counted apart (a system that
 failed did not answer wrong, it did not answer). Paired comparisons use the items
 both systems have a grade for.
+
+Long on purpose: every figure of one report (accuracy, paired differences, McNemar,
+cost, latency) comes from the same per-item table, read once here.
 """
 
 import csv
@@ -16,6 +19,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from django.db.models import Q
+
+from core.durations import human_duration
 
 from . import charts, stats
 from .harness import items_of
@@ -236,8 +241,8 @@ def duration(seconds: float | None) -> str:
     )
 
 
-def seconds(ms: float | None) -> str:
-    return "—" if ms is None else f"{ms / 1000:.1f} s"
+def _duration(ms: float | None) -> str:
+    return "—" if ms is None else human_duration(ms)
 
 
 HEADER = [
@@ -269,7 +274,7 @@ def table_rows(summary: Summary) -> list[list[str]]:
                 str(row.errors),
                 money(row.cost_per_item, row.cost_unknown),
                 money(row.cost_per_correct, row.cost_unknown),
-                f"{seconds(row.latency_mean_ms)} / {seconds(row.latency_p95_ms)}",
+                f"{_duration(row.latency_mean_ms)} / {_duration(row.latency_p95_ms)}",
             ]
         )
     return rows

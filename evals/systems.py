@@ -10,7 +10,7 @@ what users get.
 
 from dataclasses import dataclass
 
-from panels import strategies
+from panels import strategy_settings
 from panels.models import CatalogModel, Panel, solo_snapshot
 
 SEATS, SELF_FUSION = "seats", "self-fusion"
@@ -38,7 +38,7 @@ def _alone(base: dict, seat: dict) -> dict:
         "synthesizer_fallback": None,
         "router": None,
         "min_answers": None,
-        "strategy": {"name": strategies.FUSION},
+        "strategy": {"name": strategy_settings.FUSION},
     }
 
 
@@ -58,7 +58,7 @@ def seats_alone(panel: Panel) -> list[Spec]:
 
 def with_strategy(panel: Panel, name: str) -> Spec:
     own = name == panel.strategy
-    settings = strategies.clean_settings(name, panel.strategy_settings if own else {})
+    settings = strategy_settings.clean_settings(name, panel.strategy_settings if own else {})
     config = panel.snapshot() | {"strategy": {"name": name, **settings}}
     label = f"{panel.name}: {name}" + (" (as saved)" if own else "")
     return Spec(label, "strategy", config, panel if own else None)
@@ -77,7 +77,7 @@ def self_fusion(panel: Panel) -> Spec:
         "judge": model,
         "synthesizer": model,
         "synthesizer_fallback": None,
-        "strategy": {"name": strategies.FUSION},
+        "strategy": {"name": strategy_settings.FUSION},
     }
     return Spec(f"Self-fusion: {count} × {model['name']}", "self", config)
 
@@ -111,7 +111,7 @@ def parse(names: list[str], panel: Panel | None, owner) -> list[Spec]:
             if found_model is None:
                 raise SystemsError(f"No catalog model {model_id!r} that you may use.")
             specs.append(catalog_model(found_model))
-        elif name in (SEATS, SELF_FUSION, *strategies.NAMES):
+        elif name in (SEATS, SELF_FUSION, *strategy_settings.NAMES):
             if panel is None:
                 raise SystemsError(f"{name!r} is relative to a panel: give one (--panel).")
             if name == SEATS:
@@ -121,7 +121,9 @@ def parse(names: list[str], panel: Panel | None, owner) -> list[Spec]:
             else:
                 specs.append(with_strategy(panel, name))
         else:
-            known = ", ".join([SEATS, *strategies.NAMES, SELF_FUSION, "panel:<slug>", "model:<id>"])
+            known = ", ".join(
+                [SEATS, *strategy_settings.NAMES, SELF_FUSION, "panel:<slug>", "model:<id>"]
+            )
             raise SystemsError(f"Unknown system {name!r}. Known: {known}.")
     labels = [spec.label for spec in specs]
     if len(set(labels)) != len(labels):

@@ -11,6 +11,7 @@ urlpatterns = [
     path("evaluations/<int:pk>/table", views.table, name="table"),
     path("evaluations/<int:pk>/stop", views.stop, name="stop"),
     path("evaluations/<int:pk>/resume", views.resume, name="resume"),
+    path("evaluations/<int:pk>/calibrate", views.calibrate, name="calibrate"),
     path("evaluations/<int:pk>/delete", views.delete, name="delete"),
     path("evaluations/<int:pk>/results.csv", views.export_csv, name="export_csv"),
     path("evaluations/<int:pk>/summary.json", views.export_json, name="export_json"),

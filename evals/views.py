@@ -5,13 +5,14 @@ import json
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from chat.models import Conversation
+from panels.quotas import OverQuota
 
-from . import control, datasets, report
+from . import calibration, control, datasets, report
 from .forms import DatasetUploadForm, EvaluationForm, datasets_for
 from .harness import is_interrupted, progress_of
 from .models import DatasetItem, Evaluation, Result
@@ -68,8 +69,28 @@ def create(request):
 def detail(request, pk: int):
     evaluation = _own(request, pk)
     summary = report.summarise(evaluation)
-    context = {"evaluation": evaluation, "progress": progress_of(evaluation)}
+    context = {
+        "evaluation": evaluation,
+        "progress": progress_of(evaluation),
+        "calibration_unavailable": calibration.unavailable_reason(evaluation, request.user),
+    }
     return render(request, "evals/detail.html", context | _table_context(summary))
+
+
+@login_required
+@require_POST
+def calibrate(request, pk: int):
+    """A new version of the measured panel, its weights (and gate) from these results."""
+    evaluation = _own(request, pk)
+    try:
+        version = calibration.calibrate(evaluation, request.user)
+    except calibration.NotEditable as exc:
+        return HttpResponseForbidden(str(exc))
+    except calibration.Unavailable as exc:
+        messages.error(request, str(exc))
+        return redirect(evaluation)
+    messages.success(request, f"Calibrated: {version.panel.name} is now version {version.number}.")
+    return redirect("panels:detail", slug=version.panel.slug)
 
 
 @login_required
@@ -190,15 +211,18 @@ def upload(request):
     form = DatasetUploadForm(request.POST, request.FILES)
     if form.is_valid():
         try:
+            datasets.check_room(request.user)  # before the file is read
             kind, items = datasets.read_upload(
                 form.cleaned_data["file"], form.cleaned_data["kind"] or None
             )
-        except datasets.DatasetError as exc:
-            form.add_error("file", f"Nothing was imported: {exc}")
-        else:
             dataset = datasets.save(
                 request.user, form.cleaned_data["name"], kind, items, source="upload"
             )
+        except datasets.DatasetError as exc:
+            form.add_error("file", f"Nothing was imported: {exc}")
+        except OverQuota as exc:
+            form.add_error(None, f"Nothing was imported: {exc}")
+        else:
             messages.success(request, f"Imported {len(items)} items into {dataset.name}.")
             return redirect("evals:dataset", pk=dataset.pk)
     return render(request, "evals/index.html", _index_context(request, upload=form), status=400)

@@ -1,7 +1,7 @@
 """ASGI entry point: HTTP to Django, websockets to Channels consumers.
 
 Websockets pass the allowed-hosts origin check and Django's session auth; the
-consumers themselves refuse anonymous users and rooms they do not own.
+consumers themselves refuse anonymous users and conversations they do not own.
 """
 
 import os

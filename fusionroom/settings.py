@@ -1,14 +1,19 @@
-"""Fusion Room settings: every knob is an environment variable (see README.md)."""
+"""Fusion Room settings: every knob is an environment variable (see README.md).
 
+Long on purpose: every setting in one file, as Django expects, each read and bounded by
+core/env.py."""
+
+import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from .env import (
+from core.env import (
     env_bool,
     env_int,
     env_list,
@@ -55,6 +60,14 @@ SECRET_KEY = _secret_key()
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_origins("CSRF_TRUSTED_ORIGINS")
+# A user's provider aimed at this site is refused by the site's names
+# (panels/providers/netguard.py): `*` alone would name none, and turn that check off.
+if not DEBUG and ALLOWED_HOSTS == ["*"] and not CSRF_TRUSTED_ORIGINS:
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS=* names no host of this site, so a provider aimed at the site itself "
+        "could not be refused. Name the site's hosts in ALLOWED_HOSTS (e.g. "
+        "chat.example.org,*), or its public origin in CSRF_TRUSTED_ORIGINS."
+    )
 
 INSTALLED_APPS = [
     "daphne",
@@ -81,7 +94,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     # After CSRF (a forged post gets the CSRF answer), before any view saves text.
-    "fusionroom.storable.refuse_unstorable_text",
+    "core.storable.refuse_unstorable_text",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -102,6 +115,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.signup",
             ],
+            # `duration` everywhere: one rule for how long things took (core/durations.py).
+            "builtins": ["core.template_filters"],
         },
     },
 ]
@@ -126,7 +141,7 @@ def _sqlite_options(name) -> dict:
     }
 
 
-def _database() -> dict:
+def _database() -> dict[str, Any]:
     url = env_str("DATABASE_URL")
     if not url:
         return _sqlite_options(DATA_DIR / "fusionroom.sqlite3")
@@ -147,8 +162,12 @@ def _database() -> dict:
         "max_size": env_int("DATABASE_POOL_SIZE", 20, minimum=2),
         "timeout": 20,
     }
-    config["CONN_HEALTH_CHECKS"] = False  # the pool checks connections itself
-    return config
+    # With a pool, Django turns this into the pool's `check`: a connection is checked
+    # (one round trip) as it is lent, so after PostgreSQL restarts the pool's old
+    # connections are dropped instead of failing the next query of whoever takes them
+    # (tests/test_cluster.py restarts it). Without it the pool checks nothing.
+    config["CONN_HEALTH_CHECKS"] = True
+    return dict(config)
 
 
 DATABASES = {"default": _database()}
@@ -161,8 +180,8 @@ REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss",
 # on a fresh connection (tests/test_faults.py restarts Redis mid-run).
 REDIS_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3)
 
-# No channel layer: a room's events go through its Redis Stream, one per room, read
-# by one task per web process (chat/engine/live.py, chat/room_feed.py).
+# No channel layer: a conversation's events go through its Redis Stream, one per conversation, read
+# by one task per web process (chat/engine/live.py, chat/conversation_feed.py).
 
 # Celery: Redis broker; results are not needed (state lives in the database).
 CELERY_BROKER_URL = REDIS_URL
@@ -177,6 +196,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # (chat.tasks.sweep_abandoned_runs), which the `beat` process of the Procfile runs
 # every third of it: a killed worker's run is closed within 1⅓ × the TTL.
 RUN_HEARTBEAT_TTL_S = env_int("RUN_HEARTBEAT_TTL_S", 30, minimum=2)
+# An API request answered by one model alone runs in the web process that took it,
+# with no queue hop (chat/engine/in_web.py): the same rows, heartbeat, cancel key,
+# sweeper and ledger as a worker's run. Off, every run goes through the queue.
+ONE_SEAT_RUNS_IN_WEB = env_bool("ONE_SEAT_RUNS_IN_WEB", True)
 CELERY_BEAT_SCHEDULE = {
     "sweep-abandoned-runs": {
         "task": "chat.sweep_abandoned_runs",
@@ -184,6 +207,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "resume-interrupted-evaluations": {"task": "evals.resume_interrupted", "schedule": 30.0},
 }
+# Beat sends that schedule once however many beat processes run: they share a lease in
+# Redis, and a standby takes over within this many seconds of the holder's death
+# (fusionroom/beat.py).
+CELERY_BEAT_SCHEDULER = "fusionroom.beat:LeaderScheduler"
+BEAT_LEASE_TTL_S = env_int("BEAT_LEASE_TTL_S", 30, minimum=3)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -241,9 +269,25 @@ CONTENT_SECURITY_POLICY = {
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
-# Turn on behind HTTPS; off by default because the embedded default serves plain HTTP.
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+# HTTPS=true says the site is served over HTTPS (by the reverse proxy, docs/DEPLOY.md)
+# and turns on what that allows: Secure cookies, a redirect of plain HTTP, and HSTS.
+# Off by default because the embedded default (and the test suite) serve plain HTTP.
+# Daphne's --proxy-headers takes the scheme from the proxy's X-Forwarded-Proto, so
+# request.is_secure() is right without SECURE_PROXY_SSL_HEADER.
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+# A load balancer's health check speaks plain HTTP to a web process.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# A year, once HTTPS is on: browsers then refuse plain HTTP to this host for that long.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+# Preloading commits the whole registrable domain, which is its owner's decision, not
+# this app's (Fusion Room usually lives on a subdomain): off unless asked for, and the
+# check that recommends it (security.W021) is silenced for that reason.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 # Fernet keys for provider API keys at rest, newest first (panels/crypto.py).
 FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", [])
@@ -290,7 +334,7 @@ EVAL_LEASE_TTL_S = env_int("EVAL_LEASE_TTL_S", 20, minimum=3)
 EVAL_QUEUE = env_str("EVAL_QUEUE", "")
 
 # The judge's and the synthesizer's answers may be longer than a seat's. The judge's
-# budget grows with the panel (a base plus so much per answer judged), up to the cap.
+# token allowance grows with the panel (a base plus so much per answer judged), up to the cap.
 JUDGE_MAX_TOKENS = env_int("JUDGE_MAX_TOKENS", 1500, minimum=64, maximum=32768)
 JUDGE_TOKENS_PER_ANSWER = env_int("JUDGE_TOKENS_PER_ANSWER", 250, minimum=32, maximum=4096)
 SYNTHESIZER_MAX_TOKENS = env_int("SYNTHESIZER_MAX_TOKENS", 1500, minimum=64, maximum=32768)
@@ -328,21 +372,49 @@ TOOLS_PRIVATE_HOSTS = env_list("TOOLS_PRIVATE_HOSTS", [])
 # The OpenAI-compatible API (chat/api/).
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60, minimum=1)
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_000_000, minimum=10_000)
+# A caller's JSON Schemas (tools' parameters, response_format), together in one
+# request: checked against these before any schema work, so that checking a schema
+# and an answer against it stays short (chat/engine/json_modes.py, docs/LIMITS.md).
+SCHEMA_MAX_NODES = env_int("SCHEMA_MAX_NODES", 10_000, minimum=100)
+SCHEMA_MAX_DEPTH = env_int("SCHEMA_MAX_DEPTH", 64, minimum=4, maximum=400)
+SCHEMA_MAX_REFS = env_int("SCHEMA_MAX_REFS", 2_000, minimum=1)
+SCHEMA_MAX_EXPANSION = env_int("SCHEMA_MAX_EXPANSION", 20_000, minimum=100)
+# How long checking a request's schemas may take (a request thread; then a 400), and
+# checking a final answer against its schema (the run's database thread; then the
+# run fails saying so).
+SCHEMA_CHECK_S = env_int("SCHEMA_CHECK_S", 2, minimum=1, maximum=60)
+ANSWER_CHECK_S = env_int("ANSWER_CHECK_S", 5, minimum=1, maximum=60)
 # Nested fusion calls (a seat that is itself a fusion endpoint) stop at this depth.
 FUSION_MAX_DEPTH = env_int("FUSION_MAX_DEPTH", 2, minimum=1, maximum=10)
 # What `model: "fusion"` means.
 API_DEFAULT_PANEL = env_str("API_DEFAULT_PANEL", "local")
+# What `model: "openrouter/fusion"` means when a request does not say (its
+# X-Fusion-Alias header does): "panel", the default panel with judge and synthesis,
+# as existing callers rely on; or "tool", as OpenRouter's hosted service means it, one
+# model (API_FUSION_ALIAS_MODEL; empty: the default panel's judge) with the fusion
+# server tool attached (chat/api/server_tools.py, docs/OPENROUTER_FUSION.md).
+API_FUSION_ALIAS = env_str("API_FUSION_ALIAS", "panel").lower()
+if API_FUSION_ALIAS not in ("panel", "tool"):
+    raise ImproperlyConfigured(f"API_FUSION_ALIAS={API_FUSION_ALIAS!r}: use panel or tool.")
+API_FUSION_ALIAS_MODEL = env_str("API_FUSION_ALIAS_MODEL", "")
 
 # What one user may consume (limits/): the defaults for everyone. An administrator
 # changes them for everyone, or for one user, in the admin (Limits); these apply
-# where the admin sets nothing. Every door — room, API, MCP, command — meets them
+# where the admin sets nothing. Every door — conversation, API, MCP, command — meets them
 # in the one place a run starts (chat/engine/runs.py).
 MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 32_000, minimum=100)
 RUNS_PER_MINUTE = env_int("RUNS_PER_MINUTE", 20, minimum=1)
+# The most characters one seat of a run may be sent: its system prompt, the
+# conversation as fitted to its window, an API caller's tools and response format.
+INPUT_MAX_CHARS = env_int("INPUT_MAX_CHARS", 1_000_000, minimum=1_000)
 # Runs of one user answering at once. It is also each user's share of a worker:
 # a worker holds WORKER_CONCURRENCY runs, and no user holds more than this many.
 CONCURRENT_RUNS = env_int("CONCURRENT_RUNS", 3, minimum=1)
 API_KEYS_PER_USER = env_int("API_KEYS_PER_USER", 10, minimum=1)
+# Rows one user may keep (panels/quotas.py): settings only, not in the admin's Limits.
+MAX_PANELS_PER_USER = env_int("MAX_PANELS_PER_USER", 200, minimum=1)
+MAX_PROVIDERS_PER_USER = env_int("MAX_PROVIDERS_PER_USER", 20, minimum=1)
+MAX_DATASETS_PER_USER = env_int("MAX_DATASETS_PER_USER", 50, minimum=1)
 # Spend caps in USD on the site's own providers (a user's own keys are theirs to
 # spend). A run is refused when its estimate is over RUN_BUDGET_USD, and stopped,
 # its answers so far kept, when its real spend crosses what is left.
@@ -362,6 +434,7 @@ LOCAL_MODELS_ENABLED = env_bool("LOCAL_MODELS_ENABLED", True)
 LOCAL_MODELS_HOST = env_str("LOCAL_MODELS_HOST", "127.0.0.1")
 LOCAL_MODELS_PORT = env_int("LOCAL_MODELS_PORT", 8081, minimum=1024, maximum=65000)
 LOCAL_MODELS_CTX = env_int("LOCAL_MODELS_CTX", 8192, minimum=2048, maximum=32768)
+LOCAL_MODELS_THREADS = env_int("LOCAL_MODELS_THREADS", 1, minimum=1, maximum=os.cpu_count() or 1)
 DEFAULT_PANEL = env_str("DEFAULT_PANEL", "local")
 # The most `max_tokens` a seat, a recipe or an API request may ask for (panels/bounds.py).
 MAX_OUTPUT_TOKENS = env_int("MAX_OUTPUT_TOKENS", 32768, minimum=16, maximum=1_000_000)

@@ -11,7 +11,7 @@ urlpatterns = [
     path("", include("chat.urls")),
     path("", include("panels.urls")),
     path("", include("evals.urls")),
-    path("accounts/", include("fusionroom.accounts_urls")),
+    path("accounts/", include("accounts.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("v1/chat/completions", api.chat_completions, name="api_chat_completions"),
     path("v1/models", api.models, name="api_models"),

@@ -72,6 +72,15 @@ def keys_with_spend(user):
     )
 
 
+def usd(amount: Decimal) -> str:
+    """Dollars for a person: $1.50, $0.25, and fractions of a cent as $0.0042."""
+    if amount == 0:
+        return "$0"
+    if abs(amount) >= Decimal("0.01"):
+        return f"${amount:,.2f}"
+    return f"${amount:.6f}".rstrip("0")
+
+
 def parse_limit(raw: str) -> Decimal | None:
     """A spend limit typed by a person: empty for none; else ValueError in words."""
     raw = raw.strip().removeprefix("$")
@@ -86,23 +95,38 @@ def parse_limit(raw: str) -> Decimal | None:
     return value.quantize(Decimal("0.0001"))
 
 
-def charge(run, answer) -> Decimal:
-    """Record one finished call of `run` on a site provider; returns what it counted."""
+def charge(run, answer, tools_usd: Decimal = Decimal(0)) -> Decimal:
+    """Record one finished call of `run` on a site provider; returns what it counted.
+    A recorded cost holds its paid tool calls already (`tools_usd`); a cost assumed
+    from the tokens has them added."""
     cost_usd, assumed = answer.cost_usd, answer.cost_usd is None
     if assumed:
         price_in, price_out = dearest_prices()
         tokens_out = answer.output_tokens
         if tokens_out is None:
             tokens_out = estimate_tokens(answer.text)
-        cost_usd = price_in * (answer.input_tokens or 0) + price_out * tokens_out
+        cost_usd = price_in * (answer.input_tokens or 0) + price_out * tokens_out + tools_usd
     if cost_usd <= 0:
         return Decimal(0)
+    _record(run, answer.model_name, cost_usd, assumed)
+    return cost_usd
+
+
+def charge_tools(run, answer, tools_usd: Decimal) -> Decimal:
+    """Record what an answer's tool calls cost the site (a paid web search on the
+    site's key) when the model call itself was on the user's own provider."""
+    if tools_usd <= 0:
+        return Decimal(0)
+    _record(run, f"tools of {answer.model_name}", tools_usd, assumed=False)
+    return tools_usd
+
+
+def _record(run, model_name: str, cost_usd: Decimal, assumed: bool) -> None:
     Spend.objects.create(
         user_id=run.message.conversation.owner_id,
         run_id=run.pk,
         api_key_id=run.config.get("api_key"),
-        model_name=answer.model_name[:200],
+        model_name=model_name[:200],
         usd=cost_usd,
         assumed=assumed,
     )
-    return cost_usd

@@ -3,8 +3,8 @@
 from decimal import Decimal
 
 from . import spend
-from .admission import usd
 from .effective import limits_for
+from .spend import usd
 
 
 def spend_summary(user) -> dict:

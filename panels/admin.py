@@ -15,6 +15,7 @@ class CatalogModelInline(admin.TabularInline):
         "input_price",
         "output_price",
         "supports_tools",
+        "tool_calls_in_text",
         "is_active",
     )
     show_change_link = True

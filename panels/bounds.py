@@ -10,7 +10,7 @@ API param) and adds `span`:
         raise RecipeError("seats[1].max_tokens", f"must be {bound.span}")
 
 Bounds are built when asked for, not at import, because some follow site settings
-(`MAX_OUTPUT_TOKENS`). Strategy settings have their own table in strategies.py.
+(`MAX_OUTPUT_TOKENS`). Strategy settings have their own table in strategy_settings.py.
 """
 
 import math

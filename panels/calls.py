@@ -20,7 +20,7 @@ Rules, in the order they apply:
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -28,6 +28,7 @@ import httpx
 from django.conf import settings
 
 from . import pricing
+from .call_limits import CallLimits
 from .cooldown import Cooldowns, counts_toward_cooldown
 from .providers import (
     ChatRequest,
@@ -41,28 +42,10 @@ from .providers import (
     ToolCall,
     Usage,
     provider_for,
+    text_tool_calls,
 )
 from .providers.tokens import estimate_tokens
 from .repetition import LoopWatch
-
-
-@dataclass(frozen=True)
-class CallLimits:
-    connect_s: float
-    first_token_s: float
-    idle_s: float
-    total_s: float
-
-    @classmethod
-    def from_settings(cls, **overrides: float | None) -> "CallLimits":
-        values = {
-            "connect_s": settings.CALL_CONNECT_TIMEOUT_S,
-            "first_token_s": settings.CALL_FIRST_TOKEN_TIMEOUT_S,
-            "idle_s": settings.CALL_IDLE_TIMEOUT_S,
-            "total_s": settings.CALL_TOTAL_TIMEOUT_S,
-        }
-        values.update({k: float(v) for k, v in overrides.items() if v})
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -71,7 +54,7 @@ class AnswerCap:
 
     An upstream decides how long it streams, and a user's own provider may be
     hostile: everything downstream (this process, Redis's live copy, the database
-    row, the Markdown rendering, every browser in the room) holds at most this.
+    row, the Markdown rendering, every browser in the conversation) holds at most this.
     """
 
     chars: int
@@ -95,7 +78,7 @@ class AnswerCap:
 
 def _size(text: str) -> int:
     # surrogatepass: a model may send a lone surrogate (JSON allows "\ud800"); it is
-    # refused later, when saved (fusionroom/storable.py), not here.
+    # refused later, when saved (core/storable.py), not here.
     return len(text.encode("utf-8", "surrogatepass"))
 
 
@@ -137,6 +120,12 @@ class Target:
     context_length: int = 8192
     # A provider without an owner: every user calls it, so its cooldown is everyone's.
     site_wide: bool = True
+    # The model writes its tool calls in its text (the bundled Qwen models): they are
+    # read from it when tools were offered (providers/text_tool_calls.py).
+    tool_calls_in_text: bool = False
+    # The server holds calls beyond its slots in a queue (the bundled llama.cpp models):
+    # a long wait for the first token there is a busy machine, not a failing upstream.
+    queues: bool = False
 
 
 @dataclass
@@ -181,7 +170,7 @@ class CallResult:
         return int((time.monotonic() - self._started) * 1000)
 
 
-async def _limited(stream: AsyncIterator[Event], limits: CallLimits, name: str):
+async def _limited(stream: AsyncGenerator[Event, None], limits: CallLimits, name: str):
     """The provider's events, with first-token, idle-gap and total limits.
 
     A limit that runs out cancels the pending read, which unwinds the provider's
@@ -241,9 +230,12 @@ async def _attempt(
     cap: AnswerCap,
 ) -> None:
     provider = provider_for(target.endpoint, client)
-    stream = provider.stream(request).__aiter__()
+    stream = provider.stream(request)
     loop_watch = LoopWatch()
     events = _limited(stream, limits, target.endpoint.name or target.display_name)
+    if target.tool_calls_in_text and request.tools:
+        # Outside the time limits: while a call is held back, its text still arrives.
+        events = text_tool_calls.parsed(events, request.tools, request.limits)
     left = cap.after(result.text)
     try:
         async for event in events:
@@ -312,6 +304,10 @@ async def call(
             model_request = _for_model(request, target.model_id)
             remaining = await cooldowns.remaining(target.provider_id, target.model_id)
             if remaining > 0:
+                skipped = (
+                    f"{target.display_name} is cooling down after repeated "
+                    f"failures ({remaining:.0f} s left); skipped"
+                )
                 result.attempts.append(
                     Attempt(
                         target.display_name,
@@ -324,14 +320,11 @@ async def call(
                             "kind": ErrorKind.COOLDOWN.value,
                             "retryable": True,
                             "status": None,
-                            "message": f"{target.display_name} is cooling down after repeated "
-                            f"failures ({remaining:.0f} s left); skipped",
+                            "message": skipped,
                         },
                     )
                 )
-                result.error = ProviderError(
-                    result.attempts[-1].error["message"], retryable=True, kind=ErrorKind.COOLDOWN
-                )
+                result.error = ProviderError(skipped, retryable=True, kind=ErrorKind.COOLDOWN)
                 continue
             retries, waited = 0, 0.0
             while True:
@@ -353,7 +346,11 @@ async def call(
                     result.error = error
                     cooling = 0.0
                     if counts_toward_cooldown(
-                        error, limits, site_wide=target.site_wide, answering=bool(result.parts)
+                        error,
+                        limits,
+                        site_wide=target.site_wide,
+                        answering=bool(result.parts),
+                        queues=target.queues,
                     ):
                         cooling = await cooldowns.failed(target.provider_id, target.model_id)
                     if result.parts:

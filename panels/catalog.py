@@ -1,5 +1,6 @@
 """The site-wide providers that need no clicking: one per API key found in the
-environment, one per bundled local model, each with its shipped model list.
+environment, one per bundled local model, each with its shipped model list. A bundled
+model's tool support (`supports_tools`, `tool_calls_in_text`) is its LocalModel's.
 
 Prices are USD per million tokens as published when this list was written; they
 go stale, which is why OpenRouter's live list can be synced (sync_openrouter).
@@ -182,7 +183,8 @@ def sync_site_providers() -> list[str]:
                 "context_length": model.served_context,
                 "input_price": Decimal(0),
                 "output_price": Decimal(0),
-                "supports_tools": False,
+                "supports_tools": model.supports_tools,
+                "tool_calls_in_text": model.tool_calls_in_text,
                 "source": CatalogModel.Source.LOCAL,
             },
         )

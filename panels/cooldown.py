@@ -10,14 +10,10 @@ limits nothing can meet. A user's own provider serves that user alone; there a
 timeout under the user's own limits counts too.
 """
 
-from typing import TYPE_CHECKING
-
 from django.conf import settings
 
+from .call_limits import CallLimits
 from .providers import ErrorKind, ProviderError
-
-if TYPE_CHECKING:
-    from .calls import CallLimits
 
 STEPS_S = (30, 60, 300)
 FAILURE_WINDOW_S = 600  # failures further apart than this do not add up
@@ -39,7 +35,12 @@ UPSTREAM_FAULTS = frozenset(
 
 
 def counts_toward_cooldown(
-    error: ProviderError, limits: "CallLimits", *, site_wide: bool, answering: bool
+    error: ProviderError,
+    limits: CallLimits,
+    *,
+    site_wide: bool,
+    answering: bool,
+    queues: bool = False,
 ) -> bool:
     """Whether one failed attempt counts toward its (provider, model) cooldown.
 
@@ -49,13 +50,18 @@ def counts_toward_cooldown(
     or looser, and a total limit only when nothing had arrived: a long answer
     still streaming at its end says the caller asked for much, not that the
     upstream is down.
+
+    A server that `queues` calls beyond its slots (a bundled local model) counts only
+    a connect timeout: its first token waits for the calls ahead of it, and three
+    queued calls timing out would otherwise switch the keyless default off for every
+    user exactly when it is busiest.
     """
     if not error.retryable or error.kind not in UPSTREAM_FAULTS:
         return False
+    if queues and error.kind == ErrorKind.TIMEOUT and error.code in ("first_token_s", "total_s"):
+        return False
     if not site_wide or error.kind != ErrorKind.TIMEOUT or not error.code:
         return True
-    from .calls import CallLimits  # calls.py imports this module
-
     if getattr(limits, error.code) < getattr(CallLimits.from_settings(), error.code):
         return False  # the caller's own tighter limit
     return not (error.code == "total_s" and answering)

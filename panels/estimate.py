@@ -53,11 +53,19 @@ def estimate(panel: Panel, prompt: str = "") -> dict:
     return estimate_config(panel.snapshot(), prompt)
 
 
-def estimate_config(config: dict, prompt: str = "", prices: PriceOf | None = None) -> dict:
+def estimate_config(
+    config: dict,
+    prompt: str = "",
+    prices: PriceOf | None = None,
+    seat_inputs: list[int] | None = None,
+) -> dict:
     """The estimate of one run of a frozen configuration (Panel.snapshot or a
     single model's): what the panel page shows, and what budgets check. `prices`
     says what a model costs a token (budgets count only the site's providers, and
-    an unknown price as the dearest); by default, its catalog price."""
+    an unknown price as the dearest); by default, its catalog price. `seat_inputs`,
+    when known, are the input tokens each seat will be sent (its system prompt, the
+    conversation fitted to its window, tools and schemas): admission measures them;
+    else a seat reads the question and the prompt's framing."""
     price_of = prices or _catalog_price
     question = max(1, len(prompt) // 4) if prompt else TYPICAL_QUESTION_TOKENS
     seats = config.get("seats", [])
@@ -80,7 +88,7 @@ def estimate_config(config: dict, prompt: str = "", prices: PriceOf | None = Non
         top = seat.get("max_tokens") or settings.DEFAULT_MAX_TOKENS
         low_out, high_out = min(150, top), top
         answers_low, answers_high = answers_low + low_out, answers_high + high_out
-        tokens_in = question + PROMPT_OVERHEAD
+        tokens_in = seat_inputs[position] if seat_inputs else question + PROMPT_OVERHEAD
         model = model_of(seat.get("model"))
         lines.append(
             Line(
@@ -118,13 +126,16 @@ def estimate_config(config: dict, prompt: str = "", prices: PriceOf | None = Non
                 model,
             )
         )
-    known = all(line.low is not None for line in lines)
-    seat_highs = [line.high for line in lines[: len(seats)]]
+    # A line's low and high are both priced or both not (one price for the model).
+    lows = [line.low for line in lines if line.low is not None]
+    highs = [line.high for line in lines if line.high is not None]
+    known = len(lows) == len(lines)
+    seat_highs = [line.high for line in lines[: len(seats)] if line.high is not None]
     return {
         "lines": lines,
-        "low": sum((line.low for line in lines), Decimal(0)) if known else None,
-        "high": sum((line.high for line in lines), Decimal(0)) if known else None,
-        "solo_high": max(seat_highs) if seat_highs and None not in seat_highs else None,
+        "low": sum(lows, Decimal(0)) if known else None,
+        "high": sum(highs, Decimal(0)) if known else None,
+        "solo_high": max(seat_highs) if seats and len(seat_highs) == len(seats) else None,
         "question_tokens": question,
         "from_prompt": bool(prompt),
     }

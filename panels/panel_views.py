@@ -10,13 +10,12 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from evals.report import panel_evidence
-
-from . import bounds, recipes, strategies, versions
+from . import bounds, quotas, recipes, strategy_settings, versions
 from .estimate import estimate
+from .hooks import panel_evidence
 from .models import CatalogModel, Panel
 from .panel_forms import ImportForm, PanelForm, SeatFormSet
-from .strategies import SettingsError
+from .strategy_settings import SettingsError
 
 
 def _reachable(request, slug: str) -> Panel:
@@ -46,7 +45,7 @@ def detail(request, slug: str):
     stats = runs.aggregate(avg_cost=Avg("cost_usd"), runs=Count("pk"))
     latencies = [r.stage_ms.get("total") for r in runs.only("stage_ms")[:500]]
     latencies = [ms for ms in latencies if ms]
-    votes = _win_rate(panel)
+    blind_votes = _win_rate(panel)
     return render(
         request,
         "panels/detail.html",
@@ -57,7 +56,7 @@ def detail(request, slug: str):
             "is_owner": panel.owner_id == request.user.pk,
             "forks": panel.forks.count(),
             "stats": stats,
-            "votes": votes,
+            "blind_votes": blind_votes,
             "avg_latency_ms": sum(latencies) / len(latencies) if latencies else None,
             "estimate": estimate(panel, request.GET.get("prompt", "")[:20_000]),
             "evidence": panel_evidence(panel, request.user),
@@ -71,7 +70,8 @@ def detail(request, slug: str):
 def _win_rate(panel: Panel) -> dict:
     """How often this recipe's synthesis won the blind votes on its runs."""
     counts = panel.runs.aggregate(
-        total=Count("votes"), wins=Count("votes", filter=Q(votes__answer__role="synthesizer"))
+        total=Count("blind_votes"),
+        wins=Count("blind_votes", filter=Q(blind_votes__answer__role="synthesizer")),
     )
     total = counts["total"]
     return {
@@ -85,7 +85,7 @@ def _strategy_fits(form: PanelForm, seats) -> bool:
     """The strategy's rules that need the seats (tags for route, tiers for escalate)."""
     strategy = form.cleaned_data["strategy"]
     try:
-        strategies.clean_settings(
+        strategy_settings.clean_settings(
             strategy, form.cleaned_data["strategy_settings"], seats.strategy_view()
         )
     except SettingsError as error:
@@ -104,6 +104,18 @@ def _quorum_fits(form: PanelForm, seats) -> bool:
     return True
 
 
+def _room_for_a_new_panel(form: PanelForm, panel: Panel) -> bool:
+    if panel.pk:
+        return True
+    try:
+        quotas.check_panels(panel.owner)
+    except quotas.OverQuota as exc:
+        form.is_valid()  # errors can only be added to a bound, cleaned form
+        form.add_error(None, str(exc))
+        return False
+    return True
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def edit(request, slug: str | None = None):
@@ -112,6 +124,7 @@ def edit(request, slug: str | None = None):
     seats = SeatFormSet(request.POST or None, instance=panel, form_kwargs={"user": request.user})
     if (
         request.method == "POST"
+        and _room_for_a_new_panel(form, panel)
         and form.is_valid()
         and seats.is_valid()
         and _strategy_fits(form, seats)
@@ -148,7 +161,11 @@ def edit(request, slug: str | None = None):
 @login_required
 @require_POST
 def fork(request, slug: str):
-    result = versions.fork(_reachable(request, slug), request.user)
+    try:
+        result = versions.fork(_reachable(request, slug), request.user)
+    except quotas.OverQuota as exc:
+        messages.error(request, f"It was not copied: {exc}")
+        return redirect("panels:detail", slug=slug)
     if isinstance(result, recipes.Imported):
         messages.error(
             request,
@@ -196,7 +213,7 @@ def import_recipe(request):
                 messages.success(request, f"Imported {panel}.")
                 return redirect("panels:detail", slug=panel.slug)
             report = imported.missing
-        except recipes.RecipeError as exc:
+        except (recipes.RecipeError, quotas.OverQuota) as exc:
             form.add_error(None, str(exc))
     status = 400 if request.method == "POST" else 200
     return render(request, "panels/import.html", {"form": form, "missing": report}, status=status)

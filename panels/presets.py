@@ -1,6 +1,6 @@
 """The read-only panels everyone sees, as data.
 
-- Local: the bundled models; works with no key at all (strategy: vote, by measurement).
+- Local: the bundled 1.5B, verified (strategy: verify); works with no key at all.
 - Quality: frontier models through OpenRouter; a frontier judge and synthesizer.
 - Budget: three low-cost models through OpenRouter; a frontier synthesizer (most of
   fusion's gain comes from the synthesis step, so that is where money goes).
@@ -38,22 +38,23 @@ PRESETS = (
     PresetSpec(
         "local",
         "Local",
-        "The bundled models on this machine: Qwen2.5-Coder 1.5B and 0.5B answer and vote; "
-        "when they disagree the 1.5B breaks the tie. Free and private. Measured: no strategy "
-        "of this panel beats the 1.5B alone; vote loses least (docs/QUALITY.md).",
-        # The 1.5B answered 15 of 16 short factual and arithmetic questions alone, the
-        # 0.5B 10 and SmolLM2 9 (docs/LOCAL_MODELS.md): the 1.5B holds a seat, SmolLM2
-        # does not (a third process on two cores would slow the 1.5B's answer).
-        # The strategy is chosen by the evaluation harness (docs/QUALITY.md): against
-        # the 1.5B alone, vote lost 3 and 6 points on short answers and multiple
-        # choice (not significant), at 16-19 s an item; fusion tied, then lost 31 and
-        # 37 points on multiple choice and code (its synthesis rewrote right answers)
-        # at 44-97 s; gate lost 19. A vote returns a seat's answer as it was written.
-        (SeatSpec("qwen2.5-coder-1.5b", 0.3), SeatSpec("qwen2.5-coder-0.5b", 0.3)),
+        "The bundled Qwen2.5-Coder 1.5B answers three times; the answers are checked, not "
+        "rewritten: code runs against the question's own examples, a sum is computed by a "
+        "program, anything else goes to the answer its draws agree on. Free and private. "
+        "Measured against the 1.5B alone in docs/QUALITY.md.",
+        # Chosen from measurement (docs/QUALITY.md): judging and rewriting lost to the
+        # 1.5B alone on every set (fusion -31 and -37 points on multiple choice and
+        # code, its synthesis rewrote right answers), and a vote of the 1.5B with the
+        # 0.5B lost a little wherever they disagreed. Verification keeps an answer as
+        # written. The 0.5B is left out: on questions with no check, SLM-MUX's "most
+        # self-consistent seat" would let a confidently wrong 0.5B (52% on short
+        # answers against the 1.5B's 78%) outvote a split 1.5B.
+        (SeatSpec("qwen2.5-coder-1.5b", 0.3),),
         judge="qwen2.5-coder-1.5b",
         synthesizer="qwen2.5-coder-1.5b",
-        deadline_s=180,
-        strategy="vote",
+        deadline_s=240,
+        strategy="verify",
+        settings=(("samples", 2), ("temperature", 0.8)),
     ),
     PresetSpec(
         "self-consistency",

@@ -44,4 +44,4 @@ def add(costs: list[Cost]) -> Cost:
     """A total is only known when every part is known."""
     if any(c.usd is None for c in costs):
         return UNKNOWN
-    return Cost(sum((c.usd for c in costs), Decimal(0)), "sum")
+    return Cost(sum((c.usd for c in costs if c.usd is not None), Decimal(0)), "sum")

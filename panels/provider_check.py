@@ -64,8 +64,10 @@ def check_connection(provider: Provider, model_id: str = "") -> tuple[bool, str]
 
     result = asyncio.run(run())
     if result.ok:
+        # An answered call has its latency: `call` sets it whenever it ends.
+        seconds = (result.latency_ms or 0) / 1000
         return True, (
-            f"Connected: {target.display_name} answered in {result.latency_ms / 1000:.1f} s "
+            f"Connected: {target.display_name} answered in {seconds:.1f} s "
             f"({result.text.strip()[:40]!r})."
         )
-    return False, f"Failed: {result.error.message}"
+    return False, f"Failed: {result.error.message if result.error else 'no model answered'}"

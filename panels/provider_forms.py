@@ -75,4 +75,4 @@ class ProviderForm(forms.ModelForm):
     def _post_clean(self):
         if self.owner is not None:
             self.instance.owner = self.owner
-        super()._post_clean()
+        super()._post_clean()  # type: ignore[misc]  # django-stubs omit this private hook

@@ -5,8 +5,8 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from limits.spend import keys_with_spend
-
+from . import quotas
+from .hooks import keys_with_spend
 from .models import CatalogModel, Provider
 from .provider_check import check_connection
 from .provider_forms import ProviderForm
@@ -26,11 +26,21 @@ def _save_models(provider: Provider, model_ids: list[str]) -> None:
         )
 
 
+def _room_for_a_provider(form: ProviderForm, user) -> bool:
+    try:
+        quotas.check_providers(user)
+    except quotas.OverQuota as exc:
+        form.is_valid()  # errors can only be added to a bound, cleaned form
+        form.add_error(None, str(exc))
+        return False
+    return True
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def api_keys(request):
     form = ProviderForm(request.POST or None, owner=request.user)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and _room_for_a_provider(form, request.user) and form.is_valid():
         provider = form.save()
         _save_models(provider, form.cleaned_data["models"])
         messages.success(request, f"Provider {provider} saved. Its key is stored encrypted.")

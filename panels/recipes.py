@@ -4,6 +4,9 @@ A recipe names models by provider and model id, never by keys or database ids, s
 it travels between servers. Import validates every field and names the one that
 is wrong; models the importer cannot reach are reported so they can be swapped
 before anything is saved. The schema is documented in docs/RECIPES.md.
+
+Long on purpose: reading and writing a recipe are one format, kept in step here
+(tests/test_recipe_property.py round-trips them).
 """
 
 import json
@@ -11,9 +14,9 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from fusionroom import storable
+from core import storable
 
-from . import bounds, strategies
+from . import bounds, quotas, strategy_settings
 from .models import CatalogModel, Panel, Seat
 
 # 2 added strategies: "strategy", "router", and the seats' "weight", "tags", "tier".
@@ -108,7 +111,7 @@ def to_recipe(panel: Panel) -> dict:
         "deadline_s": panel.deadline_s,
         "strategy": {
             "name": panel.strategy,
-            **strategies.clean_settings(panel.strategy, panel.strategy_settings),
+            **strategy_settings.clean_settings(panel.strategy, panel.strategy_settings),
         },
         "router": _ref(panel.router),
         "tools": list(panel.tools),
@@ -282,13 +285,13 @@ def validate(data) -> dict:
     drafts = data.get("judge_drafts", False)
     if not isinstance(drafts, bool):
         raise RecipeError("judge_drafts", "must be true or false")
-    strategy = data.get("strategy") or {"name": strategies.FUSION}
+    strategy = data.get("strategy") or {"name": strategy_settings.FUSION}
     if not isinstance(strategy, dict) or not isinstance(strategy.get("name"), str):
         raise RecipeError("strategy", 'must be {"name": "fusion" | "vote" | …, …settings}')
     settings = {k: v for k, v in strategy.items() if k != "name"}
     try:
-        settings = strategies.clean_settings(strategy["name"], settings, clean_seats)
-    except strategies.SettingsError as error:
+        settings = strategy_settings.clean_settings(strategy["name"], settings, clean_seats)
+    except strategy_settings.SettingsError as error:
         field = error.field
         if field == "strategy":
             field = "strategy.name"
@@ -397,7 +400,10 @@ def build(imported: Imported, owner=None, slug: str = "") -> tuple[Panel, list[S
 
 @transaction.atomic
 def save_as_panel(imported: Imported, owner, slug: str) -> Panel:
-    """All or nothing: a panel is only created when every model resolved."""
+    """All or nothing: a panel is only created when every model resolved, and only
+    while the owner keeps fewer panels than they may (quotas.OverQuota)."""
+    if owner is not None:
+        quotas.check_panels(owner)
     panel, seats = build(imported, owner, slug)
     panel.save()
     for seat in seats:

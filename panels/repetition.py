@@ -1,7 +1,7 @@
 """Spotting a model that repeats itself, so its call can be cut off early.
 
 Small models under a JSON grammar (and sometimes without one) fall into a loop and
-repeat one phrase until their token budget runs out: minutes of decoding for
+repeat one phrase until their max_tokens runs out: minutes of decoding for
 nothing. A loop is text whose tail is periodic: the last `period` characters equal
 the `period` before them, again and again. Legitimate text rarely repeats one unit
 verbatim for hundreds of characters, so the bar is high: at least MIN_REPEATS

@@ -24,8 +24,9 @@ def _changes(before: dict | None, after: dict) -> str:
     return ("Changed: " + ", ".join(changed) + ".") if changed else "Saved without changes."
 
 
-def record_version(panel: Panel) -> PanelVersion:
-    """Keep this save's recipe as the panel's next version."""
+def record_version(panel: Panel, note: str = "") -> PanelVersion:
+    """Keep this save's recipe as the panel's next version; `note` says why it was made
+    (a calibration names its evaluation) before what changed."""
     recipe = recipes.to_recipe(panel)
     last = panel.versions.first()
     number = (last.number + 1) if last else 1
@@ -36,7 +37,7 @@ def record_version(panel: Panel) -> PanelVersion:
         panel=panel,
         number=number,
         recipe=recipe,
-        changes=_changes(last.recipe if last else None, recipe),
+        changes=" ".join(filter(None, [note, _changes(last.recipe if last else None, recipe)])),
     )
 
 

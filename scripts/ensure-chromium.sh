@@ -2,7 +2,7 @@
 # Browser tests drive Debian's chromium package; never a browser download.
 set -euo pipefail
 CHROMIUM=${CHROMIUM_PATH:-/usr/bin/chromium}
-# Screenshots show the room's emoji (tool steps) only with an emoji font.
+# Screenshots show the conversation's emoji (tool steps) only with an emoji font.
 FONTS="fonts-noto-color-emoji"
 if [ -x "$CHROMIUM" ] && { ! command -v dpkg >/dev/null || dpkg -s $FONTS >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; }; then
   echo "chromium: $("$CHROMIUM" --version 2>/dev/null | head -1)"; exit 0

@@ -3,16 +3,24 @@
 The live stack is what `make run` starts, against the test database: a Daphne
 server and a Celery worker as subprocesses, the bundled llama.cpp model servers,
 and Redis (a separate database number from development's).
+
+Long on purpose: the live stack's fixtures (Redis, model servers, Daphne, workers, the
+browser) share their start and stop helpers.
 """
 
+import asyncio
+import inspect
 import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -99,18 +107,49 @@ def browser():
     del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+@contextmanager
+def checked_page(browser, expected_console_error: str = "", **options):
+    """A desktop-sized page that records the conversation's frames (`window.__frames`) and,
+    when the test is done, fails it for any error the page reported: an uncaught
+    exception, or a console error other than one containing `expected_console_error`.
+    `options` go to the browser context (axe's test injects its script past the CSP
+    with `bypass_csp=True`)."""
+    context = browser.new_context(**{"viewport": {"width": 1280, "height": 860}, **options})
     page = context.new_page()
     page.add_init_script(RECORD_FRAMES)
     page.set_default_timeout(60_000)
     errors: list[str] = []
+
+    def on_console(message) -> None:
+        expected = expected_console_error and expected_console_error in message.text
+        if message.type == "error" and not expected:
+            errors.append(message.text)
+
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    yield page
-    context.close()
+    page.on("console", on_console)
+    try:
+        yield page
+    finally:
+        context.close()
     assert not errors, f"the page reported errors: {errors}"
+
+
+@pytest.fixture
+def page(browser):
+    with checked_page(browser) as page:
+        yield page
+
+
+def on_a_phone(browser, page):
+    """`page`'s address in a phone-sized tab of the same session (close its context)."""
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        storage_state=page.context.storage_state(),
+    )
+    phone_page = phone.new_page()
+    phone_page.goto(page.url)
+    return phone_page
 
 
 def pytest_collection_modifyitems(config, items):
@@ -127,9 +166,44 @@ def child_env(**extra: str) -> dict:
     return env
 
 
-def wait_for(check, what: str, timeout: float, processes=()) -> None:
+T = TypeVar("T")
+
+
+# Tests wait on conditions, never on a guessed time: a sleep long enough on a quiet
+# machine is too short on a busy one, and needlessly long everywhere else.
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, every=0.02) -> T:
+    """`predicate()`'s first true value, as soon as there is one; fails naming `what`
+    after `timeout` s."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while not (met := predicate()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+    return met
+
+
+async def until(
+    predicate: Callable[[], object | Awaitable[object]], timeout: float, what: str, every=0.01
+) -> object:
+    """`wait_until` for async tests: the loop runs while it waits. `predicate` may be
+    a coroutine function."""
+    deadline = time.monotonic() + timeout
+    while True:
+        met = predicate()
+        if inspect.isawaitable(met):
+            met = await met
+        if met:
+            return met
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+def wait_for(check, what: str, timeout: float, processes=()) -> None:
+    """`wait_until` for a check on subprocesses: fails at once when one of them
+    exits, and a check that raises (a server not up yet) counts as not yet."""
+
+    def met() -> bool:
         for name, proc in processes:
             if proc.poll() is not None:
                 pytest.fail(
@@ -137,12 +211,11 @@ def wait_for(check, what: str, timeout: float, processes=()) -> None:
                     f"see {ARTIFACTS}/{name}.log"
                 )
         try:
-            if check():
-                return
+            return bool(check())
         except Exception:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+            return False
+
+    wait_until(met, timeout, what, every=0.25)
 
 
 def start(name: str, command: list[str], env: dict) -> subprocess.Popen:
@@ -245,10 +318,12 @@ def model_servers():
         name = f"model-{model.key}"
         command = [sys.executable, "manage.py", "serve_model", model.key]
         processes.append((name, start(name, command, child_env())))
-    for model in local_models.enabled():
-        wait_for(lambda m=model: _model_answers(m), f"{model.key} to serve", 180, processes)
-    yield local_models.enabled()
-    stop(processes)
+    try:
+        for model in local_models.enabled():
+            wait_for(lambda m=model: _model_answers(m), f"{model.key} to serve", 180, processes)
+        yield local_models.enabled()
+    finally:
+        stop(processes)  # also when one failed to start: its siblings are not left behind
 
 
 def database_url(settings_dict: dict) -> str:
@@ -362,7 +437,7 @@ def openai_client(live_stack, api_key):
 def fresh_run_rate():
     """Every test starts a fresh minute of runs: user ids repeat across tests (a
     rolled-back test gives its ids back), and the runs-a-minute counter in Redis
-    (limits/admission.py) would otherwise carry one test's runs into the next."""
+    (chat/engine/admission.py) would otherwise carry one test's runs into the next."""
     client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
     try:
         keys = list(client.scan_iter("fr:runrate:*"))
@@ -372,3 +447,13 @@ def fresh_run_rate():
         pass  # a test that needs Redis says so through redis_ready
     finally:
         client.close()
+
+
+def log_in(page, base: str, username: str = "alice") -> None:
+    """Log a browser page in through the login form, as a person does (the test users'
+    password is the fixtures' own)."""
+    page.goto(f"{base}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", "pw-long-enough-1")
+    page.click("form button:has-text('Log in')")
+    page.wait_for_url(f"{base}/")

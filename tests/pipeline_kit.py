@@ -23,6 +23,7 @@ GOOD_ANALYSIS = {
             "verdict": "A is right: Canberra is the capital.",
         }
     ],
+    "partial_coverage": [{"point": "parliament moved there in 1927", "labels": ["A", "C"]}],
     "unique_insights": [{"label": "A", "insight": "mentions 1913"}],
     "blind_spots": ["nobody mentions the ACT"],
     "errors": [{"label": "B", "error": "Sydney is not the capital"}],
@@ -48,6 +49,7 @@ class ScriptedPanel:
         user=None,
         seat_options=(),
         router=False,
+        solo=False,
         **panel_options,
     ):
         self._stack = ExitStack()
@@ -80,7 +82,11 @@ class ScriptedPanel:
                 model=self._model(server, f"seat-{position}"),
                 **options,
             )
-        self.room = Conversation.objects.create(owner=self.user, panel=self.panel)
+        self.conversation = Conversation.objects.create(owner=self.user, panel=self.panel)
+        # A model outside the panel ("Solo"), for a conversation with one model that may
+        # consult the panel.
+        self.model = self._stack.enter_context(ScriptedServer()) if solo else None
+        self.solo = self._model(self.model, "solo") if self.model else None
 
     def _model(self, server: ScriptedServer, name: str) -> CatalogModel:
         provider = Provider.objects.create(name=f"Up {name}", base_url=server.base_url)
@@ -95,7 +101,7 @@ class ScriptedPanel:
         )
 
     def ask(self, question="What is the capital of Australia?") -> int:
-        return create_run(self.room, question).run.pk
+        return create_run(self.conversation, question).run.pk
 
     def calls(self) -> dict[str, int]:
         """How many requests each scripted upstream received."""
@@ -109,16 +115,19 @@ class ScriptedPanel:
         self._stack.close()
 
 
-async def collect_events(room: str, until: str = "run.done", timeout: float = 30) -> list[dict]:
-    """The room's events from now on, read from its Redis Stream, up to `until`."""
+async def collect_events(
+    conversation: str, until: str = "run.done", timeout: float = 30, after: str | None = None
+) -> list[dict]:
+    """The conversation's events after id `after` (by default, from now on), read from its
+    Redis Stream, up to `until`."""
     redis = live.redis_client()
     events = []
     try:
-        cursor = await live.last_event_id(redis, room)
+        cursor = after if after is not None else await live.last_event_id(redis, conversation)
         async with asyncio.timeout(timeout):
             while True:
-                read = await live.read_events(redis, {room: cursor}, 1000)
-                for cursor, event in read.get(room, []):  # noqa: B007 (the next read's start)
+                read = await live.read_events(redis, {conversation: cursor}, 1000)
+                for cursor, event in read.get(conversation, []):  # noqa: B007 (the next read's start)
                     events.append(event)
                     if event["type"] == until:
                         return events
@@ -126,11 +135,21 @@ async def collect_events(room: str, until: str = "run.done", timeout: float = 30
         await redis.aclose()
 
 
+async def listen(conversation: str, until: str = "run.done", timeout: float = 30) -> asyncio.Task:
+    """A task collecting the conversation's events from now on, returned once "now" is known:
+    nothing the caller does after this call can come before the listener's start."""
+    redis = live.redis_client()
+    try:
+        now = await live.last_event_id(redis, conversation)
+    finally:
+        await redis.aclose()
+    return asyncio.create_task(collect_events(conversation, until, timeout, after=now))
+
+
 async def run_and_listen(kit: ScriptedPanel, run_id: int, timeout: float = 30) -> list[dict]:
     from chat.engine import pipeline
 
-    listener = asyncio.create_task(collect_events(kit.room.events_key, timeout=timeout))
-    await asyncio.sleep(0.1)  # the listener knows where the stream is
+    listener = await listen(kit.conversation.events_key, timeout=timeout)
     await pipeline.execute(run_id)
     return await listener
 

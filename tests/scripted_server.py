@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -211,12 +211,15 @@ class _Server(ThreadingHTTPServer):
 
 
 class ScriptedServer:
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.replies: deque[Reply] = deque()
         self.requests: list[dict] = []  # {"method", "path", "headers", "json"}
         self.disconnects: dict[int, float] = {}  # request index -> monotonic time
         self.sent_bytes: dict[int, int] = {}  # request index -> body bytes written
         self.default: Reply | None = None  # served when the queue is empty
+        # Chooses the reply from the request's JSON body, for requests that arrive
+        # together in no fixed order (a seat's samples); used before the queue.
+        self.respond: Callable[[dict], Reply] | None = None
         self.open_connections = 0  # client connections the server holds right now
         self.request_times: list[float] = []  # monotonic arrival time of each request
         self._lock = threading.Lock()
@@ -265,7 +268,9 @@ class ScriptedServer:
                             "json": body,
                         }
                     )
-                    if server.replies:
+                    if server.respond is not None and isinstance(body, dict):
+                        reply = server.respond(body)
+                    elif server.replies:
                         reply = server.replies.popleft()
                     else:
                         reply = server.default or Reply.json(500, {"error": "no reply scripted"})
@@ -341,9 +346,10 @@ class ScriptedServer:
                             break
                 self.close_connection = True
 
-        self.httpd = _Server(("127.0.0.1", 0), Handler)
+        # Loopback for tests; scripts/cluster.py binds its upstream host's address.
+        self.httpd = _Server((host, port), Handler)
         self.port = self.httpd.server_address[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.base_url = f"http://{host}:{self.port}/v1"
 
     def enqueue(self, *replies: Reply) -> None:
         self.replies.extend(replies)

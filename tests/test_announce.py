@@ -18,19 +18,19 @@ async def test_an_announce_whose_reply_is_lost_gives_up_after_its_timeout(monkey
     proxy = await RedisProxy().start()
     client = proxy.client(socket_timeout=30)
     direct = live.redis_client()
-    room = "fr:room:987001:events"
+    conversation = "fr:conversation:987001:events"
     try:
         await client.ping()  # connected through the proxy, replies flowing
         proxy.lose_replies = True
         started = time.monotonic()
         with pytest.raises(TimeoutError):
-            await live.announce(client, room, {"type": "run.done", "run": 1})
+            await live.announce(client, conversation, {"type": "run.done", "run": 1})
         assert time.monotonic() - started < 2
         # The command reached Redis; only its reply was lost.
-        ((_, event),) = await live.events_since(direct, room, "-")
+        ((_, event),) = await live.events_since(direct, conversation, "-")
         assert event == {"type": "run.done", "run": 1}
     finally:
-        await direct.delete(room)
+        await direct.delete(conversation)
         await direct.aclose()
         await client.aclose()
         await proxy.close()

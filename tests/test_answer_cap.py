@@ -25,6 +25,7 @@ from panels.providers import (
     OpenAICompatibleProvider,
     ProviderError,
 )
+from tests.conftest import until
 from tests.pipeline_kit import ScriptedPanel, analysis_reply, run_and_listen
 from tests.rss import PeakRSS
 from tests.scripted_server import Reply, ScriptedServer
@@ -76,11 +77,8 @@ async def run(server, redis, cap: AnswerCap | None = None):
 
 
 async def hung_up(server, index=0) -> bool:
-    for _ in range(100):
-        if index in server.disconnects:
-            return True
-        await asyncio.sleep(0.02)
-    return False
+    await until(lambda: index in server.disconnects, 2, f"upstream connection {index} to close")
+    return True
 
 
 async def test_an_endless_answer_ends_at_the_cap_and_memory_stays_bounded(server, redis):
@@ -95,7 +93,7 @@ async def test_an_endless_answer_ends_at_the_cap_and_memory_stays_bounded(server
     assert not result.error.retryable and len(server.requests) == 1
     assert "passed the cap of 200,000 characters" in result.error.message
     assert "cut off" in result.error.message
-    assert result.text == "".join(received)  # what the room was sent: no more
+    assert result.text == "".join(received)  # what the conversation was sent: no more
     assert len(result.text) == settings.ANSWER_MAX_CHARS  # what fits is kept, to the letter
     assert time.monotonic() - started < 10
     assert await hung_up(server)  # the upstream connection was closed at once

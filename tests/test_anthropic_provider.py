@@ -146,7 +146,7 @@ async def test_tool_use_parts_are_joined_into_one_call(server):
             ["Let me look."],
             stop="tool_use",
             tool_uses=[
-                ("toolu_1", "search", ['{"q": ', '"fusion', ' room"}']),
+                ("toolu_1", "search", ['{"q": ', '"fusion', ' conversation"}']),
                 ("toolu_2", "clock", []),
             ],
         )
@@ -154,10 +154,10 @@ async def test_tool_use_parts_are_joined_into_one_call(server):
     events = await collect(server)
     calls = [e for e in events if isinstance(e, ToolCall)]
     assert calls == [
-        ToolCall(id="toolu_1", name="search", arguments='{"q": "fusion room"}'),
+        ToolCall(id="toolu_1", name="search", arguments='{"q": "fusion conversation"}'),
         ToolCall(id="toolu_2", name="clock", arguments="{}"),
     ]
-    assert json.loads(calls[0].arguments) == {"q": "fusion room"}
+    assert json.loads(calls[0].arguments) == {"q": "fusion conversation"}
     assert events[0] == TextDelta("Let me look.")
     assert events[-1] == Finish("tool_calls")
 

@@ -31,11 +31,6 @@ RESULT = "18 degrees and sunny"
 
 
 @pytest.fixture
-def client(openai_client):
-    return openai_client
-
-
-@pytest.fixture
 def kit(alice):
     kit = ScriptedPanel(seats=2, user=alice)
     for server in kit.seats:
@@ -60,8 +55,8 @@ def _streamed(stream) -> tuple[str, list[dict], str]:
     return text, [calls[i] for i in sorted(calls)], finish
 
 
-def _ask(client, kit, stream: bool, messages: list) -> tuple[str, list[dict], str]:
-    reply = client.chat.completions.create(
+def _ask(openai_client, kit, stream: bool, messages: list) -> tuple[str, list[dict], str]:
+    reply = openai_client.chat.completions.create(
         model=f"fusion/{kit.panel.slug}", messages=messages, tools=[WEATHER], stream=stream
     )
     if stream:
@@ -75,14 +70,14 @@ def _ask(client, kit, stream: bool, messages: list) -> tuple[str, list[dict], st
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
-def test_a_tool_round_trip(client, kit, stream):
+def test_a_tool_round_trip(openai_client, kit, stream):
     """The synthesizer calls the caller's tool; the caller runs it and sends the
     result back; the panel's next answer uses it."""
     kit.synthesizer.enqueue(
         Reply.tool_calls([("call_w1", "get_weather", '{"city": "Paris"}')]),
         Reply.stream([f"It is {RESULT} in Paris."]),
     )
-    text, calls, finish = _ask(client, kit, stream, [QUESTION])
+    text, calls, finish = _ask(openai_client, kit, stream, [QUESTION])
     assert finish == "tool_calls" and text == ""
     assert calls == [{"id": "call_w1", "name": "get_weather", "arguments": '{"city": "Paris"}'}]
     synthesis = kit.synthesizer.requests[0]["json"]
@@ -104,7 +99,7 @@ def test_a_tool_round_trip(client, kit, stream):
         ],
     }
     tool = {"role": "tool", "tool_call_id": "call_w1", "content": RESULT}
-    text, calls, finish = _ask(client, kit, stream, [QUESTION, assistant, tool])
+    text, calls, finish = _ask(openai_client, kit, stream, [QUESTION, assistant, tool])
     assert (text, calls, finish) == (f"It is {RESULT} in Paris.", [], "stop")
     prompt = json.dumps(kit.synthesizer.requests[1]["json"]["messages"])
     assert f'get_weather({{\\"city\\": \\"Paris\\"}}) returned: {RESULT}' in prompt
@@ -114,7 +109,7 @@ def test_a_tool_round_trip(client, kit, stream):
     assert runs[0].synthesis.client_tool_calls[0]["id"] == "call_w1"
 
 
-def test_one_model_alone_is_sent_the_tools_and_its_calls_are_the_answer(client, alice):
+def test_one_model_alone_is_sent_the_tools_and_its_calls_are_the_answer(openai_client, alice):
     with ScriptedServer() as server:
         provider = Provider.objects.create(name="Up alone", base_url=server.base_url)
         model = CatalogModel.objects.create(
@@ -122,7 +117,7 @@ def test_one_model_alone_is_sent_the_tools_and_its_calls_are_the_answer(client, 
         )
         Seat.objects.create(panel=Panel.objects.create(owner=alice, slug="alone"), model=model)
         server.enqueue(Reply.tool_calls([("call_a", "get_weather", '{"city": "Paris"}')]))
-        reply = client.chat.completions.create(
+        reply = openai_client.chat.completions.create(
             model="fusion/alone",
             messages=[QUESTION],
             tools=[WEATHER],
@@ -138,39 +133,39 @@ def test_one_model_alone_is_sent_the_tools_and_its_calls_are_the_answer(client, 
     assert Run.objects.get().status == "done"
 
 
-def test_tools_are_refused_where_the_panel_cannot_honour_them(client, kit):
+def test_tools_are_refused_where_the_panel_cannot_honour_them(openai_client, kit):
     CatalogModel.objects.filter(model_id="synth").update(supports_tools=False)
     expected = {
         "fusion/scripted": "The synthesizer of the panel `scripted`, Synth, cannot call",
-        "fusion/local": "The panel `local` answers by vote",
+        "fusion/local": "The panel `local` answers by verify",
     }
     for model, words in expected.items():
         with pytest.raises(openai.BadRequestError) as caught:
-            client.chat.completions.create(model=model, messages=[QUESTION], tools=[WEATHER])
+            openai_client.chat.completions.create(model=model, messages=[QUESTION], tools=[WEATHER])
         error = caught.value.body
         assert error["param"] == "tools" and error["code"] == "tools_unsupported"
         assert error["message"].startswith(words)
     assert not Run.objects.exists() and sum(kit.calls().values()) == 0  # nothing half-run
     # With tool_choice "none" nothing is offered, so nothing needs honouring.
     kit.synthesizer.enqueue(Reply.stream(["Sunny, probably."]))
-    reply = client.chat.completions.create(
+    reply = openai_client.chat.completions.create(
         model=f"fusion/{kit.panel.slug}", messages=[QUESTION], tools=[WEATHER], tool_choice="none"
     )
     assert reply.choices[0].message.content == "Sunny, probably."
     assert "tools" not in kit.synthesizer.requests[0]["json"]
 
 
-def test_bad_tools_and_orphan_tool_messages_are_refused_naming_the_field(client, kit):
+def test_bad_tools_and_orphan_tool_messages_are_refused_naming_the_field(openai_client, kit):
     bad = {"type": "function", "function": {"name": "f", "parameters": {"type": 7}}}
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(
+        openai_client.chat.completions.create(
             model=f"fusion/{kit.panel.slug}", messages=[QUESTION], tools=[bad]
         )
     assert caught.value.body["param"] == "tools[0].function.parameters"
     assert "not a valid JSON Schema" in caught.value.body["message"]
     orphan = {"role": "tool", "tool_call_id": "call_nobody", "content": RESULT}
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(
+        openai_client.chat.completions.create(
             model=f"fusion/{kit.panel.slug}", messages=[QUESTION, orphan], tools=[WEATHER]
         )
     assert caught.value.body["param"] == "messages[1].tool_call_id"
@@ -194,11 +189,11 @@ CITY = {
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
-def test_a_fenced_json_answer_reaches_the_caller_as_json(client, kit, stream):
+def test_a_fenced_json_answer_reaches_the_caller_as_json(openai_client, kit, stream):
     kit.synthesizer.enqueue(
         Reply.stream(['```json\n{"country": "France", ', '"capital": "Paris"}\n```'])
     )
-    reply = client.chat.completions.create(
+    reply = openai_client.chat.completions.create(
         model=f"fusion/{kit.panel.slug}", messages=[QUESTION], response_format=CITY, stream=stream
     )
     text = _streamed(reply)[0] if stream else reply.choices[0].message.content
@@ -210,10 +205,10 @@ def test_a_fenced_json_answer_reaches_the_caller_as_json(client, kit, stream):
     assert all(s.requests[0]["json"]["response_format"] == CITY for s in kit.seats)
 
 
-def test_an_answer_out_of_format_is_a_502_with_an_excerpt(client, kit):
+def test_an_answer_out_of_format_is_a_502_with_an_excerpt(openai_client, kit):
     kit.synthesizer.enqueue(Reply.stream(["Paris is the capital of France."]))
     with pytest.raises(openai.APIStatusError) as caught:
-        client.chat.completions.create(
+        openai_client.chat.completions.create(
             model=f"fusion/{kit.panel.slug}",
             messages=[QUESTION],
             response_format={"type": "json_object"},
@@ -225,6 +220,34 @@ def test_an_answer_out_of_format_is_a_502_with_an_excerpt(client, kit):
     assert "not valid JSON" in error["message"] and "Paris is the capital" in error["message"]
 
 
+def test_tool_choice_required_is_asked_once_more_then_a_502(openai_client, kit):
+    """A synthesizer that writes text where tool_choice demands a call is asked once
+    more, told so; a call then is the answer, text again fails the run with
+    `tool_choice_unmet` (chat/engine/client_tools.py)."""
+    ask = {"model": f"fusion/{kit.panel.slug}", "messages": [QUESTION], "tools": [WEATHER]}
+    kit.synthesizer.enqueue(
+        Reply.stream(["It is probably sunny."]),
+        Reply.tool_calls([("call_r1", "get_weather", '{"city": "Paris"}')]),
+    )
+    reply = openai_client.chat.completions.create(**ask, tool_choice="required")
+    assert reply.choices[0].finish_reason == "tool_calls"
+    assert reply.choices[0].message.tool_calls[0].id == "call_r1"
+    again = kit.synthesizer.requests[1]["json"]
+    assert again["tool_choice"] == "required"
+    assert "must call one of your tools" in again["messages"][-1]["content"]
+
+    kit.synthesizer.enqueue(Reply.stream(["Sunny."]), Reply.stream(["Sunny, I said."]))
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    with pytest.raises(openai.APIStatusError) as caught:
+        openai_client.chat.completions.create(**ask, tool_choice=named)
+    assert caught.value.status_code == 502
+    assert caught.value.body["code"] == "tool_choice_unmet"
+    assert "demanded a call of your tool get_weather" in caught.value.body["message"]
+    assert len(kit.synthesizer.requests) == 4  # asked once more, not again and again
+    run = Run.objects.filter(message__conversation__panel=kit.panel).latest("pk")
+    assert (run.status, run.failure_reason) == ("failed", "tool_choice_unmet")
+
+
 @pytest.fixture
 def qwen_alone(alice):
     """The bundled Qwen 1.5B alone: a panel of one seat and no judge."""
@@ -234,8 +257,8 @@ def qwen_alone(alice):
     return panel
 
 
-def test_json_schema_with_the_real_local_model(client, qwen_alone):
-    reply = client.chat.completions.create(
+def test_json_schema_with_the_real_local_model(openai_client, qwen_alone):
+    reply = openai_client.chat.completions.create(
         model="fusion/qwen-alone",
         messages=[{"role": "user", "content": "What is the capital of France?"}],
         response_format=CITY,
@@ -244,10 +267,47 @@ def test_json_schema_with_the_real_local_model(client, qwen_alone):
     assert set(answer) == {"country", "capital"} and "Paris" in answer["capital"]
 
 
-def test_json_object_with_the_real_local_model(client, qwen_alone):
-    reply = client.chat.completions.create(
+def test_json_object_with_the_real_local_model(openai_client, qwen_alone):
+    reply = openai_client.chat.completions.create(
         model="fusion/qwen-alone",
         messages=[{"role": "user", "content": 'Give {"sum": <2 + 3>} as JSON.'}],
         response_format={"type": "json_object"},
     )
     assert isinstance(json.loads(reply.choices[0].message.content), dict)
+
+
+def test_a_model_that_writes_its_call_in_text_answers_with_tool_calls(openai_client, alice):
+    """A model marked `tool_calls_in_text` (as the bundled Qwen models are) writes the
+    caller's tool call as a fenced JSON block: the API returns it as `tool_calls`."""
+    written = '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```'
+    with ScriptedServer() as server:
+        provider = Provider.objects.create(name="Up in text", base_url=server.base_url)
+        model = CatalogModel.objects.create(
+            provider=provider,
+            model_id="in-text",
+            display_name="In text",
+            supports_tools=True,
+            tool_calls_in_text=True,
+        )
+        Seat.objects.create(panel=Panel.objects.create(owner=alice, slug="in-text"), model=model)
+        server.enqueue(Reply.stream(["Let me look.\n", written[:20], written[20:]]))
+        server.enqueue(Reply.stream([written]))
+        whole = openai_client.chat.completions.create(
+            model="fusion/in-text", messages=[QUESTION], tools=[WEATHER]
+        )
+        text, calls, finish = _streamed(
+            openai_client.chat.completions.create(
+                model="fusion/in-text", messages=[QUESTION], tools=[WEATHER], stream=True
+            )
+        )
+    (call,) = whole.choices[0].message.tool_calls
+    assert whole.choices[0].finish_reason == "tool_calls"
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "get_weather",
+        {"city": "Paris"},
+    )
+    assert whole.choices[0].message.content in ("Let me look.", None)
+    assert finish == "tool_calls" and "get_weather" not in text
+    assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [
+        ("get_weather", {"city": "Paris"})
+    ]

@@ -18,24 +18,14 @@ pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 MADE_ID = re.compile(r"req_[0-9a-f]{32}")
 
 
-@pytest.fixture
-def key(api_key):
-    return api_key
-
-
-@pytest.fixture
-def client(openai_client):
-    return openai_client
-
-
-def test_the_request_id_is_echoed_or_made_on_every_response(live_stack, key, client):
+def test_the_request_id_is_echoed_or_made_on_every_response(live_stack, api_key, openai_client):
     given = {"X-Request-Id": "trace-42.a:b"}
-    raw = client.models.with_raw_response.list(extra_headers=given)
+    raw = openai_client.models.with_raw_response.list(extra_headers=given)
     assert raw.headers["x-request-id"] == "trace-42.a:b"
-    made = client.models.with_raw_response.list().headers["x-request-id"]
+    made = openai_client.models.with_raw_response.list().headers["x-request-id"]
     assert MADE_ID.fullmatch(made)
-    assert client.models.with_raw_response.list().headers["x-request-id"] != made
-    auth = {"Authorization": f"Bearer {key}"}
+    assert openai_client.models.with_raw_response.list().headers["x-request-id"] != made
+    auth = {"Authorization": f"Bearer {api_key}"}
     url = f"{live_stack.url}/v1"
     for response in [
         httpx.post(f"{url}/chat/completions", content=b"{", headers={**auth, **given}),  # 400
@@ -53,17 +43,19 @@ def test_the_request_id_is_echoed_or_made_on_every_response(live_stack, key, cli
     for insane in ["two words", "x" * 129, ""]:
         response = httpx.get(f"{url}/models", headers={**auth, "X-Request-Id": insane})
         assert MADE_ID.fullmatch(response.headers["x-request-id"])
-    # Only the API: the room's pages are not dressed as OpenAI's.
+    # Only the API: the conversation's pages are not dressed as OpenAI's.
     assert "x-request-id" not in httpx.get(f"{live_stack.url}/healthz").headers
 
 
-def test_rate_limit_headers_count_down_and_are_zero_when_refused(live_stack, alice, key, client):
+def test_rate_limit_headers_count_down_and_are_zero_when_refused(
+    live_stack, alice, api_key, openai_client
+):
     limit = settings.API_RATE_LIMIT_PER_MINUTE
-    first = client.models.with_raw_response.list().headers
+    first = openai_client.models.with_raw_response.list().headers
     bad = httpx.post(  # a refused completion counts as well
         f"{live_stack.url}/v1/chat/completions",
         json={"model": "fusion", "messages": []},
-        headers={"Authorization": f"Bearer {key}"},
+        headers={"Authorization": f"Bearer {api_key}"},
     )
     assert bad.status_code == 400
     assert first["x-ratelimit-limit-requests"] == str(limit)
@@ -75,7 +67,7 @@ def test_rate_limit_headers_count_down_and_are_zero_when_refused(live_stack, ali
     client_redis.set(f"fr:ratelimit:user:{alice.pk}", limit, ex=30)
     client_redis.close()
     with pytest.raises(openai.RateLimitError) as caught:
-        client.models.list()
+        openai_client.models.list()
     headers = caught.value.response.headers
     assert headers["x-ratelimit-remaining-requests"] == "0"
     assert int(headers["retry-after"]) >= 1 and headers["x-request-id"]
@@ -87,7 +79,7 @@ def test_rate_limit_headers_count_down_and_are_zero_when_refused(live_stack, ali
     assert "x-ratelimit-remaining-requests" not in stranger.headers
 
 
-def test_several_choices_and_log_probabilities_are_refused_naming_the_param(client):
+def test_several_choices_and_log_probabilities_are_refused_naming_the_param(openai_client):
     ask = {"model": "fusion", "messages": [{"role": "user", "content": "hi"}]}
     refusals = [
         ({"n": 2}, "n"),
@@ -99,12 +91,12 @@ def test_several_choices_and_log_probabilities_are_refused_naming_the_param(clie
     ]
     for fields, param in refusals:
         with pytest.raises(openai.BadRequestError) as caught:
-            client.chat.completions.create(**ask, **fields)
+            openai_client.chat.completions.create(**ask, **fields)
         body = caught.value.body
         assert body["param"] == param, (fields, body)
         assert body["type"] == "invalid_request_error" and body["message"]
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(**ask, n=2)
+        openai_client.chat.completions.create(**ask, n=2)
     assert "only one choice" in caught.value.body["message"]
     assert caught.value.body["code"] == "unsupported_parameter"
     assert not Run.objects.exists()  # nothing half-run

@@ -20,11 +20,6 @@ QUESTION = [{"role": "user", "content": "What is the capital of Australia?"}]
 
 
 @pytest.fixture
-def client(openai_client):
-    return openai_client
-
-
-@pytest.fixture
 def kit(alice):
     """Three scripted seats (seat-0 says Canberra, seat-1 answers 500, seat-2 says
     Sydney), a scripted judge and synthesizer, all site models anyone may call."""
@@ -40,9 +35,9 @@ def plugin(**fields) -> dict:
     return {"plugins": [{"id": "fusion", **fields}]}
 
 
-def test_the_fusion_plugin_answers_with_the_hosted_services_fields(client, kit):
+def test_the_fusion_plugin_answers_with_the_hosted_services_fields(openai_client, kit):
     kit.judge.enqueue(analysis_reply(), Reply.stream(["Canberra is the capital."]))
-    response = client.chat.completions.create(
+    response = openai_client.chat.completions.create(
         model="openrouter/fusion",
         messages=QUESTION,
         temperature=0.2,
@@ -73,8 +68,13 @@ def test_the_fusion_plugin_answers_with_the_hosted_services_fields(client, kit):
     assert {s["model"] for s in expected} == {"seat-0", "seat-2"}
     assert analysis["consensus"] == GOOD_ANALYSIS["consensus"]
     assert analysis["blind_spots"] == GOOD_ANALYSIS["blind_spots"]
+    # The scripted judge said A and C covered a point; only A answered of the two, as
+    # seat-0 (C, seat-1, failed, so its label was never given out), and only A's text
+    # has the year: a point one answer makes is that answer's insight
+    # (analysis.checked_coverage), not a partly covered one.
     assert analysis["unique_insights"] == [
-        {"model": model_of[labels["A"]], "insight": "mentions 1913"}
+        {"model": model_of[labels["A"]], "insight": "mentions 1913"},
+        {"model": model_of[labels["A"]], "insight": "parliament moved there in 1927"},
     ]
     assert analysis["partial_coverage"] == []
 
@@ -102,9 +102,9 @@ def test_the_fusion_plugin_answers_with_the_hosted_services_fields(client, kit):
     assert kit.synthesizer.requests == []
 
 
-def test_a_failed_judge_still_answers_with_the_panels_responses_streamed(client, kit):
+def test_a_failed_judge_still_answers_with_the_panels_responses_streamed(openai_client, kit):
     kit.judge.default = Reply.json(500, {"error": {"message": "judge down"}})
-    stream = client.chat.completions.create(
+    stream = openai_client.chat.completions.create(
         model="openrouter/fusion",
         messages=QUESTION,
         stream=True,
@@ -125,7 +125,7 @@ def test_a_failed_judge_still_answers_with_the_panels_responses_streamed(client,
     assert extra["failed_models"] == []
 
 
-def test_an_inline_recipe_is_a_panel_for_one_request(client, kit):
+def test_an_inline_recipe_is_a_panel_for_one_request(openai_client, kit):
     kit.judge.enqueue(analysis_reply())
     kit.synthesizer.enqueue(Reply.stream(["Canberra, by the recipe."]))
     recipe = {
@@ -139,7 +139,7 @@ def test_an_inline_recipe_is_a_panel_for_one_request(client, kit):
         "synthesizer": {"provider": "Up synth", "model": "synth"},
     }
     before = Run.objects.count()
-    response = client.chat.completions.create(
+    response = openai_client.chat.completions.create(
         model="fusion", messages=QUESTION, extra_body={"fusion": {"panel": recipe}}
     )
     assert response.choices[0].message.content == "Canberra, by the recipe."
@@ -149,7 +149,9 @@ def test_an_inline_recipe_is_a_panel_for_one_request(client, kit):
     assert not Answer.objects.filter(model_key="seat-1").exists()
 
 
-def test_bad_fusion_requests_are_refused_naming_the_field_and_run_nothing(client, kit, live_stack):
+def test_bad_fusion_requests_are_refused_naming_the_field_and_run_nothing(
+    openai_client, kit, live_stack
+):
     bob = get_user_model().objects.create_user("bob", password="pw-long-enough-1")
     bobs = Provider.objects.create(name="Bobs", owner=bob, base_url="https://bob.example/v1")
     CatalogModel.objects.create(provider=bobs, model_id="bobs-model", display_name="Bob's")
@@ -157,7 +159,9 @@ def test_bad_fusion_requests_are_refused_naming_the_field_and_run_nothing(client
 
     def refused(extra_body: dict, model="openrouter/fusion") -> dict:
         with pytest.raises(openai.BadRequestError) as caught:
-            client.chat.completions.create(model=model, messages=QUESTION, extra_body=extra_body)
+            openai_client.chat.completions.create(
+                model=model, messages=QUESTION, extra_body=extra_body
+            )
         return caught.value.body
 
     empty = refused(plugin(analysis_models=[]))
@@ -171,7 +175,7 @@ def test_bad_fusion_requests_are_refused_naming_the_field_and_run_nothing(client
     bad_recipe = refused({"fusion": {"panel": {"schema": 2, "name": "x", "seats": []}}}, "fusion")
     assert bad_recipe["param"] == "fusion.panel.seats"
     with pytest.raises(openai.NotFoundError) as missing:
-        client.chat.completions.create(
+        openai_client.chat.completions.create(
             model="nobody/nothing", messages=QUESTION, extra_body=plugin(analysis_models=["seat-0"])
         )
     assert missing.value.body["code"] == "model_not_found"
@@ -179,7 +183,10 @@ def test_bad_fusion_requests_are_refused_naming_the_field_and_run_nothing(client
     deep = httpx.post(
         f"{live_stack.url}/v1/chat/completions",
         json={"model": "openrouter/fusion", "messages": QUESTION},
-        headers={"Authorization": f"Bearer {client.api_key}", "X-OpenRouter-Fusion-Depth": "2"},
+        headers={
+            "Authorization": f"Bearer {openai_client.api_key}",
+            "X-OpenRouter-Fusion-Depth": "2",
+        },
     )
     assert deep.status_code == 508 and deep.json()["error"]["code"] == "fusion_depth_exceeded"
 

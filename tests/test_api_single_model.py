@@ -21,11 +21,6 @@ pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 USAGE = {"prompt_tokens": 1000, "completion_tokens": 500}  # $0.10 + $0.10 at the prices below
 
 
-@pytest.fixture
-def client(openai_client):
-    return openai_client
-
-
 def _scripted_model(server, provider_name: str, model_id: str, owner=None) -> CatalogModel:
     provider = Provider.objects.create(name=provider_name, base_url=server.base_url, owner=owner)
     return CatalogModel.objects.create(
@@ -38,11 +33,11 @@ def _scripted_model(server, provider_name: str, model_id: str, owner=None) -> Ca
     )
 
 
-def test_models_lists_panels_then_the_models_the_key_may_use(client, alice, server, smollm2):
+def test_models_lists_panels_then_the_models_the_key_may_use(openai_client, alice, server, smollm2):
     _scripted_model(server, "Scripted Cloud", "scripted-1")
     bob = get_user_model().objects.create_user("bob", password="pw-long-enough-1")
     hidden = _scripted_model(server, "Bob's key", "bobs-model", owner=bob)
-    listed = {m.id: m.model_extra for m in client.models.list()}
+    listed = {m.id: m.model_extra for m in openai_client.models.list()}
     ids = list(listed)
     assert ids[:2] == ["fusion", "fusion/local"]
     assert {"smollm2-135m", "scripted-1"} <= set(ids)
@@ -51,18 +46,18 @@ def test_models_lists_panels_then_the_models_the_key_may_use(client, alice, serv
     assert listed["scripted-1"]["pricing"] == {"prompt": "0.0001", "completion": "0.0002"}
     assert listed["smollm2-135m"]["pricing"] == {"prompt": "0", "completion": "0"}
     assert listed["smollm2-135m"]["context_length"] == smollm2.context_length
-    model = client.models.list().data[ids.index("scripted-1")]
+    model = openai_client.models.list().data[ids.index("scripted-1")]
     assert (model.object, model.owned_by) == ("model", "Scripted Cloud")
     with pytest.raises(openai.NotFoundError) as caught:
-        client.chat.completions.create(
+        openai_client.chat.completions.create(
             model=hidden.model_id, messages=[{"role": "user", "content": "hi"}]
         )
     assert caught.value.body["code"] == "model_not_found"
     assert not server.requests
 
 
-def test_a_bundled_local_model_answers_alone_by_its_id(client, alice, smollm2):
-    response = client.chat.completions.create(
+def test_a_bundled_local_model_answers_alone_by_its_id(openai_client, alice, smollm2):
+    response = openai_client.chat.completions.create(
         model="smollm2-135m",
         messages=[{"role": "user", "content": "Say hello in one short sentence."}],
         max_tokens=24,
@@ -80,10 +75,10 @@ def test_a_bundled_local_model_answers_alone_by_its_id(client, alice, smollm2):
     assert run.final_answer.output_tokens <= 24
 
 
-def test_a_model_alone_gets_stop_seed_and_is_costed_in_the_history(client, alice, server):
+def test_a_model_alone_gets_stop_seed_and_is_costed_in_the_history(openai_client, alice, server):
     _scripted_model(server, "Scripted Cloud", "scripted-1")
     server.default = Reply.stream(["Hello ", "there."], usage=USAGE)
-    response = client.chat.completions.create(
+    response = openai_client.chat.completions.create(
         model="scripted-1",
         messages=[{"role": "user", "content": "Greet me."}],
         stop=["END", "\n\n"],
@@ -105,22 +100,22 @@ def test_a_model_alone_gets_stop_seed_and_is_costed_in_the_history(client, alice
     browser = Client()
     browser.force_login(alice)
     assert conversation.title in browser.get(reverse("chat:home")).content.decode()
-    room = browser.get(conversation.get_absolute_url()).content.decode()
-    assert "Hello there." in room and "$0.2" in room
+    conversation = browser.get(conversation.get_absolute_url()).content.decode()
+    assert "Hello there." in conversation and "$0.2" in conversation
 
 
 def test_a_model_alone_streams_and_the_qualified_id_reaches_the_right_provider(
-    client, server, live_stack
+    openai_client, server, live_stack
 ):
     from tests.scripted_server import ScriptedServer
 
     _scripted_model(server, "Scripted Cloud", "scripted-1")
     with ScriptedServer() as mirror:
         _scripted_model(mirror, "Scripted Mirror", "scripted-1")
-        ids = [m.id for m in client.models.list()]
+        ids = [m.id for m in openai_client.models.list()]
         assert "scripted-1" in ids and "scripted-mirror/scripted-1" in ids
         mirror.default = Reply.stream(["From ", "the mirror."], usage=USAGE)
-        stream = client.chat.completions.create(
+        stream = openai_client.chat.completions.create(
             model="scripted-mirror/scripted-1",
             messages=[{"role": "user", "content": "Who are you?"}],
             stream=True,
@@ -137,14 +132,14 @@ def test_a_model_alone_streams_and_the_qualified_id_reaches_the_right_provider(
     assert conversation.model.provider.name == "Scripted Mirror"
 
 
-def test_a_panels_synthesizer_gets_stop_and_seed_and_its_seats_do_not(client, alice):
+def test_a_panels_synthesizer_gets_stop_and_seed_and_its_seats_do_not(openai_client, alice):
     kit = ScriptedPanel(seats=2, user=alice)
     try:
         for seat in kit.seats:
             seat.default = Reply.stream(["Canberra."])
         kit.judge.default = analysis_reply()
         kit.synthesizer.default = Reply.stream(["Canberra is the capital."])
-        response = client.chat.completions.create(
+        response = openai_client.chat.completions.create(
             model=f"fusion/{kit.panel.slug}",
             messages=[{"role": "user", "content": "Capital of Australia?"}],
             stop="END",

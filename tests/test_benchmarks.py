@@ -37,6 +37,16 @@ def test_overhead_table_rows_have_as_many_cells_as_its_header():
     assert rows[0].split("|")[-2].strip() == "0", "the last column is the broken answers"
 
 
+def test_overhead_says_issue_26_s_targets_met_or_missed():
+    def level(overhead_ms: float) -> dict:
+        return {"overheads": [overhead_ms] * 3, "relays": [30.0], "broken": 0}
+
+    lines = overhead.verdict({20: level(90), 100: level(900)})
+    assert "- overhead p50 at 20 runs: 90 ms (target ≤ 100 ms): **met**" in lines
+    assert "- overhead p50 at 100 runs on one worker: 900 ms (target ≤ 800 ms): **MISSED**" in lines
+    assert not any("100 runs" in line for line in overhead.verdict({100: level(1)}, workers=2))
+
+
 def test_peers_table_rows_have_as_many_cells_as_its_header():
     whole = "".join(f"[{t}.5]" for t in range(stack.SEAT_CHUNKS))
     served = peers.PathResult("LiteLLM proxy", cpu_s=0.4)

@@ -12,6 +12,7 @@ from django.conf import settings
 from panels.calls import CallLimits, CallResult, RetryPolicy, Target, call
 from panels.cooldown import Cooldowns
 from panels.providers import ChatMessage, ChatRequest, Endpoint, ErrorKind
+from tests.conftest import until
 from tests.scripted_server import Reply, ScriptedServer
 
 pytestmark = pytest.mark.usefixtures("redis_ready")
@@ -125,7 +126,10 @@ async def test_cooldown_skips_then_recovers(server, redis):
     assert skipped.attempts[0].outcome == "skipped"
     assert len(server.requests) == 2  # the skip made no request
 
-    await asyncio.sleep(1.1)
+    async def cooled_down() -> bool:
+        return await cooldowns.remaining(1, "m") == 0
+
+    await until(cooled_down, 5, "the 1 s cooldown to end")
     server.enqueue(Reply.stream(["back"]))
     recovered, _ = await run([target(server)], redis, retry=no_retry, cooldowns=cooldowns)
     assert recovered.ok and recovered.text == "back"
@@ -169,16 +173,12 @@ async def test_cancel_closes_the_upstream_socket_and_keeps_partial_text(server, 
                 retry=FAST_RETRY,
             )
         )
-        while len(received) < 2:
-            await asyncio.sleep(0.01)
+        await until(lambda: len(received) >= 2, 10, "two pieces of text")
         cancelled_at = time.monotonic()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        for _ in range(100):
-            if 0 in server.disconnects:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: 0 in server.disconnects, 5, "the upstream to see the hang-up")
     assert server.disconnects[0] - cancelled_at < 1.0
     assert result.text == "partial text"
     assert result.attempts[0].outcome == "cancelled" and result.error.kind == ErrorKind.CANCELLED
@@ -221,12 +221,10 @@ async def test_200_concurrent_streams_on_one_loop_leak_no_connections(server, re
 
         await asyncio.gather(*(one(r) for r in results))
         assert all(r.ok and r.text == "t0t1t2t3t4" for r in results)
-        await asyncio.sleep(0.2)
-        assert server.open_connections <= 20  # only the keep-alive pool stays open
-    for _ in range(100):
-        if server.open_connections == 0:
-            break
-        await asyncio.sleep(0.02)
+        # only the keep-alive pool stays open
+        await until(lambda: server.open_connections <= 20, 2, "at most 20 open connections")
+        assert server.open_connections <= 20
+    await until(lambda: server.open_connections == 0, 2, "every connection to close")
     assert server.open_connections == 0  # closing the client closed every socket
     assert settings.REDIS_URL.endswith("/15")
 

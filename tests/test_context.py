@@ -50,7 +50,7 @@ def test_the_question_is_kept_even_when_it_alone_is_too_long():
     assert [m.role for m in messages] == ["system", "user"]
 
 
-def test_a_rooms_turns_are_fitted_by_the_same_rule():
+def test_a_conversations_turns_are_fitted_by_the_same_rule():
     message = "And now?"
     turns = [("newer question", "newer answer"), ("older question " + "z" * 5000, "older answer")]
     messages = fit_messages(message, turns, 2048, 1024, "Seat prompt.")

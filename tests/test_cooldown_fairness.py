@@ -33,9 +33,9 @@ async def cooldown_keys(redis) -> list[str]:
     return sorted(k.decode() for k in await redis.keys("fr:cooldown:*"))
 
 
-def target(server, site_wide=True) -> Target:
+def target(server, site_wide=True, queues=False) -> Target:
     endpoint = Endpoint(kind="openai", base_url=server.base_url, name="Shared")
-    return Target(1, "m", "Shared", endpoint, None, site_wide=site_wide)
+    return Target(1, "m", "Shared", endpoint, None, site_wide=site_wide, queues=queues)
 
 
 async def ask(target, redis, limits, times=1) -> list[CallResult]:
@@ -95,6 +95,20 @@ async def test_a_timeout_under_the_sites_own_limits_counts(server, redis, settin
     server.default = Reply.stream(["late"], first_delay=0.5)
     (result,) = await ask(target(server), redis, CallLimits.from_settings())
     assert result.error.kind == ErrorKind.TIMEOUT and "first token" in result.error.message
+    assert await Cooldowns(redis).remaining(1, "m") > 0
+
+
+async def test_a_queueing_local_server_is_busy_not_failing(server, redis, settings):
+    # A bundled model's server with its slots taken: calls wait past the site's first-token
+    # limit. Three such waits cool an ordinary upstream down (above); a queueing one, never.
+    settings.CALL_FIRST_TOKEN_TIMEOUT_S = 0.2
+    server.default = Reply.stream(["late"], first_delay=0.5)
+    results = await ask(target(server, queues=True), redis, CallLimits.from_settings(), times=2)
+    assert all(r.error.kind == ErrorKind.TIMEOUT for r in results)
+    assert await cooldown_keys(redis) == []
+    # What a queue cannot explain still counts: a server answering 5xx is unwell.
+    server.default = Reply.json(503, {"error": {"message": "overloaded"}})
+    (stormed,) = await ask(target(server, queues=True), redis, CallLimits.from_settings())
     assert await Cooldowns(redis).remaining(1, "m") > 0
 
 
@@ -185,7 +199,7 @@ def test_a_5xx_storm_on_a_panels_seat_cools_the_model_down(kit, clean_redis):
 
 @pytest.mark.django_db
 def test_a_run_knows_whose_provider_it_calls(alice, smollm2):
-    from chat.engine.stages import target_for
+    from chat.engine.targets import target_for
     from panels.models import CatalogModel, Provider
 
     own = Provider.objects.create(owner=alice, name="Mine", base_url="https://api.example.org/v1")

@@ -7,7 +7,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from fusionroom.env import env_bool, env_int, env_origins, env_url
+from core.env import env_bool, env_int, env_origins, env_url
 
 
 def start_django(**env: str) -> subprocess.CompletedProcess:
@@ -60,3 +60,14 @@ def test_typed_helpers(monkeypatch):
     monkeypatch.setenv("X_ORIGINS", "example.org")
     with pytest.raises(ImproperlyConfigured, match="https://example.org"):
         env_origins("X_ORIGINS")
+
+
+def test_allowed_hosts_star_alone_is_refused_in_production():
+    """`*` would turn off the check that refuses a provider aimed at this site itself."""
+    key = {"DEBUG": "false", "SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "*"}
+    result = start_django(**key)
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS=* names no host of this site" in result.stderr
+    named = start_django(**key, CSRF_TRUSTED_ORIGINS="https://chat.example.org")
+    assert named.returncode == 0, named.stderr
+    assert start_django(**key | {"ALLOWED_HOSTS": "chat.example.org,*"}).returncode == 0

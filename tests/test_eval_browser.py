@@ -15,6 +15,7 @@ from evals import datasets, report
 from evals.models import Evaluation
 from panels.catalog import sync_site_providers
 from panels.presets import sync_presets
+from tests.conftest import log_in
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -32,11 +33,7 @@ def owner(live_stack):
 
 def test_an_evaluation_started_in_the_browser_shows_progress_and_the_table(live_stack, owner, page):
     base = live_stack.url
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_username", "evaluator")
-    page.fill("#id_password", "pw-long-enough-1")
-    page.click("form button:has-text('Log in')")
-    page.wait_for_url(f"{base}/")
+    log_in(page, base, "evaluator")
 
     page.click("nav >> text=Evaluations")
     page.wait_for_url(f"{base}/evaluations/")
@@ -52,7 +49,7 @@ def test_an_evaluation_started_in_the_browser_shows_progress_and_the_table(live_
     page.click("button:has-text('Start evaluation')")
     page.wait_for_url(f"{base}/evaluations/*/")
     evaluation = Evaluation.objects.get(owner=owner)
-    assert evaluation.total == 8  # 2 items × (2 seats alone, fusion, vote)
+    assert evaluation.total == 6  # 2 items × (Local's one seat alone, fusion, vote)
 
     progress = page.locator("#progress")
     page.wait_for_function(
@@ -63,12 +60,12 @@ def test_an_evaluation_started_in_the_browser_shows_progress_and_the_table(live_
     page.wait_for_function(
         "() => document.querySelector('#progress progress').value >= 1", timeout=240_000
     )
-    assert "of 8 runs" in progress.inner_text()
+    assert "of 6 runs" in progress.inner_text()
     page.wait_for_function(
         "() => document.getElementById('progress').dataset.status === 'done'", timeout=400_000
     )
     page.wait_for_load_state()
-    assert "8 of 8 runs" in progress.inner_text()
+    assert "6 of 6 runs" in progress.inner_text()
 
     evaluation.refresh_from_db()
     summary = report.summarise(evaluation)
@@ -77,17 +74,17 @@ def test_an_evaluation_started_in_the_browser_shows_progress_and_the_table(live_
         for row in page.locator("#results-table tbody tr").all()
     ]
     assert shown == [[c or "—" for c in cells] for cells in report.table_rows(summary)]
-    assert page.locator(".item-grid .cell").count() == 8
+    assert page.locator(".item-grid .cell").count() == 6
     assert page.locator(".chart img").evaluate("img => img.naturalWidth") > 0
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "evaluation.png"), full_page=True)
 
     page.locator(".item-grid a").first.click()
     page.wait_for_url(f"{base}/evaluations/{evaluation.pk}/items/*/")
-    assert page.locator(".eval-answer").count() == 4
+    assert page.locator(".eval-answer").count() == 3
     assert page.get_by_text("Right answer:", exact=True).is_visible()
 
     csv_response = page.request.get(f"{base}/evaluations/{evaluation.pk}/results.csv")
-    assert csv_response.ok and csv_response.text().count("\n") >= 9
+    assert csv_response.ok and csv_response.text().count("\n") >= 7
     other = page.request.get(f"{base}/evaluations/{evaluation.pk + 1000}/")
     assert other.status == 404

@@ -148,3 +148,38 @@ def test_regrade_grades_the_saved_answers_again_without_calling_models(kit, tmp_
     assert "2 grade(s) changed" in out.getvalue()
     assert evaluation.results.filter(correct=True).count() == 2
     assert len(kit.seats[0].requests) == calls  # no model was asked
+
+
+def test_skip_items_completes_a_partial_measurement(kit, tmp_path):
+    items = [json.dumps({"id": n, "question": "Capital?", "answers": ["Paris"]}) for n in range(4)]
+    path = write_dataset(tmp_path, items)
+    common = ["--dataset", path, "--panel", "scripted", "--systems", "seats", "--user", "alice"]
+    call_command(
+        *["fusion_eval", *common, "--limit", "2", "--out", str(tmp_path / "half")],
+        stdout=StringIO(),
+    )
+    first = Evaluation.objects.get()
+    rest = tmp_path / "half" / "results.csv"
+    call_command(
+        *["fusion_eval", *common, "--skip-items", str(rest), "--out", str(tmp_path / "r")],
+        stdout=StringIO(),
+    )
+    second = Evaluation.objects.exclude(pk=first.pk).get()
+    keys = {e.pk: set(e.results.values_list("item__key", flat=True)) for e in (first, second)}
+    assert len(keys[first.pk]) == 2 and keys[first.pk] | keys[second.pk] == {"0", "1", "2", "3"}
+    assert not keys[first.pk] & keys[second.pk]  # each item measured once
+
+    with pytest.raises(CommandError, match="every item of the dataset is skipped"):
+        call_command(
+            *[
+                "fusion_eval",
+                *common,
+                "--skip-items",
+                str(tmp_path / "r" / "results.csv"),
+                "--skip-items",
+                str(rest),
+            ],
+            stdout=StringIO(),
+        )
+    with pytest.raises(CommandError, match="Cannot read"):
+        call_command(*["fusion_eval", *common, "--skip-items", str(tmp_path / "none.csv")])

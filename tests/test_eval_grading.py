@@ -102,6 +102,16 @@ def test_the_shipped_development_sets_are_valid_and_large_enough():
     assert kinds["dev-mc"][0] == "choice" and kinds["dev-mc"][1] >= 20
     assert {"arithmetic", "facts", "logic", "reading"} <= kinds["dev-short"][2]
     assert {"arithmetic", "facts", "logic", "reading"} <= kinds["dev-mc"][2]
+    assert kinds["test-mc"][0] == "choice" and kinds["test-mc"][1] == 48
+    assert kinds["test-mc"][2] == {"arithmetic", "facts", "logic", "reading"}
+    # The held-out set is new questions, none of them a development set's.
+    development = {
+        item.data["question"]
+        for slug in ("dev-mc", "dev-short")
+        for item in datasets.read_path(datasets.SHIPPED_DIR / f"{slug}.jsonl")[1]
+    }
+    held_out = datasets.read_path(datasets.SHIPPED_DIR / "test-mc.jsonl")[1]
+    assert not development & {item.data["question"] for item in held_out}
 
 
 def test_humaneval_is_read_from_the_package_file_without_its_executor():

@@ -11,10 +11,11 @@ import json
 import pytest
 from django.contrib.auth import get_user_model
 
-from chat.engine import loop
+from chat.engine import live, loop
 from evals import control, datasets, harness, report, systems
 from evals.models import Evaluation, Result
 from panels.models import CatalogModel, Provider
+from tests.conftest import until
 from tests.pipeline_kit import ScriptedPanel
 from tests.scripted_server import Reply, ScriptedServer
 
@@ -74,7 +75,7 @@ def test_every_system_answers_every_item_and_the_report_pairs_them():
         errors = Result.objects.filter(system=broken)
         assert {r.status for r in errors} == {"error"} and not errors.filter(correct=False)
         assert "model not found" in errors.first().error
-        # Runs are recorded like any other, in conversations the room list hides.
+        # Runs are recorded like any other, in conversations the conversation list hides.
         run = right.first().run
         assert run.message.conversation.hidden and run.config["via"] == "eval"
         assert right.first().latency_ms is not None and right.first().output_tokens
@@ -109,8 +110,8 @@ def test_a_stopped_evaluation_keeps_what_finished_and_resumes_with_the_rest():
 
         async def stop_after_two():
             task = asyncio.create_task(harness.evaluate(evaluation.pk))
-            while await asyncio.to_thread(Result.objects.filter(evaluation=evaluation).count) < 2:
-                await asyncio.sleep(0.05)
+            results = Result.objects.filter(evaluation=evaluation)
+            await until(lambda: asyncio.to_thread(lambda: results.count() >= 2), 30, "two results")
             await asyncio.to_thread(control.stop, evaluation)
             return await task
 
@@ -139,7 +140,12 @@ def test_a_second_runner_leaves_a_held_evaluation_alone():
 
         async def two_at_once():
             first = asyncio.create_task(harness.evaluate(evaluation.pk))
-            await asyncio.sleep(0.2)
+            held = harness.lease_key(evaluation.pk)
+            client = live.sync_redis()
+            try:
+                await until(lambda: client.exists(held), 10, "the first runner's lease")
+            finally:
+                client.close()
             second = await harness.evaluate(evaluation.pk)
             return await first, second
 

@@ -158,10 +158,12 @@ def test_deleting_an_evaluation_removes_its_hidden_runs(client, kit):
     assert response.status_code == 302
     assert not Evaluation.objects.exists() and not Result.objects.exists()
     assert not Conversation.objects.filter(hidden=True).exists()
-    assert Conversation.objects.filter(owner=kit.user, hidden=False).count() == 1  # the room kept
+    assert (
+        Conversation.objects.filter(owner=kit.user, hidden=False).count() == 1
+    )  # the conversation kept
 
 
-def test_evaluation_runs_stay_out_of_the_room_list(client, kit):
+def test_evaluation_runs_stay_out_of_the_conversation_list(client, kit):
     _finished_evaluation(kit)
     page = client.get(reverse("chat:home")).content.decode()
     assert "1 + 1?" not in page

@@ -4,7 +4,6 @@ sweep queues the evaluation again, and the next worker does only what was left."
 import json
 import signal
 import sys
-import time
 
 import pytest
 from django.db import connection
@@ -12,12 +11,13 @@ from django.db import connection
 from evals import control, datasets, systems
 from evals.models import Evaluation, Result
 from evals.tasks import resume_interrupted
-from tests.conftest import child_env, database_url, start, stop, wait_for
+from tests.conftest import child_env, database_url, start, stop, wait_for, wait_until
 from tests.pipeline_kit import ScriptedPanel
 from tests.scripted_server import Reply
 
 pytestmark = [
     pytest.mark.stack,
+    pytest.mark.database,
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("redis_ready"),
 ]
@@ -67,8 +67,8 @@ def test_an_evaluation_resumes_after_its_worker_is_killed(settings):
         assert evaluation.status == Evaluation.Status.RUNNING  # nobody is running it now
 
         assert resume_interrupted() == 0  # its lease has not lapsed yet
-        time.sleep(3.5)
-        assert resume_interrupted() == 1  # queued again on QUEUE
+        resumed = wait_until(resume_interrupted, 10, "the lease to lapse", every=0.25)
+        assert resumed == 1  # queued again on QUEUE
 
         second = _worker("eval-worker-2")
         wait_for(

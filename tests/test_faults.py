@@ -10,6 +10,9 @@ Upstream models are scripted servers on loopback (tests/scripted_server.py): rea
 sockets, real HTTP.
 
 docs/RELIABILITY.md is the table of these guarantees; each row names its test here.
+
+Long on purpose: one fault stack serves every fault, and the file reads as the table of
+docs/RELIABILITY.md.
 """
 
 import json
@@ -47,7 +50,7 @@ from tests.conftest import (
 )
 from tests.scripted_server import Reply, ScriptedServer
 
-pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.stack, pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
 # Short, so that a lost worker is noticed in seconds: the stack's heartbeat TTL, and
 # with it the sweeper's period (a third of it, fusionroom/settings.py).
@@ -81,6 +84,12 @@ class FaultStack:
             log = (ARTIFACTS / f"{self.logs[worker]}.log").read_text().splitlines()
             taken[worker] = sum("chat.execute_run[" in line and "received" in line for line in log)
         return taken
+
+    def logged(self, text: str) -> bool:
+        """Whether a running process of the stack has written `text` to its log."""
+        return any(
+            text in (ARTIFACTS / f"{self.logs[name]}.log").read_text() for name in self.processes
+        )
 
     def kill(self, worker: str) -> None:
         process = self.processes.pop(worker)
@@ -132,11 +141,11 @@ def fault_stack(django_db_setup, django_db_blocker):
             leftover.unlink()
 
 
-# --- a person using the room, over HTTP and the websocket ---------------------------
+# --- a person using the conversation, over HTTP and the websocket ---------------------------
 
 
 class Visitor:
-    """alice in the room through Daphne: sends over HTTP, follows over the websocket."""
+    """alice in the conversation through Daphne: sends over HTTP, follows over the websocket."""
 
     def __init__(self, stack: FaultStack, user):
         browser = Client()
@@ -149,25 +158,25 @@ class Visitor:
         assert home.status_code == 200, home.text[:300]
         self.csrf = home.cookies.get("csrftoken") or self.http.cookies["csrftoken"]
 
-    def send(self, room: Conversation, text: str) -> int:
+    def send(self, conversation: Conversation, text: str) -> int:
         response = self.http.post(
-            f"/c/{room.pk}/messages/",
+            f"/c/{conversation.pk}/messages/",
             data={"content": text, "csrfmiddlewaretoken": self.csrf},
             headers={"Accept": "application/json", "X-CSRFToken": self.csrf},
         )
         assert response.status_code == 201, response.text[:300]
         return response.json()["run"]
 
-    def room_page(self, room: Conversation) -> str:
-        response = self.http.get(f"/c/{room.pk}/")
+    def conversation_page(self, conversation: Conversation) -> str:
+        response = self.http.get(f"/c/{conversation.pk}/")
         assert response.status_code == 200
         return response.text
 
     @contextmanager
-    def following(self, room: Conversation):
-        """The room's websocket, its frames gathered by a thread as they arrive."""
-        feed = RoomFeed(
-            self.stack.url.replace("http", "ws") + f"/ws/conversations/{room.pk}/",
+    def following(self, conversation: Conversation):
+        """The conversation's websocket, its frames gathered by a thread as they arrive."""
+        feed = ConversationFeed(
+            self.stack.url.replace("http", "ws") + f"/ws/conversations/{conversation.pk}/",
             {"Cookie": f"sessionid={self.session}", "Origin": self.stack.url},
         )
         try:
@@ -179,13 +188,13 @@ class Visitor:
         self.http.close()
 
 
-class RoomFeed:
+class ConversationFeed:
     def __init__(self, url: str, headers: dict):
         self.frames: list[dict] = []
         self.socket = ws_connect(url, additional_headers=headers, open_timeout=10)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        wait_for(lambda: self.of_type("snapshot"), "the room's snapshot", 10)
+        wait_for(lambda: self.of_type("snapshot"), "the conversation's snapshot", 10)
 
     def _read(self) -> None:
         with self.socket:
@@ -214,8 +223,8 @@ def visitor(fault_stack, alice):
     visitor.close()
 
 
-def scripted_room(owner, server: ScriptedServer, name: str = "scripted") -> Conversation:
-    """A room answered by one model alone: the scripted server behind a site provider."""
+def scripted_conversation(owner, server: ScriptedServer, name: str = "scripted") -> Conversation:
+    """A conversation answered by one model alone: the scripted server behind a site provider."""
     provider = Provider.objects.create(name=f"Up {name}", base_url=server.base_url)
     model = CatalogModel.objects.create(
         provider=provider, model_id=name, display_name=name.title(), context_length=8192
@@ -251,12 +260,12 @@ def test_a_worker_killed_mid_answer_closes_the_run_keeping_its_text(
 ):
     text = words("part", 200)  # 20 s of answer: the kill comes long before its end
     server.enqueue(Reply.stream(text, delay=0.1))
-    room = scripted_room(alice, server)
+    conversation = scripted_conversation(alice, server)
     live_text = fault_stack.redis.client()
     try:
-        with visitor.following(room) as feed:
+        with visitor.following(conversation) as feed:
             taken_before = fault_stack.runs_taken()
-            run_id = visitor.send(room, "Tell me a long story.")
+            run_id = visitor.send(conversation, "Tell me a long story.")
             answer = Answer.objects.get(run_id=run_id)
             wait_for(
                 lambda: len(live_text.get(live.text_key(answer.pk)) or b"") > 40,
@@ -286,20 +295,20 @@ def test_a_worker_killed_mid_answer_closes_the_run_keeping_its_text(
             assert closed_after <= bound, f"closed {closed_after:.1f} s after the kill"
             assert server.disconnects  # the dead worker's upstream stream is closed
 
-            # The room says so: at once over the websocket, and on the page.
-            wait_for(lambda: feed.of_type("run.done"), "the room to hear of it", 10)
+            # The conversation says so: at once over the websocket, and on the page.
+            wait_for(lambda: feed.of_type("run.done"), "the conversation to hear of it", 10)
             done = feed.of_type("run.done")[-1]
             assert (done["run"], done["status"]) == (run_id, "failed")
             assert done["failure_reason"] == "worker_lost"
             assert "stopped before it finished" in done["failure_detail"]
-        page = visitor.room_page(room)
+        page = visitor.conversation_page(conversation)
         assert "stopped before it finished" in page and streamed.split()[0] in page
 
         # The supervisor starts the worker again; the next message is answered.
         fault_stack.start_worker(doomed)
         fault_stack.wait_healthy(30, "/healthz with the worker back")
         server.enqueue(Reply.stream(["Back ", "again."]))
-        next_run = visitor.send(room, "Are you back?")
+        next_run = visitor.send(conversation, "Are you back?")
         wait_for(lambda: ended(next_run), "the next message's run", 30, fault_stack.watched())
         assert run_of(next_run).status == Run.Status.DONE
         assert Answer.objects.get(run_id=next_run).text == "Back again."
@@ -315,9 +324,9 @@ def test_redis_restarted_mid_run_ends_the_run_and_the_stack_recovers(
 ):
     text = words("word", 120)  # 12 s of answer: Redis goes away and comes back within it
     server.enqueue(Reply.stream(text, delay=0.1))
-    room = scripted_room(alice, server)
-    with visitor.following(room) as before:
-        run_id = visitor.send(room, "Tell me a story while Redis restarts.")
+    conversation = scripted_conversation(alice, server)
+    with visitor.following(conversation) as before:
+        run_id = visitor.send(conversation, "Tell me a story while Redis restarts.")
         answer = Answer.objects.get(run_id=run_id)
         live_text = fault_stack.redis.client()
         wait_for(
@@ -328,12 +337,18 @@ def test_redis_restarted_mid_run_ends_the_run_and_the_stack_recovers(
         )
         live_text.close()
         fault_stack.redis.stop()  # SIGTERM: it stops as in a restart
-        time.sleep(2)
+        # Down until the run has felt it: its worker finds Redis gone.
+        wait_for(
+            lambda: fault_stack.logged(f"run {run_id}: Redis unreachable"),
+            "the run's worker to find Redis gone",
+            10,
+            fault_stack.watched(),
+        )
         # Back on the same port, empty: no live text, no heartbeats, no queued tasks.
         fault_stack.redis.start()
         # The worker writes the live copy whole again, and a page that (re)connects
         # now is shown the answer from its first word.
-        with visitor.following(room) as during:
+        with visitor.following(conversation) as during:
             wait_for(
                 lambda: ended(run_id) or during.of_type("answer.delta"),
                 "a delta after the restart",
@@ -365,12 +380,12 @@ def test_redis_restarted_mid_run_ends_the_run_and_the_stack_recovers(
     assert answer.status == Answer.Status.DONE and answer.text == "".join(text)
 
     # The app reconnects: a page opened now gets the whole answer, /healthz is green.
-    with visitor.following(room) as after:
+    with visitor.following(conversation) as after:
         (shown,) = after.of_type("snapshot")[0]["runs"]
         assert shown["status"] == "done" and "word119" in shown["answers"][0]["html"]
     fault_stack.wait_healthy(30, "/healthz to be green again")
     server.enqueue(Reply.stream(["Redis ", "is ", "back."]))
-    next_run = visitor.send(room, "Is Redis back?")
+    next_run = visitor.send(conversation, "Is Redis back?")
     wait_for(lambda: ended(next_run), "the next message's run", 30, fault_stack.watched())
     assert run_of(next_run).status == Run.Status.DONE
     assert Answer.objects.get(run_id=next_run).text == "Redis is back."
@@ -385,8 +400,8 @@ def test_a_message_whose_queued_task_redis_lost_is_queued_again(
     for worker in WORKERS:
         fault_stack.kill(worker)
     server.enqueue(Reply.stream(["Still ", "here."]))
-    room = scripted_room(alice, server)
-    run_id = visitor.send(room, "Did my message survive?")
+    conversation = scripted_conversation(alice, server)
+    run_id = visitor.send(conversation, "Did my message survive?")
     fault_stack.redis.stop()
     fault_stack.redis.start()  # empty: the run's task is gone
     assert run_of(run_id).status == Run.Status.QUEUED
@@ -407,18 +422,21 @@ def rate_limited(message: str = "Too many requests") -> Reply:
 
 
 def test_a_429_storm_is_waited_out_as_told_and_every_answer_is_whole(fault_stack, visitor, alice):
-    # Three rooms at once, each on its own model: two 429s each (as many as the
+    # Three conversations at once, each on its own model: two 429s each (as many as the
     # retry budget allows), then the answer. (A third 429 in a row would also cool
     # the model down for 30 s: docs/RELIABILITY.md, "Cooldown".)
     storms = [ScriptedServer().__enter__() for _ in range(3)]
     try:
-        texts, rooms = [], []
+        texts, conversations = [], []
         for n, server in enumerate(storms):
             texts.append(words(f"r{n}w", 30))
             server.enqueue(rate_limited(), rate_limited(), Reply.stream(texts[-1], delay=0.02))
-            rooms.append(scripted_room(alice, server, f"storm-{n}"))
+            conversations.append(scripted_conversation(alice, server, f"storm-{n}"))
         sent_at = time.monotonic()
-        run_ids = [visitor.send(room, "Answer through the storm.") for room in rooms]
+        run_ids = [
+            visitor.send(conversation, "Answer through the storm.")
+            for conversation in conversations
+        ]
         wait_for(lambda: all(ended(r) for r in run_ids), "the runs", 30, fault_stack.watched())
         took = time.monotonic() - sent_at
 
@@ -450,13 +468,13 @@ def test_a_429_storm_longer_than_the_retry_budget_fails_the_run_in_words(
     fault_stack, visitor, alice, server
 ):
     server.default = rate_limited("Slow down")  # every request, for ever
-    room = scripted_room(alice, server, "storm")
-    with visitor.following(room) as feed:
+    conversation = scripted_conversation(alice, server, "storm")
+    with visitor.following(conversation) as feed:
         sent_at = time.monotonic()
-        run_id = visitor.send(room, "Answer through an endless storm.")
+        run_id = visitor.send(conversation, "Answer through an endless storm.")
         wait_for(lambda: ended(run_id), "the run to give up", 20, fault_stack.watched())
         took = time.monotonic() - sent_at
-        wait_for(lambda: feed.of_type("run.done"), "the room to hear of it", 10)
+        wait_for(lambda: feed.of_type("run.done"), "the conversation to hear of it", 10)
 
     run = run_of(run_id)
     answer = Answer.objects.get(run_id=run_id)
@@ -469,13 +487,13 @@ def test_a_429_storm_longer_than_the_retry_budget_fails_the_run_in_words(
     failed = [e for e in feed.frames if e["type"] == "answer.failed"]
     assert failed and "rate limiting" in failed[-1]["error"]
     assert feed.of_type("run.done")[-1]["status"] == "failed"
-    assert "rate limiting" in visitor.room_page(room)
+    assert "rate limiting" in visitor.conversation_page(conversation)
 
 
 # --- 4. a browser reconnect storm -----------------------------------------------------
 
 # Keeps every socket the page opens, so the test can close the live one as a flaky
-# network would (room.js then reconnects after 0.5 s and resumes from its last event).
+# network would (conversation.js then reconnects after 0.5 s and resumes from its last event).
 RECORD_SOCKETS = """
 window.__sockets = [];
 const PageWebSocket = window.WebSocket;
@@ -516,8 +534,8 @@ def test_fifty_reconnects_while_an_answer_streams_lose_no_text(
     text = words("w", 400)  # 20 s of answer: the storm takes a good part of it
     full = "".join(text)
     server.enqueue(Reply.stream(text, delay=0.05))
-    room = scripted_room(alice, server)
-    url = fault_stack.url + room.get_absolute_url()
+    conversation = scripted_conversation(alice, server)
+    url = fault_stack.url + conversation.get_absolute_url()
     session = {"name": "sessionid", "value": visitor.session, "url": fault_stack.url}
     page.context.add_cookies([session])
     page.add_init_script(RECORD_SOCKETS)
@@ -525,7 +543,7 @@ def test_fifty_reconnects_while_an_answer_streams_lose_no_text(
     page.wait_for_function("() => window.__sockets.at(-1)?.readyState === WebSocket.OPEN")
     tabs = [page] + [open_tab(page.context, url) for _ in range(TABS - 1)]
 
-    run_id = visitor.send(room, "Tell me a very long story.")
+    run_id = visitor.send(conversation, "Tell me a very long story.")
     for tab in tabs:
         tab.wait_for_function(f"() => ({LIVE_TEXT}).length > 0")
 

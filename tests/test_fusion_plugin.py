@@ -241,6 +241,7 @@ def test_the_analysis_names_models_where_our_judge_named_labels(alice):
         "contradictions": [
             {"point": "which", "positions": {"A": "Sydney", "B": "Canberra"}, "verdict": "B"}
         ],
+        "partial_coverage": [{"point": "the ACT", "labels": ["A", "B"]}],
         "unique_insights": [{"label": "B", "insight": "1913"}],
         "blind_spots": ["the ACT"],
         "errors": [],
@@ -261,7 +262,7 @@ def test_the_analysis_names_models_where_our_judge_named_labels(alice):
                 "verdict": "B",
             }
         ],
-        "partial_coverage": [],
+        "partial_coverage": [{"point": "the ACT", "models": ["c", "a"]}],
         "unique_insights": [{"model": "a", "insight": "1913"}],
         "blind_spots": ["the ACT"],
     }
@@ -303,7 +304,7 @@ def test_the_analysis_names_models_where_our_judge_named_labels(alice):
             ["", ""],
             "judge_empty_completion",
         ),
-        ({"status": "done", "failure_reason": "judge_runaway"}, ["", ""], "judge_not_valid_json"),
+        ({"status": "done", "failure_reason": "judge_runaway"}, ["", ""], "judge_runaway"),
         ({"status": "done", "analysis_raw": "Both are fine."}, ["", ""], "judge_not_valid_json"),
         ({"status": "done", "analysis_raw": '{"verdict": "A"}'}, ["", ""], "judge_schema_mismatch"),
         ({"status": "failed", "failure_reason": "synthesis_failed"}, ["", ""], None),
@@ -329,9 +330,9 @@ def test_a_model_alone_gets_none_of_these_fields(alice):
     assert fusion_fields.fields(run) == {}
 
 
-def test_an_ad_hoc_panels_room_goes_on_with_the_same_panel(alice, catalog):
+def test_an_ad_hoc_panels_conversation_goes_on_with_the_same_panel(alice, catalog):
     """The conversation an ad-hoc panel answered in the API is in the owner's history;
-    a later turn there (the room, or the API's history) keeps that panel."""
+    a later turn there (the conversation, or the API's history) keeps that panel."""
     from chat.engine.runs import start_conversation, start_run
 
     config = resolve(alice, plugins=plugin(analysis_models=["a", "openai/b"], model="j"))
@@ -343,3 +344,42 @@ def test_an_ad_hoc_panels_room_goes_on_with_the_same_panel(alice, catalog):
     assert later.run.config["seats"] == first.run.config["seats"]
     assert later.run.config["judge"] == first.run.config["judge"]
     assert later.run.status == Run.Status.QUEUED
+
+
+def test_the_alias_mode_is_the_requests_header_else_the_sites_setting(settings):
+    from chat.api import server_tools
+
+    settings.API_FUSION_ALIAS = "tool"
+    assert server_tools.alias_mode(None) == server_tools.alias_mode("  ") == "tool"
+    assert server_tools.alias_mode(" Panel ") == "panel"
+    settings.API_FUSION_ALIAS = "panel"
+    assert server_tools.alias_mode(None) == "panel" and server_tools.alias_mode("tool") == "tool"
+    with pytest.raises(BadRequest) as bad:
+        server_tools.alias_mode("hosted")
+    assert bad.value.param == "X-Fusion-Alias" and "'hosted'" in bad.value.message
+
+
+def test_the_alias_model_is_the_sites_setting_else_the_default_panels_judge(
+    alice, catalog, settings
+):
+    assert fusion_plugin.alias_model(alice) == catalog["j"]
+    settings.API_FUSION_ALIAS_MODEL = "site/openai/b"
+    assert fusion_plugin.alias_model(alice) == catalog["openai/b"]
+    settings.API_FUSION_ALIAS_MODEL = "secret"  # bob's own provider's: not alice's to use
+    with pytest.raises(BadRequest) as bad:
+        fusion_plugin.alias_model(alice)
+    assert bad.value.param == "model" and "API_FUSION_ALIAS_MODEL" in bad.value.message
+
+
+def test_an_mcp_panel_lends_what_the_arguments_leave_out(alice, catalog):
+    """MCP's `fusion` with `model` alone: the named panel's seats, tools and deadline,
+    the named analyst; with `analysis_models` too, those seats."""
+    judged = fusion_plugin.plugin_fields({"model": "a"}, "arguments")
+    config = fusion_plugin.panel_for_mcp(judged, "base-panel", alice)
+    assert [s["model"]["catalog_id"] for s in config["seats"]] == [catalog["a"].pk]
+    assert config["judge"]["catalog_id"] == catalog["a"].pk
+    assert (config["tools"], config["deadline_s"]) == (["web_search"], 90)
+    seated = fusion_plugin.plugin_fields({"analysis_models": ["j", "j"]}, "arguments")
+    config = fusion_plugin.panel_for_mcp(seated, None, alice)  # the default panel lends
+    assert [s["model"]["catalog_id"] for s in config["seats"]] == [catalog["j"].pk] * 2
+    assert config["judge"]["catalog_id"] == catalog["j"].pk

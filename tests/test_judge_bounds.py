@@ -1,4 +1,4 @@
-"""A judge that cannot run away: a loop, a deadline, a token budget sized to the
+"""A judge that cannot run away: a loop, a deadline, a token allowance sized to the
 panel, repair only of what can be repaired; and a final answer free of scaffolding."""
 
 import asyncio
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from chat.engine import pipeline
+from chat.engine.judge import token_allowance
 from chat.models import Run
 from tests.pipeline_kit import ScriptedPanel, analysis_reply, run_and_listen
 from tests.scripted_server import Reply
@@ -71,7 +71,7 @@ def test_the_judge_stage_ends_at_its_deadline(kit, settings):
     assert time.monotonic() - started < 15
 
 
-def test_a_reply_cut_off_by_its_budget_is_not_sent_for_repair(kit):
+def test_a_reply_cut_off_at_its_token_allowance_is_not_sent_for_repair(kit):
     _seats(kit, "Canberra.", "Sydney.", "Canberra.")
     kit.judge.enqueue(Reply.stream(['{"consensus": ["Canberra'], finish="length"))
     run_id = kit.ask()
@@ -89,13 +89,13 @@ def test_an_empty_judge_reply_and_an_upstream_error_are_typed(kit):
     assert Run.objects.get(pk=run_id).failure_reason == Run.Failure.JUDGE_EMPTY
 
 
-def test_the_judges_budget_grows_with_the_panel(settings):
+def test_the_judges_token_allowance_grows_with_the_panel(settings):
     settings.JUDGE_MAX_TOKENS, settings.JUDGE_TOKENS_PER_ANSWER = 1500, 250
-    assert pipeline.judge_budget(2, drafts=False) == 700
-    assert pipeline.judge_budget(8, drafts=False) == 1500  # capped
+    assert token_allowance(2, drafts=False) == 700
+    assert token_allowance(8, drafts=False) == 1500  # capped
 
 
-def test_the_budget_reaches_the_judges_request(kit, settings):
+def test_the_token_allowance_reaches_the_judges_request(kit, settings):
     settings.JUDGE_MAX_TOKENS, settings.JUDGE_TOKENS_PER_ANSWER = 1500, 100
     _seats(kit, "Canberra.", "Sydney.", "Canberra.")
     kit.judge.enqueue(analysis_reply())

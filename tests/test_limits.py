@@ -10,9 +10,9 @@ from django.urls import reverse
 
 from chat.api.keys import TooManyKeys, create_key
 from chat.engine import loop, pipeline
+from chat.engine.admission import LimitReached
 from chat.engine.runs import start_run
 from chat.models import Answer, Conversation, Message, Run
-from limits.admission import LimitReached
 from limits.models import Limits, Spend
 from panels.models import CatalogModel, Panel
 from tests.pipeline_kit import ScriptedPanel, analysis_reply
@@ -54,7 +54,7 @@ def test_a_run_whose_estimate_is_over_the_run_budget_is_refused_and_nothing_save
     settings.RUN_BUDGET_USD = Decimal("0.05")
     price(kit, "100")  # 2 seats × 512 tokens + judge + synthesis ≈ $0.28 at most
     with pytest.raises(LimitReached) as refused:
-        start_run(kit.room, "What is the capital of Australia?")
+        start_run(kit.conversation, "What is the capital of Australia?")
     assert refused.value.status == 402 and refused.value.code == "budget_exceeded"
     assert "over your budget of $0.05 a run" in refused.value.message
     numbers = refused.value.numbers
@@ -63,18 +63,18 @@ def test_a_run_whose_estimate_is_over_the_run_budget_is_refused_and_nothing_save
     assert sum(len(s.requests) for s in kit.seats) == 0
 
 
-def test_the_room_says_why_and_keeps_the_message(client, kit, settings):
+def test_the_conversation_says_why_and_keeps_the_message(client, kit, settings):
     settings.RUN_BUDGET_USD = Decimal("0.05")
     price(kit, "100")
     client.force_login(kit.user)
     response = client.post(
-        reverse("chat:send", args=[kit.room.pk]),
+        reverse("chat:send", args=[kit.conversation.pk]),
         {"content": "A question worth keeping"},
         HTTP_ACCEPT="application/json",
     )
     assert response.status_code == 402
     assert "over your budget of $0.05 a run" in response.json()["error"]
-    page = client.post(reverse("chat:send", args=[kit.room.pk]), {"content": "Still here?"})
+    page = client.post(reverse("chat:send", args=[kit.conversation.pk]), {"content": "Still here?"})
     assert page.status_code == 402
     assert "Still here?" in page.content.decode()  # the text stays in the box
     assert not Message.objects.exists()
@@ -118,7 +118,7 @@ def test_a_daily_budget_counts_every_run_of_the_day(kit, settings):
     spent = sum(s.usd for s in Spend.objects.filter(user=kit.user))
     assert Decimal("0.7") < spent < Decimal("0.8")  # $0.20 left: not enough for a run
     with pytest.raises(LimitReached) as refused:
-        start_run(kit.room, "And of New Zealand?")
+        start_run(kit.conversation, "And of New Zealand?")
     numbers = refused.value.numbers
     assert refused.value.status == 402 and numbers["period"] == "day"
     assert Decimal(numbers["spent_usd"]) == spent and numbers["limit_usd"] == "1"
@@ -160,25 +160,25 @@ def test_a_users_own_provider_is_not_the_sites_money(kit, settings):
     from panels.models import Provider
 
     Provider.objects.filter(base_url__in=_urls(kit)).update(owner=kit.user)
-    start_run(kit.room, "Runs on my own keys")  # admitted: no site money at stake
+    start_run(kit.conversation, "Runs on my own keys")  # admitted: no site money at stake
     assert Run.objects.count() == 1
 
 
 def test_a_message_over_the_users_limit_is_refused_with_numbers(kit):
     Limits.objects.create(user=kit.user, message_chars=100)
     with pytest.raises(LimitReached) as refused:
-        start_run(kit.room, "x" * 101)
+        start_run(kit.conversation, "x" * 101)
     assert refused.value.status == 413
     assert refused.value.message.startswith("The message is 101 characters; the limit is 100.")
 
 
-def test_runs_at_once_are_capped_per_user_not_per_room(kit, settings):
+def test_runs_at_once_are_capped_per_user_not_per_conversation(kit, settings):
     settings.CONCURRENT_RUNS = 2
-    rooms = [Conversation.objects.create(owner=kit.user, panel=kit.panel) for _ in range(3)]
-    start_run(rooms[0], "one")
-    start_run(rooms[1], "two")
+    conversations = [Conversation.objects.create(owner=kit.user, panel=kit.panel) for _ in range(3)]
+    start_run(conversations[0], "one")
+    start_run(conversations[1], "two")
     with pytest.raises(LimitReached) as refused:
-        start_run(rooms[2], "three")
+        start_run(conversations[2], "three")
     assert refused.value.status == 429 and refused.value.code == "too_many_runs"
     assert "2 runs answering already" in refused.value.message
     # Someone else is not affected by alice's runs.
@@ -190,11 +190,11 @@ def test_runs_at_once_are_capped_per_user_not_per_room(kit, settings):
 def test_runs_a_minute_are_capped(kit, settings):
     settings.RUNS_PER_MINUTE = 3
     settings.CONCURRENT_RUNS = 10
-    rooms = [Conversation.objects.create(owner=kit.user, panel=kit.panel) for _ in range(4)]
-    for room in rooms[:3]:
-        start_run(room, "q")
+    conversations = [Conversation.objects.create(owner=kit.user, panel=kit.panel) for _ in range(4)]
+    for conversation in conversations[:3]:
+        start_run(conversation, "q")
     with pytest.raises(LimitReached) as refused:
-        start_run(rooms[3], "q")
+        start_run(conversations[3], "q")
     assert refused.value.status == 429 and 1 <= refused.value.retry_after <= 60
     assert "Try again in" in refused.value.message
 
@@ -222,19 +222,19 @@ def test_api_keys_per_user_are_capped(db, settings):
     create_key(alice, "three")  # a revoked key frees its place
 
 
-def test_a_panel_made_private_stops_answering_in_the_rooms_it_was_shared_to(kit):
+def test_a_panel_made_private_stops_answering_in_the_conversations_it_was_shared_to(kit):
     kit.panel.visibility = "public"
     kit.panel.save()
     bob = get_user_model().objects.create_user("bob")
-    room = Conversation.objects.create(owner=bob, panel=kit.panel)
-    start_run(room, "first")
+    conversation = Conversation.objects.create(owner=bob, panel=kit.panel)
+    start_run(conversation, "first")
     Run.objects.update(status=Run.Status.DONE)
     Panel.objects.filter(pk=kit.panel.pk).update(visibility="private")
     with pytest.raises(LimitReached) as refused:
-        start_run(room, "second")
+        start_run(conversation, "second")
     assert refused.value.status == 403
     assert "no longer shared with you" in refused.value.message
-    assert Message.objects.filter(conversation=room).count() == 1
+    assert Message.objects.filter(conversation=conversation).count() == 1
 
 
 def test_the_account_page_shows_spend_and_what_is_left(client, kit, settings):
@@ -260,8 +260,8 @@ def test_an_api_keys_monthly_limit_is_its_own_budget(kit, client, settings):
     assert record.spend_limit_usd == Decimal("0.5")
     Spend.objects.create(user=kit.user, api_key=record, usd=Decimal("0.5"), model_name="m")
     with pytest.raises(LimitReached) as refused:
-        start_run(kit.room, "through the key", {"via": "api", "api_key": record.pk})
+        start_run(kit.conversation, "through the key", {"via": "api", "api_key": record.pk})
     assert "This API key's monthly budget" in refused.value.message
-    start_run(kit.room, "from the room, the user's own budgets only")
+    start_run(kit.conversation, "from the conversation, the user's own budgets only")
     page = client.get(reverse("panels:api_keys")).content.decode()
     assert "$0.50 of $0.50" in page

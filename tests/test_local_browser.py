@@ -1,10 +1,13 @@
 """A person in headless Chromium: sign up, ask, watch the answer stream, reload
-mid-answer and see it continue. Everything real: Daphne, the Celery worker,
-Redis and the bundled Qwen model."""
+mid-answer and see it continue, and read a formula the model wrote in LaTeX typeset
+by KaTeX. Everything real: Daphne, the Celery worker, Redis and the bundled Qwen model."""
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from chat.models import Answer
+from panels.catalog import sync_site_providers
+from panels.models import CatalogModel, Panel, Seat
 from tests.conftest import ARTIFACTS, PASSWORD
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -102,26 +105,55 @@ def test_phone_width_layout(live_stack, browser):
 
 
 def test_the_local_panel_answers_with_real_models_in_the_browser(live_stack, page):
-    """The Local preset end to end: two real local models answer side by side and
-    vote (its strategy, chosen by measurement: docs/QUALITY.md); the decision card
-    says how the answer was chosen, and the answer is there."""
+    """The Local preset end to end: the real 1.5B answers and draws more candidates
+    (its strategy, verify, chosen by measurement: docs/QUALITY.md); the decision card
+    says which check chose the answer, and the answer is there as a candidate wrote it."""
     sign_up(page, live_stack.url, "dora")
     assert "Local" in page.locator("#id_answerer option:checked").inner_text()
     page.fill("#id_content", "Is 391 a prime number?")
     page.click(".composer button[type=submit]")
     page.wait_for_url("**/c/*/")
-    # Both columns fill (streaming side by side is shown with scripted seats, where
-    # timing is deterministic; real models may finish one before the other starts).
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.seats .answer [data-role=body]')]"
-        ".filter(b => b.textContent.trim()).length === 2",
-        timeout=240_000,
-    )
-    page.locator(".run[data-status=done], .run[data-status=failed]").wait_for(timeout=240_000)
+    page.locator(".run[data-status=done], .run[data-status=failed]").wait_for(timeout=300_000)
     run = page.locator(".run").first
     assert run.get_attribute("data-status") == "done", run.inner_text()
-    assert page.locator(".answer-synthesizer [data-role=body]").inner_text().strip()
-    assert page.locator(".decision-card.decision-vote").count() >= 1
+    final = page.locator(".answer-synthesizer [data-role=body]").inner_text().strip()
+    assert final
+    card = page.locator(".decision-card.decision-verify")
+    assert card.count() == 1
     page.click(".how > summary")
-    assert page.locator(".seats .answer[data-status=done]").count() == 2
+    # The seat's own answer and its candidates, each in a column of its own.
+    columns = page.locator(".seats .answer[data-status=done]")
+    assert columns.count() >= 3, page.locator(".seats").inner_text()
     page.screenshot(path=str(ARTIFACTS / "local-panel-done.png"), full_page=True)
+
+
+def test_a_local_answer_in_latex_renders_as_katex(live_stack, page):
+    """The 0.5B's own LaTeX, typeset in the room: the formula it writes (the same each
+    time at temperature 0, e.g. `$$x = \\frac{-b \\pm …}{2a}$$`) becomes KaTeX markup,
+    and each typeset piece is TeX from the saved answer, not from a script. A panel of
+    that one seat, capped at 64 tokens, keeps it to a few seconds."""
+    sign_up(page, live_stack.url, "emmy")
+    sync_site_providers()  # a flushed test database has lost the bundled models' entries
+    panel = Panel.objects.create(
+        slug="formula", name="Formula", owner=get_user_model().objects.get(username="emmy")
+    )
+    qwen = CatalogModel.objects.get(model_id="qwen2.5-coder-0.5b")
+    Seat.objects.create(panel=panel, model=qwen, temperature=0, max_tokens=64)
+    page.goto(f"{live_stack.url}/")
+    page.select_option("#id_answerer", value=f"panel:{panel.pk}")
+    page.fill("#id_content", "Reply with only the quadratic formula in LaTeX, between $$ and $$.")
+    page.click(".composer button[type=submit]")
+    page.wait_for_url("**/c/*/")
+    # The finished run's redraw gives the answer its Markdown (the copy button's).
+    answer = page.locator(".run[data-status=done] .answer[data-markdown]")
+    answer.wait_for(timeout=120_000)
+    saved = Answer.objects.get(run__message__conversation__owner__username="emmy")
+    assert answer.get_attribute("data-markdown") == saved.text
+    body = answer.locator("[data-role=body]")
+    body.locator(".math[data-rendered] .katex").first.wait_for()
+    typeset = body.locator(".math[data-rendered]:not(.math-error)")
+    assert typeset.count() >= 1, saved.text
+    for i in range(typeset.count()):
+        assert typeset.nth(i).locator(".katex").count() == 1
+        assert typeset.nth(i).get_attribute("data-tex").strip() in saved.text
+    page.screenshot(path=str(ARTIFACTS / "local-latex.png"))

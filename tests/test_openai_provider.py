@@ -165,7 +165,7 @@ async def test_tool_call_pieces_are_joined_per_index(server):
                 chunk({"role": "assistant", **piece(0, "", id="call_a", name="search")}),
                 chunk(piece(0, '{"q": ')),
                 chunk(piece(0, '"fusion')),
-                chunk(piece(0, ' room"}')),
+                chunk(piece(0, ' conversation"}')),
                 chunk(piece(1, '{"tz": ', id="call_b", name="clock")),
                 chunk(piece(1, '"UTC"}')),
                 chunk({}, finish="tool_calls"),
@@ -176,7 +176,7 @@ async def test_tool_call_pieces_are_joined_per_index(server):
     events = await collect(server)
     calls = [e for e in events if isinstance(e, ToolCall)]
     assert calls == [
-        ToolCall(id="call_a", name="search", arguments='{"q": "fusion room"}'),
+        ToolCall(id="call_a", name="search", arguments='{"q": "fusion conversation"}'),
         ToolCall(id="call_b", name="clock", arguments='{"tz": "UTC"}'),
     ]
     assert events[-1] == Finish("tool_calls")

@@ -154,7 +154,7 @@ def test_the_api_refuses_the_same_values_with_a_400(client, alice, body, param, 
 
 
 def test_the_api_schema_states_the_same_range():
-    from chat.api.openapi import REQUEST
+    from chat.api.openapi_requests import REQUEST
 
     schema = REQUEST["properties"]["max_tokens"]
     assert (schema["minimum"], schema["maximum"]) == (16, 32768)

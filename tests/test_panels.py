@@ -165,15 +165,16 @@ def test_customizing_a_preset_copies_it(client, bob, models):
     client.force_login(bob)
     client.post(reverse("panels:fork", args=["local"]))
     copy = Panel.objects.get(owner=bob)
-    assert copy.forked_from.slug == "local" and copy.seats.count() == 2
+    assert copy.forked_from.slug == "local" and copy.seats.count() == 1
+    assert copy.strategy == "verify" and copy.strategy_settings["samples"] == 2
     assert client.get(reverse("panels:edit", args=["local"])).status_code == 404
 
 
-def test_use_in_chat_opens_a_room_answered_by_the_panel(client, alice, alices_panel):
+def test_use_in_chat_opens_a_conversation_answered_by_the_panel(client, alice, alices_panel):
     client.force_login(alice)
     response = client.post(reverse("chat:use_panel", args=[alices_panel.slug]))
-    room = Conversation.objects.get(owner=alice)
-    assert response.url == room.get_absolute_url() and room.panel == alices_panel
+    conversation = Conversation.objects.get(owner=alice)
+    assert response.url == conversation.get_absolute_url() and conversation.panel == alices_panel
     alices_panel.refresh_from_db()
     assert alices_panel.use_count == 1
 

@@ -11,6 +11,7 @@ from django.conf import settings
 
 from chat.engine import pipeline, runstate
 from chat.models import Answer, Run
+from tests.conftest import until
 from tests.pipeline_kit import GOOD_ANALYSIS, ScriptedPanel, analysis_reply, run_and_listen
 from tests.scripted_server import Reply
 
@@ -198,8 +199,11 @@ def test_cancel_stops_every_call_within_a_second(kit):
 
     async def scenario():
         task = asyncio.create_task(run_and_listen(kit, run_id))
-        while not all(client.get(f"fr:answer:{pk}:seq") for pk in seat_ids):
-            await asyncio.sleep(0.02)  # every seat has streamed something
+        await until(
+            lambda: all(client.get(f"fr:answer:{pk}:seq") for pk in seat_ids),
+            30,
+            "every seat to stream something",
+        )
         stopped = time.monotonic()
         runstate.request_cancel(client, run_id)
         await task
@@ -248,11 +252,11 @@ def test_a_shared_panel_never_spends_its_authors_own_keys(kit):
     Provider.objects.filter(models__model_id="seat-0").update(owner=kit.user, source="user")
     Panel.objects.filter(pk=kit.panel.pk).update(visibility="public")
     bob = get_user_model().objects.create_user("bob", password="pw-long-enough-1")
-    room = Conversation.objects.create(owner=bob, panel=kit.panel)
+    conversation = Conversation.objects.create(owner=bob, panel=kit.panel)
     seat_replies(kit, Reply.stream(["never"]), Reply.stream(["b"]), Reply.stream(["c"]))
     kit.judge.enqueue(analysis_reply())
     kit.synthesizer.enqueue(Reply.stream(["final"]))
-    run_id = create_run(room, "hi").run.pk
+    run_id = create_run(conversation, "hi").run.pk
     asyncio.run(pipeline.execute(run_id))
     run = Run.objects.get(pk=run_id)
     assert run.seat_answers[0].status == "failed"
@@ -265,7 +269,7 @@ def test_a_stop_that_comes_before_a_call_starts_is_not_lost():
     """A stop lands between a seat's start and its call's registration (the run's
     stop cancels only the calls registered then): the call is cancelled as it starts,
     instead of running to its end."""
-    from chat.engine import loop, stages
+    from chat.engine import loop, seats
     from chat.engine.answer import RunContext, run_answer
     from chat.engine.db import database_thread, in_db
 
@@ -284,8 +288,8 @@ def test_a_stop_that_comes_before_a_call_starts_is_not_lost():
                 ctx = RunContext(run)
                 ctx.cancel_all()  # the stop, before any call was registered
                 answer = await in_db(lambda: run.answers.get(position=0))
-                job = stages.SeatJob(answer, stages.seat_config(ctx, answer))
-                ((targets, request, limits),) = await in_db(stages._seat_calls, run, [job])
+                job = seats.SeatJob(answer, seats.seat_config(ctx, answer))
+                ((targets, request, limits),) = await in_db(seats._seat_calls, run, [job])
                 started = time.monotonic()
                 await run_answer(ctx, answer, targets, request, limits)
                 await ctx.aclose()

@@ -1,6 +1,12 @@
 """The judge's and the synthesizer's prompts: snapshot tests, and prompt injection.
 
-To accept a deliberate prompt change: UPDATE_SNAPSHOTS=1 pytest tests/test_prompts.py
+The snapshots live in tests/snapshots/ and are committed. A missing snapshot fails
+(it is never written quietly, so a test cannot pass against what it just wrote). To
+write a new snapshot, or accept a deliberate prompt change:
+
+    UPDATE_SNAPSHOTS=1 pytest tests/test_prompts.py
+
+then read the diff of tests/snapshots/ before committing it.
 """
 
 import json
@@ -12,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from chat.engine import prompts
+from chat.engine import analysis, fence, prompts
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 INJECTION = (
@@ -38,9 +44,14 @@ def as_text(messages) -> str:
 
 def check_snapshot(name: str, text: str) -> None:
     path = SNAPSHOTS / name
-    if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         SNAPSHOTS.mkdir(exist_ok=True)
         path.write_text(text)
+    if not path.exists():
+        pytest.fail(
+            f"tests/snapshots/{name} is missing: write it with UPDATE_SNAPSHOTS=1 "
+            "(see the module docstring) and commit it"
+        )
     assert text == path.read_text(), f"{name} changed; see the module docstring"
 
 
@@ -61,6 +72,26 @@ def test_synthesizer_prompt_snapshot():
     analysis = prompts.analysis_as_text({"consensus": ["4"], "scores": []}, "")
     text = as_text(prompts.synthesizer_messages("What is 2+2?", labelled(), analysis))
     check_snapshot("synthesizer.txt", text)
+
+
+MULTIPLE_CHOICE = "Which is a prime number?\nA) 4\nB) 6\nC) 7\nD) 9"
+
+
+def test_lettered_choices_give_drafts_numbered_labels_snapshot():
+    """Issue 24's measured defect: with choices A–D, a judge's "verdict: A" about an
+    answer was read as choice A. The drafts are numbered instead (a new snapshot)."""
+    assert prompts.has_lettered_choices(MULTIPLE_CHOICE)
+    assert not prompts.has_lettered_choices("What is 2+2? A) is not how I'd say it.")
+    items = prompts.anonymise(ANSWERS, random.Random(7), drafts=True)
+    assert [label for label, _, _ in items] == ["Draft 1", "Draft 2", "Draft 3"]
+    text = as_text(prompts.judge_messages(MULTIPLE_CHOICE, items, False))
+    assert 'label="A"' not in text and '"label": "A"' not in text
+    check_snapshot("judge_choices.txt", text)
+    notes = prompts.analysis_as_text(
+        {"errors": [{"label": "Draft 2", "error": "4 is not prime"}], "scores": []}, ""
+    )
+    assert notes == "- Error in Draft 2: 4 is not prime"
+    assert prompts.clean_final("Draft 2 says that C is right.\n\nC) 7") == "C is right.\n\nC) 7"
 
 
 def prompt(build: str, items):
@@ -130,9 +161,9 @@ def test_every_prompt_draws_its_own_nonce():
 
 
 def test_folding_keeps_what_math_means():
-    folded = prompts.fold("x² + y₂ = ½ in ＡＢＣ, with a zero\u200bwidth space and ﬁne")
+    folded = fence.fold("x² + y₂ = ½ in ＡＢＣ, with a zero\u200bwidth space and ﬁne")
     assert folded == "x² + y₂ = ½ in ABC, with a zerowidth space and fine"
-    assert prompts.fold("plain ASCII </answer>") == "plain ASCII </answer>"
+    assert fence.fold("plain ASCII </answer>") == "plain ASCII </answer>"
 
 
 def test_nonced_tags_copied_into_the_final_answer_are_removed():
@@ -150,13 +181,13 @@ def test_labels_are_shuffled_and_hide_the_seat_order():
 
 
 def test_analysis_validation_names_what_is_wrong():
-    with pytest.raises(prompts.AnalysisError, match="no JSON object"):
-        prompts.parse_analysis("nothing here", ["A"])
-    with pytest.raises(prompts.AnalysisError, match="score of answer A"):
-        prompts.parse_analysis(json.dumps({"scores": [{"label": "A", "score": 11}]}), ["A"])
-    with pytest.raises(prompts.AnalysisError, match='"consensus" must be a list'):
-        prompts.parse_analysis(json.dumps({"consensus": "yes", "scores": []}), ["A"])
-    parsed = prompts.parse_analysis(
+    with pytest.raises(analysis.AnalysisError, match="no JSON object"):
+        analysis.parse_analysis("nothing here", ["A"])
+    with pytest.raises(analysis.AnalysisError, match="score of answer A"):
+        analysis.parse_analysis(json.dumps({"scores": [{"label": "A", "score": 11}]}), ["A"])
+    with pytest.raises(analysis.AnalysisError, match='"consensus" must be a list'):
+        analysis.parse_analysis(json.dumps({"consensus": "yes", "scores": []}), ["A"])
+    parsed = analysis.parse_analysis(
         "Sure! ```json\n"
         + json.dumps(
             {
@@ -173,7 +204,7 @@ def test_analysis_validation_names_what_is_wrong():
 
 
 def test_local_judges_get_a_schema_with_this_runs_labels():
-    schema = prompts.analysis_schema(["A", "B"], drafts=True)
+    schema = analysis.analysis_schema(["A", "B"], drafts=True)
     scores = schema["properties"]["scores"]
     assert scores["minItems"] == scores["maxItems"] == 2
     assert scores["items"]["properties"]["label"]["enum"] == ["A", "B"]
@@ -188,3 +219,14 @@ def test_the_judges_scores_copied_into_the_final_answer_are_removed():
     assert prompts.clean_final("Scores: the test scores rose by 10%.") == (
         "Scores: the test scores rose by 10%."
     )
+
+
+def test_the_judges_prompt_names_every_key_of_the_analysis_schema():
+    """The schema constrains the judges that can be constrained; the prompt tells the
+    others the same keys in words."""
+    schema = analysis.ANALYSIS_SCHEMA
+    for key, value in schema["properties"].items():
+        assert f'"{key}"' in prompts.JUDGE_SYSTEM
+        for field in value["items"].get("properties", {}):
+            assert f'"{field}"' in prompts.JUDGE_SYSTEM, (key, field)
+    assert schema["required"] == list(schema["properties"])

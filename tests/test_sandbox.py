@@ -7,17 +7,17 @@ import shutil
 
 import pytest
 
-from chat.engine.tools.sandbox import Limits, run_python, unavailable_reason
+from chat.engine.tools.sandbox import SandboxLimits, run_python, unavailable_reason
 
 if unavailable_reason():
     if os.environ.get("CI"):
         pytest.fail(unavailable_reason() or "", pytrace=False)
     pytest.skip(unavailable_reason() or "", allow_module_level=True)
 
-FAST = Limits(wall_s=4, cpu_s=2, memory_mb=256, processes=16, file_mb=4, output_bytes=4000)
+FAST = SandboxLimits(wall_s=4, cpu_s=2, memory_mb=256, processes=16, file_mb=4, output_bytes=4000)
 
 
-def run(code: str, limits: Limits = FAST):
+def run(code: str, limits: SandboxLimits = FAST):
     return asyncio.run(run_python(code, limits))
 
 
@@ -83,7 +83,7 @@ def test_sleeping_forever_is_stopped_at_the_wall_clock_limit():
 
 
 def test_spinning_is_stopped_at_the_cpu_limit():
-    result = run("while True:\n    pass", Limits(wall_s=10, cpu_s=1))
+    result = run("while True:\n    pass", SandboxLimits(wall_s=10, cpu_s=1))
     assert result.ended == "exited" and "limit" in result.summary()
     assert result.duration_ms < 8000
 

@@ -43,7 +43,7 @@ def test_the_canary_key_appears_nowhere_but_upstream(upstream, caplog):
     caplog.set_level(logging.DEBUG)
     model = make_provider(upstream)
     user = get_user_model().objects.create_superuser("root", password="pw-long-enough-1")
-    room = Conversation.objects.create(owner=user, model=model)
+    conversation = Conversation.objects.create(owner=user, model=model)
     client = Client()
     client.force_login(user)
     upstream.enqueue(
@@ -54,12 +54,12 @@ def test_the_canary_key_appears_nowhere_but_upstream(upstream, caplog):
     frames: list[str] = []
     responses: list[str] = []
     # Run in this process; nothing is queued for a worker.
-    runs = [create_run(room, text).run.pk for text in ("first", "second")]
+    runs = [create_run(conversation, text).run.pk for text in ("first", "second")]
 
     async def scenario():
         ws = WebsocketCommunicator(
             application,
-            f"/ws/conversations/{room.pk}/",
+            f"/ws/conversations/{conversation.pk}/",
             headers=[
                 (b"origin", b"http://localhost"),
                 (b"host", b"localhost"),
@@ -82,7 +82,7 @@ def test_the_canary_key_appears_nowhere_but_upstream(upstream, caplog):
     assert all(r["headers"]["Authorization"] == f"Bearer {CANARY}" for r in upstream.requests)
 
     pages = [
-        reverse("chat:room", args=[room.pk]),
+        reverse("chat:conversation", args=[conversation.pk]),
         reverse("panels:api_keys"),
         reverse("panels:list"),
         reverse("admin:panels_provider_change", args=[model.provider_id]),
@@ -94,7 +94,9 @@ def test_the_canary_key_appears_nowhere_but_upstream(upstream, caplog):
         assert response.status_code == 200, url
         responses.append(response.content.decode())
     send = client.post(
-        reverse("chat:send", args=[room.pk]), {"content": "x"}, HTTP_ACCEPT="application/json"
+        reverse("chat:send", args=[conversation.pk]),
+        {"content": "x"},
+        HTTP_ACCEPT="application/json",
     )
     responses.append(send.content.decode())
     ok, words = check_connection(model.provider)  # the queue is empty: a failure, in words

@@ -12,7 +12,7 @@ from tests.conftest import child_env, database_url
 
 
 @pytest.fixture
-def room(alice, smollm2):
+def conversation(alice, smollm2):
     return Conversation.objects.create(owner=alice, model=smollm2, title="Hi")
 
 
@@ -34,12 +34,12 @@ def test_new_conversation_saves_message_and_queues_a_run(
 
 
 def test_send_returns_the_rendered_turn_escaped(
-    client, alice, room, django_capture_on_commit_callbacks
+    client, alice, conversation, django_capture_on_commit_callbacks
 ):
     client.force_login(alice)
     with django_capture_on_commit_callbacks():
         response = client.post(
-            reverse("chat:send", args=[room.pk]),
+            reverse("chat:send", args=[conversation.pk]),
             {"content": "<script>alert(1)</script>"},
             HTTP_ACCEPT="application/json",
         )
@@ -48,19 +48,21 @@ def test_send_returns_the_rendered_turn_escaped(
     assert "<script>" not in html and "&lt;script&gt;" in html
 
 
-def test_empty_message_is_refused_with_a_reason(client, alice, room):
+def test_empty_message_is_refused_with_a_reason(client, alice, conversation):
     client.force_login(alice)
     response = client.post(
-        reverse("chat:send", args=[room.pk]), {"content": "   "}, HTTP_ACCEPT="application/json"
+        reverse("chat:send", args=[conversation.pk]),
+        {"content": "   "},
+        HTTP_ACCEPT="application/json",
     )
     assert response.status_code == 400
     assert response.json()["error"] == "Write a message first: it is empty."
     assert not Message.objects.exists()
 
 
-def test_huge_message_is_refused_with_the_limit(client, alice, room):
+def test_huge_message_is_refused_with_the_limit(client, alice, conversation):
     client.force_login(alice)
-    response = client.post(reverse("chat:send", args=[room.pk]), {"content": "x" * 100_000})
+    response = client.post(reverse("chat:send", args=[conversation.pk]), {"content": "x" * 100_000})
     assert response.status_code == 413
     body = response.content.decode()
     assert "The message is 100,000 characters; the limit is 32,000" in body
@@ -68,14 +70,14 @@ def test_huge_message_is_refused_with_the_limit(client, alice, room):
     assert not Message.objects.exists()
 
 
-def test_someone_elses_room_is_not_found(client, bob, room):
+def test_someone_elses_conversation_is_not_found(client, bob, conversation):
     client.force_login(bob)
-    assert client.get(reverse("chat:room", args=[room.pk])).status_code == 404
-    response = client.post(reverse("chat:send", args=[room.pk]), {"content": "hi"})
+    assert client.get(reverse("chat:conversation", args=[conversation.pk])).status_code == 404
+    response = client.post(reverse("chat:send", args=[conversation.pk]), {"content": "hi"})
     assert response.status_code == 404
-    assert client.post(reverse("chat:delete", args=[room.pk])).status_code == 404
-    assert client.get(reverse("chat:room", args=[999999])).status_code == 404
-    assert Conversation.objects.filter(pk=room.pk).exists()
+    assert client.post(reverse("chat:delete", args=[conversation.pk])).status_code == 404
+    assert client.get(reverse("chat:conversation", args=[999999])).status_code == 404
+    assert Conversation.objects.filter(pk=conversation.pk).exists()
 
 
 def test_unknown_model_is_refused(client, alice):
@@ -86,9 +88,9 @@ def test_unknown_model_is_refused(client, alice):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_unreachable_queue_fails_the_run_in_words_and_keeps_the_message(room):
+def test_unreachable_queue_fails_the_run_in_words_and_keeps_the_message(conversation):
     """In a separate process whose REDIS_URL points where nothing listens."""
-    message = Message.objects.create(conversation=room, content="keep me")
+    message = Message.objects.create(conversation=conversation, content="keep me")
     run = Run.objects.create(message=message)
     Answer.objects.create(run=run, model_name="SmolLM2")
     env = child_env(
@@ -107,20 +109,20 @@ def test_unreachable_queue_fails_the_run_in_words_and_keeps_the_message(room):
     assert Message.objects.get(pk=message.pk).content == "keep me"
 
 
-def test_delete_removes_the_conversation(client, alice, room):
+def test_delete_removes_the_conversation(client, alice, conversation):
     client.force_login(alice)
-    response = client.post(reverse("chat:delete", args=[room.pk]))
+    response = client.post(reverse("chat:delete", args=[conversation.pk]))
     assert response.status_code == 302
-    assert not Conversation.objects.filter(pk=room.pk).exists()
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
 
 
 def test_stop_a_queued_run_and_nobody_elses(
-    client, alice, bob, room, django_capture_on_commit_callbacks
+    client, alice, bob, conversation, django_capture_on_commit_callbacks
 ):
     client.force_login(alice)
     with django_capture_on_commit_callbacks():
-        client.post(reverse("chat:send", args=[room.pk]), {"content": "hi"})
-    run = Run.objects.get(message__conversation=room)
+        client.post(reverse("chat:send", args=[conversation.pk]), {"content": "hi"})
+    run = Run.objects.get(message__conversation=conversation)
     client.force_login(bob)
     assert client.post(reverse("chat:cancel", args=[run.pk])).status_code == 404
     client.force_login(alice)
@@ -132,13 +134,15 @@ def test_stop_a_queued_run_and_nobody_elses(
 
 
 def test_a_second_message_waits_for_the_live_run(
-    client, alice, room, django_capture_on_commit_callbacks
+    client, alice, conversation, django_capture_on_commit_callbacks
 ):
     client.force_login(alice)
     with django_capture_on_commit_callbacks():
-        client.post(reverse("chat:send", args=[room.pk]), {"content": "first"})
+        client.post(reverse("chat:send", args=[conversation.pk]), {"content": "first"})
     response = client.post(
-        reverse("chat:send", args=[room.pk]), {"content": "second"}, HTTP_ACCEPT="application/json"
+        reverse("chat:send", args=[conversation.pk]),
+        {"content": "second"},
+        HTTP_ACCEPT="application/json",
     )
     assert response.status_code == 409
     assert "Wait for the current answer, or stop it" in response.json()["error"]

@@ -306,3 +306,13 @@ async def test_a_call_to_this_site_by_address_is_refused_before_connecting(setti
         await pin("https://8.8.4.4/v1")
     assert caught.value.kind == ErrorKind.REFUSED_URL
     assert not caught.value.retryable
+
+
+def test_with_allowed_hosts_star_the_trusted_origins_still_name_this_site(settings):
+    """`*` names no host; the site's public origin (CSRF_TRUSTED_ORIGINS) still does, so a
+    provider aimed at it is refused (settings.py refuses `*` alone when DEBUG is off)."""
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.CSRF_TRUSTED_ORIGINS = ["https://Fusion.example.com:8443"]
+    with pytest.raises(ValueError, match="this Fusion Room site itself"):
+        validate_public_base_url("https://fusion.example.com/v1")
+    validate_public_base_url("https://8.8.8.8/v1")  # any other public host is still fine

@@ -1,5 +1,5 @@
 """A message through the real parts: a Celery worker process takes the run, the
-real local model streams it, deltas reach the room's stream in Redis, the
+real local model streams it, deltas reach the conversation's stream in Redis, the
 answer is saved. No fakes on the path."""
 
 import asyncio
@@ -11,23 +11,22 @@ from django.contrib.auth import get_user_model
 from chat.engine import pipeline
 from chat.engine.runs import create_run, start_run
 from chat.models import Answer, Conversation, Run
-from tests.pipeline_kit import collect_events
+from tests.pipeline_kit import listen
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_message_streams_through_worker_model_and_the_room_stream(live_stack, smollm2):
+def test_a_message_streams_through_worker_model_and_the_conversation_stream(live_stack, smollm2):
     alice = get_user_model().objects.create_user("alice", password="pw-long-enough-1")
-    room = Conversation.objects.create(owner=alice, model=smollm2)
+    conversation = Conversation.objects.create(owner=alice, model=smollm2)
 
     async def scenario():
-        listener = asyncio.create_task(collect_events(room.events_key, timeout=120))
-        await asyncio.sleep(0.3)  # the listener knows where the stream is
-        await sync_to_async(start_run)(room, "Name three colours of the rainbow.")
+        listener = await listen(conversation.events_key, timeout=120)
+        await sync_to_async(start_run)(conversation, "Name three colours of the rainbow.")
         return await listener
 
     events = async_to_sync(scenario)()
-    run = Run.objects.get(message__conversation=room)
+    run = Run.objects.get(message__conversation=conversation)
     answer = run.answers.get()
     assert run.status == Run.Status.DONE, run.failure_reason
     assert answer.status == Answer.Status.DONE and answer.text.strip()
@@ -48,8 +47,8 @@ def test_model_server_down_fails_the_answer_in_words(settings, smollm2):
     settings.LOCAL_MODELS_PORT = 9
     settings.CALL_MAX_RETRIES = 0
     alice = get_user_model().objects.create_user("alice", password="pw-long-enough-1")
-    room = Conversation.objects.create(owner=alice, model=smollm2)
-    message = create_run(room, "hello?")  # run here, not by the live worker
+    conversation = Conversation.objects.create(owner=alice, model=smollm2)
+    message = create_run(conversation, "hello?")  # run here, not by the live worker
     asyncio.run(pipeline.execute(message.run.pk))
 
     run = Run.objects.get(pk=message.run.pk)

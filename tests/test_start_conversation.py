@@ -39,7 +39,7 @@ def _rows(conversation: Conversation) -> dict:
     }
 
 
-def _from_room(client, alice, panel) -> Conversation:
+def _from_conversation(client, alice, panel) -> Conversation:
     client.force_login(alice)
     data = {"answerer": f"panel:{panel.pk}", "content": QUESTION}
     assert client.post(reverse("chat:start"), data).status_code == 302
@@ -55,7 +55,7 @@ def _from_api(alice, panel) -> Conversation:
 
 
 def _from_mcp(alice, panel) -> Conversation:
-    mcp_server._start((alice, None), QUESTION.strip(), panel.slug)
+    mcp_server._start((alice, None), QUESTION.strip(), panel.slug, None, "")
     return Conversation.objects.latest("pk")
 
 
@@ -75,7 +75,7 @@ def test_every_door_leaves_the_same_rows(client, alice, alices_panel, monkeypatc
     queued: list[int] = []
     monkeypatch.setattr("chat.engine.runs.enqueue", queued.append)
     doors = {
-        "room": lambda: _from_room(client, alice, alices_panel),
+        "conversation": lambda: _from_conversation(client, alice, alices_panel),
         "api": lambda: _from_api(alice, alices_panel),
         "mcp": lambda: _from_mcp(alice, alices_panel),
         "cli": lambda: _from_cli(alice, alices_panel),
@@ -85,10 +85,13 @@ def test_every_door_leaves_the_same_rows(client, alice, alices_panel, monkeypatc
         conversation = start()
         rows[via] = _rows(conversation)
         assert Run.objects.get(message__conversation=conversation).config["via"] == via
-    assert rows["room"]["title"] == "What is the boiling point of water at sea level, in degrees…"
-    assert rows["room"]["status"] == Run.Status.QUEUED
-    assert len(rows["room"]["answers"]) == 3
+    assert (
+        rows["conversation"]["title"]
+        == "What is the boiling point of water at sea level, in degrees…"
+    )
+    assert rows["conversation"]["status"] == Run.Status.QUEUED
+    assert len(rows["conversation"]["answers"]) == 3
     for via in ("api", "mcp", "cli"):
-        assert rows[via] == rows["room"], via
+        assert rows[via] == rows["conversation"], via
     assert len(queued) == len(set(queued)) == 4  # each door queued its run, once
     assert Panel.objects.get(pk=alices_panel.pk).use_count == 4

@@ -9,8 +9,9 @@ import pytest
 
 from chat.engine import prompts
 from chat.models import Answer, Run
-from panels import strategies
-from panels.strategies import SettingsError, clean_settings
+from evals import calibration
+from panels import strategy_settings
+from panels.strategy_settings import SettingsError, clean_settings
 from tests.pipeline_kit import GOOD_ANALYSIS, ScriptedPanel, analysis_reply, run_and_listen
 from tests.scripted_server import Reply
 
@@ -176,6 +177,26 @@ def test_a_tie_is_broken_by_the_judge(make_kit):
     assert run.final_answer.text == "Paris."
 
 
+@pytest.mark.parametrize(
+    ("measured", "winner"),
+    [([(6, 8), (6, 8)], "Lyon."), ([(5, 8), (7, 8)], "Paris."), ([(8, 8), (1, 8)], "Lyon.")],
+    ids=["equal accuracy: the first seat", "the second seat better", "the first seat better"],
+)
+def test_calibrated_weights_never_tie_two_seats(make_kit, measured, winner):
+    # Weights as a calibration sets them (evals/calibration.py): two seats that disagree
+    # never tie, and the better seat (the first on equal accuracy) wins with no judge.
+    measures = [
+        calibration.SeatMeasure(None, i + 1, r, n, "all items") for i, (r, n) in enumerate(measured)
+    ]
+    weights = calibration.ordered_weights(measures)
+    kit = make_kit("vote", seats=2, seat_options=[{"weight": w} for w in weights])
+    _answer(kit, "Lyon.", "Paris.")
+    run = _run(kit, "What is the capital of France?")
+    assert kit.calls() == {"seat-0": 1, "seat-1": 1, "judge": 0, "synth": 0}
+    assert run.final_answer.text == winner
+    assert "tie" not in _decisions(run)[0]
+
+
 def test_an_answer_with_no_final_answer_abstains(make_kit):
     kit = make_kit("vote")
     rambling = "It depends on many things " * 12
@@ -265,21 +286,28 @@ def test_bad_settings_are_refused_naming_the_field():
     with pytest.raises(SettingsError, match="is not a setting of the vote strategy"):
         clean_settings("vote", {"threshold": 0.5})
     assert clean_settings("fusion", None) == {}
-    assert clean_settings("route", {})["categories"] == strategies.CATEGORIES
+    assert clean_settings("route", {})["categories"] == strategy_settings.CATEGORIES
 
 
 def test_the_api_and_mcp_results_carry_the_strategy_and_its_decisions(make_kit):
-    from chat.api.openapi import SPEC
-    from chat.engine import events
+    import jsonschema
+
+    from chat.api import run_result
+    from chat.api.mcp_server import result_of
+    from chat.api.openapi import FUSION_RESULT, SPEC
+    from chat.management.commands.fusion import run_json
 
     kit = make_kit("vote", seats=2)
     _answer(kit, "42", "42")
     run = Run.objects.prefetch_related("answers").get(pk=_run(kit, "6 × 7?").pk)
-    fusion = events.api_fusion(run)
+    fusion = run_result.fusion(run)
     assert fusion["strategy"] == "vote"
     assert fusion["decisions"][0]["summary"] == "Vote 2 for 42, confidence 1.00"
     assert fusion["decisions"][0]["detail"]["winner"] == "42"
-    assert events.mcp_result(run)["decisions"] == ["Vote 2 for 42, confidence 1.00"]
+    assert result_of(run)["decisions"] == ["Vote 2 for 42, confidence 1.00"]
+    assert run_json(run)["decisions"][0]["summary"] == "Vote 2 for 42, confidence 1.00"
+    # The document's schema, derived from the types, holds for a real run's extension.
+    jsonschema.validate(json.loads(json.dumps(fusion)), FUSION_RESULT)
     documented = SPEC["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]
     schema = documented["content"]["application/json"]["schema"]["properties"]["fusion"]
     assert {"strategy", "decisions"} <= set(schema["properties"])

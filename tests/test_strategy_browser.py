@@ -8,7 +8,7 @@ import pytest
 
 from chat.models import Run
 from panels.models import CatalogModel, Panel
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, log_in, on_a_phone
 from tests.pipeline_kit import GOOD_ANALYSIS, ScriptedPanel, analysis_reply
 from tests.scripted_server import Reply
 
@@ -35,11 +35,7 @@ def _pk(model_id: str) -> str:
 
 def test_build_a_route_panel_and_see_where_the_question_went(live_stack, kit, page, browser):
     base = live_stack.url
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", "pw-long-enough-1")
-    page.click("form button:has-text('Log in')")
-    page.wait_for_url(f"{base}/")
+    log_in(page, base)
 
     page.goto(f"{base}/panels/new/")
     page.fill("#id_name", "Geography router")
@@ -80,14 +76,8 @@ def test_build_a_route_panel_and_see_where_the_question_went(live_stack, kit, pa
     page.click(".how > summary")
     page.screenshot(path=str(SCREENSHOTS / "decision-route-how-desktop.png"), full_page=True)
 
-    phone = browser.new_context(
-        viewport={"width": 390, "height": 844},
-        is_mobile=True,
-        storage_state=page.context.storage_state(),
-    )
-    phone_page = phone.new_page()
-    phone_page.goto(page.url)
+    phone_page = on_a_phone(browser, page)
     phone_page.locator(".decision-card").first.wait_for()
     phone_page.screenshot(path=str(SCREENSHOTS / "decision-route-phone.png"))
     assert phone_page.evaluate("document.documentElement.scrollWidth") <= 390
-    phone.close()
+    phone_page.context.close()

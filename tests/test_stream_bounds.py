@@ -100,3 +100,27 @@ async def test_lines_end_at_crlf_cr_or_lf_even_split_across_reads(server):
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["one", "two", "three"]
     # Inflating a compressed body would defeat the bounds: none is asked for.
     assert server.requests[0]["headers"]["Accept-Encoding"] == "identity"
+
+
+def gzip_bomb(size: int) -> bytes:
+    """`size` bytes of one repeated SSE comment line, gzipped: about a thousandth."""
+    import gzip
+
+    return gzip.compress(b": x\n" * (size // 4), compresslevel=9)
+
+
+async def test_a_compressed_stream_is_refused_not_inflated(server):
+    # 100 MB of stream comments in about 100 KB: httpx would inflate each network
+    # read whole before any cap saw it. We ask for no compression and refuse it.
+    bomb = gzip_bomb(100 * MB)
+    assert len(bomb) < 300_000
+    server.enqueue(Reply(headers={**SSE, "Content-Encoding": "gzip"}, chunks=[bomb]))
+    error, memory, took = await flooded(server)
+    assert error.kind == ErrorKind.STREAM and "gzip-compressed" in error.message
+    assert server.requests[0]["headers"]["Accept-Encoding"] == "identity"
+    assert memory.growth < 24 * MB, f"RSS grew by {memory.growth / MB:.0f} MB"
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    server.enqueue(Reply(status=500, headers=headers, chunks=[bomb]))
+    error, memory, took = await flooded(server)
+    assert error.status == 500 and "gzip-compressed body, not read" in error.message
+    assert memory.growth < 24 * MB, f"RSS grew by {memory.growth / MB:.0f} MB"

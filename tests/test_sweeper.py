@@ -3,7 +3,6 @@ and a Redis that restarted empty is given a TTL before a missing heartbeat count
 
 import signal
 import sys
-import time
 from datetime import timedelta
 
 import pytest
@@ -11,15 +10,17 @@ import redis
 from django.db import connection
 from django.utils import timezone
 
+from chat.engine import live
 from chat.engine.runs import create_run
 from chat.models import Answer, Conversation, Run
 from chat.tasks import execute_run, sweep_abandoned_runs
-from tests.conftest import PrivateRedis, child_env, database_url, start, wait_for
+from tests.conftest import PrivateRedis, child_env, database_url, start, wait_for, wait_until
 from tests.pipeline_kit import ScriptedPanel
 from tests.scripted_server import Reply
 
 pytestmark = [
     pytest.mark.stack,
+    pytest.mark.database,
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("redis_ready"),
 ]
@@ -62,7 +63,7 @@ def test_a_run_whose_worker_was_killed_is_swept(settings):
             client = redis.Redis.from_url(settings.REDIS_URL)
             seat_ids = list(Answer.objects.filter(run_id=run_id).values_list("pk", flat=True))
             wait_for(
-                lambda: all(client.get(f"fr:answer:{pk}:text") for pk in seat_ids),
+                lambda: all(client.get(live.text_key(pk)) for pk in seat_ids),
                 "the seats to stream",
                 60,
                 [("sweeper-worker", worker)],
@@ -73,8 +74,8 @@ def test_a_run_whose_worker_was_killed_is_swept(settings):
         assert Run.objects.get(pk=run_id).status == Run.Status.PANEL  # stuck, as feared
 
         assert sweep_abandoned_runs() == 0  # the heartbeat has not expired yet
-        time.sleep(2.5)
-        assert sweep_abandoned_runs() == 1
+        swept = wait_until(sweep_abandoned_runs, 10, "the heartbeat to expire", every=0.25)
+        assert swept == 1
         run = Run.objects.get(pk=run_id)
         assert run.status == Run.Status.FAILED and run.failure_reason == "worker_lost"
         assert "stopped before it finished" in run.failure_detail
@@ -96,15 +97,15 @@ def test_the_sweeper_trusts_no_missing_heartbeat_until_redis_has_been_up_a_ttl(
     fresh.start()
     try:
         settings.REDIS_URL, settings.RUN_HEARTBEAT_TTL_S = fresh.url, 2
-        room = Conversation.objects.create(owner=alice, model=smollm2)
-        run = create_run(room, "Anyone there?").run
+        conversation = Conversation.objects.create(owner=alice, model=smollm2)
+        run = create_run(conversation, "Anyone there?").run
         Run.objects.filter(pk=run.pk).update(
             status=Run.Status.PANEL, started_at=timezone.now() - timedelta(minutes=5)
         )
         assert sweep_abandoned_runs() == 0  # Redis is seconds old: no verdict yet
         assert Run.objects.get(pk=run.pk).status == Run.Status.PANEL
-        time.sleep(2.2)
-        assert sweep_abandoned_runs() == 1  # up a whole TTL, still no heartbeat: lost
+        swept = wait_until(sweep_abandoned_runs, 10, "Redis to be up a TTL", every=0.25)
+        assert swept == 1  # up a whole TTL, still no heartbeat: lost
         assert Run.objects.get(pk=run.pk).failure_reason == "worker_lost"
     finally:
         fresh.stop()

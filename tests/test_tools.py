@@ -1,6 +1,9 @@
 """Seats that look things up and run code, on scripted upstreams and real loopback
 servers (a SearXNG-shaped search backend, web pages): the tool loop, its events and
-the saved steps; the cap on tool calls; web_fetch's SSRF guard and excluded domains."""
+the saved steps; the cap on tool calls; web_fetch's SSRF guard and excluded domains.
+
+Long on purpose: the loopback search backend and web pages are shared by every tool's
+tests."""
 
 import asyncio
 import json
@@ -9,13 +12,14 @@ import random
 import pytest
 
 from chat.engine import prompts
-from chat.engine.answer import OUT_OF_CALLS
+from chat.engine.tool_loop import OUT_OF_CALLS
 from chat.engine.tools import fetch, search
 from chat.engine.tools.base import ToolEnv
 from chat.engine.tools.sandbox import unavailable_reason
 from chat.models import Run
 from panels.models import Seat
 from tests.pipeline_kit import ScriptedPanel, analysis_reply, run_and_listen
+from tests.rss import PeakRSS
 from tests.scripted_server import Reply, ScriptedServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_ready")]
@@ -286,7 +290,7 @@ def test_run_python_as_a_tool():
     assert "stdout:\n42" in result.text and result.preview == "ran 1 line → 42"
 
 
-def test_the_room_shows_tool_steps_and_only_web_sources(client, web):
+def test_the_conversation_shows_tool_steps_and_only_web_sources(client, web):
     from chat.models import Answer
 
     kit = _tools_kit()
@@ -311,7 +315,7 @@ def test_the_room_shows_tool_steps_and_only_web_sources(client, web):
         ]
         answer.save()
         client.force_login(kit.user)
-        page = client.get(kit.room.get_absolute_url()).content.decode()
+        page = client.get(kit.conversation.get_absolute_url()).content.decode()
         assert "🔎" in page and "“capital” → 2 results" in page
         assert 'href="https://example.com/canberra"' in page
         assert "&lt;b&gt;Canberra&lt;/b&gt;" in page  # titles are text, never HTML
@@ -404,3 +408,17 @@ def test_the_judge_settles_a_contradiction_by_running_the_code():
         assert run.analysis["labels"][right] == seats[0].pk  # the seat that said 6
     finally:
         kit.close()
+
+
+def test_web_fetch_refuses_a_compressed_page_rather_than_inflate_it(web):
+    import gzip
+
+    _searx, pages = web
+    bomb = gzip.compress(b"<p>aaaa</p>" * 20_000_000, compresslevel=9)  # 220 MB inflated
+    headers = {"Content-Type": "text/html", "Content-Encoding": "gzip"}
+    pages.enqueue(Reply(headers=headers, chunks=[bomb]))
+    with PeakRSS() as memory:
+        result = asyncio.run(_fetch(f"http://127.0.0.1:{pages.port}/bomb"))
+    assert result.error and "gzip-compressed" in result.text, result.text
+    assert pages.requests[0]["headers"]["Accept-Encoding"] == "identity"
+    assert memory.growth < 24 * 1024 * 1024

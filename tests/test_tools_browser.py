@@ -9,6 +9,7 @@ import pytest
 
 from chat.models import Run
 from panels.models import Seat
+from tests.conftest import log_in, on_a_phone
 from tests.pipeline_kit import ScriptedPanel, analysis_reply
 from tests.scripted_server import Reply
 
@@ -49,12 +50,8 @@ def test_a_seat_column_shows_its_tool_steps_and_sources(live_stack, page, browse
         kit.judge.enqueue(analysis_reply({"scores": scores}))
         kit.synthesizer.enqueue(Reply.stream(["Canberra is Australia's capital (since 1908)."]))
 
-        page.goto(f"{live_stack.url}/accounts/login/")
-        page.fill("#id_username", "alice")
-        page.fill("#id_password", "pw-long-enough-1")
-        page.click("form button:has-text('Log in')")
-        page.wait_for_url(f"{live_stack.url}/")
-        page.goto(live_stack.url + kit.room.get_absolute_url())
+        log_in(page, live_stack.url)
+        page.goto(live_stack.url + kit.conversation.get_absolute_url())
         page.fill("#id_content", "What is the capital of Australia, and for how long?")
         page.click(".composer button[type=submit]")
 
@@ -74,7 +71,7 @@ def test_a_seat_column_shows_its_tool_steps_and_sources(live_stack, page, browse
         assert links.first.get_attribute("href") == page_url
         assert "Canberra facts" in page.locator(".run-sources").inner_text()
         assert page.locator(".seats .answer").nth(1).locator(".tool-step").count() == 0
-        run = Run.objects.get(message__conversation=kit.room)
+        run = Run.objects.get(message__conversation=kit.conversation)
         assert [s["name"] for s in run.seat_answers[0].tool_steps] == [
             "web_search",
             "web_fetch",
@@ -84,19 +81,13 @@ def test_a_seat_column_shows_its_tool_steps_and_sources(live_stack, page, browse
         column.scroll_into_view_if_needed()
         page.screenshot(path=str(SCREENSHOTS / "seat-tools-desktop.png"), full_page=True)
 
-        phone = browser.new_context(
-            viewport={"width": 390, "height": 844},
-            is_mobile=True,
-            storage_state=page.context.storage_state(),
-        )
-        phone_page = phone.new_page()
-        phone_page.goto(page.url)
+        phone_page = on_a_phone(browser, page)
         phone_page.click(".how > summary")
         phone_page.locator(".tool-steps > summary").first.click()
         phone_page.locator(".tool-step").first.scroll_into_view_if_needed()
         phone_page.screenshot(path=str(SCREENSHOTS / "seat-tools-phone.png"))
         assert phone_page.evaluate("document.documentElement.scrollWidth") <= 390
-        phone.close()
+        phone_page.context.close()
 
         page.goto(f"{live_stack.url}/runs/{run.pk}/trace/")
         assert page.locator(".trace .seg.tool").count() == 3  # each call on the timeline

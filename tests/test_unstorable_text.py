@@ -36,9 +36,9 @@ def test_a_chat_message_with_nul(client, alice, smollm2):
     client.force_login(alice)
     data = {"answerer": f"model:{smollm2.pk}", "content": f"Hello{NUL}there"}
     _refused(client.post(reverse("chat:start"), data), "content")
-    room = Conversation.objects.create(owner=alice, model=smollm2)
+    conversation = Conversation.objects.create(owner=alice, model=smollm2)
     response = client.post(
-        reverse("chat:send", args=[room.pk]),
+        reverse("chat:send", args=[conversation.pk]),
         {"content": f"a{NUL}b"},
         HTTP_ACCEPT="application/json",
     )
@@ -54,10 +54,10 @@ def test_builder_provider_rename_and_search_fields(client, alice, models):
     provider = {"name": f"Mine{NUL}", "kind": "openai", "base_url": "https://example.com/v1"}
     _refused(client.post(reverse("panels:api_keys"), provider), "name")
     assert not Provider.objects.filter(owner=alice).exists()
-    room = Conversation.objects.create(owner=alice, title="kept")
-    _refused(client.post(reverse("chat:rename", args=[room.pk]), {"title": NUL}), "title")
-    room.refresh_from_db()
-    assert room.title == "kept"
+    conversation = Conversation.objects.create(owner=alice, title="kept")
+    _refused(client.post(reverse("chat:rename", args=[conversation.pk]), {"title": NUL}), "title")
+    conversation.refresh_from_db()
+    assert conversation.title == "kept"
     _refused(client.get(reverse("chat:home"), {"q": f"x{NUL}"}), "q")
     _refused(client.post(reverse("chat:api_key_create"), {"name": NUL}), "name")
 

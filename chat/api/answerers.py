@@ -43,14 +43,19 @@ def listing(user) -> list[dict]:
     prices per token (OpenRouter's extensions)."""
     panels = Panel.objects.visible_to(user).select_related("owner").order_by("slug")
     data = [
-        {"id": "fusion", "object": "model", "created": int(time.time()), "owned_by": "fusion-room"}
+        {
+            "id": "fusion",
+            "object": "model",
+            "created": int(time.time()),
+            "owned_by": "fusion-conversation",
+        }
     ]
     data += [
         {
             "id": f"{PANEL_PREFIX}{p.slug}",
             "object": "model",
             "created": int(p.created_at.timestamp()),
-            "owned_by": p.owner.username if p.owner_id else "fusion-room",
+            "owned_by": p.owner.username if p.owner_id else "fusion-conversation",
             "name": p.name,
             "description": p.description,
         }

@@ -4,7 +4,7 @@ from the environment instead of a header)."""
 
 from dataclasses import dataclass, field
 
-from chat.engine.live import sync_redis
+from chat.engine.live import shared_sync_redis
 from chat.models import ApiKey
 
 from . import keys
@@ -40,11 +40,7 @@ def key_from_value(value: str) -> ApiKey:
 def check_rate(record: ApiKey) -> keys.RateWindow:
     """Count this request; Refused (429, with Retry-After) when it is over the owner's
     limit this minute. Returns the window's numbers for the x-ratelimit-* headers."""
-    client = sync_redis()
-    try:
-        window = keys.count_request(client, record)
-    finally:
-        client.close()
+    window = keys.count_request(shared_sync_redis(), record)
     if window.exceeded:
         raise Refused(
             429,

@@ -37,7 +37,7 @@ _LIMIT_TYPES = {402: "insufficient_quota", 429: "rate_limit_error", 413: "invali
 
 
 def limit_error(refused) -> JsonResponse:
-    """A run refused by the user's limits (limits.admission.LimitReached), with its
+    """A run refused by the user's limits (chat.engine.admission.LimitReached), with its
     numbers: `error.limit` holds the budget, what is spent and when it renews."""
     headers = {"Retry-After": str(refused.retry_after)} if refused.retry_after else None
     return error(

@@ -1,5 +1,7 @@
 """Reading a request's `response_format` (OpenAI's text, json_object, json_schema);
-errors name the field. What the panel then does with it: chat/engine/json_modes.py."""
+errors name the field. What the panel then does with it: chat/engine/json_modes.py.
+Every schema of a request (this one, the tools' parameters) is held to one budget
+first (`within_budget`), before any jsonschema work."""
 
 import re
 
@@ -10,7 +12,29 @@ from .errors import BadRequest
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def _json_schema(spec) -> dict:
+def within_budget(data: dict) -> None:
+    """BadRequest naming the schema that takes the request's schemas over their
+    budget (size, depth, $refs, expansion: json_modes.budget_problem)."""
+    schemas = []
+    raw = data.get("tools")
+    for i, tool in enumerate(raw if isinstance(raw, list) else []):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and "parameters" in function:
+            schemas.append((f"tools[{i}].function.parameters", function["parameters"]))
+    fmt = data.get("response_format")
+    spec = fmt.get("json_schema") if isinstance(fmt, dict) else None
+    if isinstance(spec, dict) and "schema" in spec:
+        schemas.append(("response_format.json_schema.schema", spec["schema"]))
+    if over := json_modes.budget_problem(schemas):
+        param, problem = over
+        raise BadRequest(
+            f"`{param}` is over the budget for schemas: {problem}. Its answer could not be "
+            "checked in a bounded time.",
+            param,
+        )
+
+
+def _json_schema(spec, deadline: float) -> dict:
     param = "response_format.json_schema"
     if not isinstance(spec, dict):
         raise BadRequest(f"`{param}` must be an object with `name` and `schema`.", param)
@@ -23,7 +47,7 @@ def _json_schema(spec) -> dict:
     clean: dict = {"name": name}
     # OpenAI lets the schema out; any JSON value then matches.
     schema = spec.get("schema", {})
-    if problem := json_modes.schema_problem(schema):
+    if problem := json_modes.schema_problem(schema, deadline):
         raise BadRequest(
             f"`{param}.schema` is not a valid JSON Schema, so no answer could be held to "
             f"it: {problem}.",
@@ -40,8 +64,9 @@ def _json_schema(spec) -> dict:
     return {"type": "json_schema", "json_schema": clean}
 
 
-def read(data: dict) -> dict | None:
-    """The request's JSON mode, or None for plain text."""
+def read(data: dict, deadline: float) -> dict | None:
+    """The request's JSON mode, or None for plain text. Its schema is checked by
+    `deadline` (time.monotonic()), the request's for all its schemas."""
     raw = data.get("response_format")
     if raw is None:
         return None
@@ -53,7 +78,7 @@ def read(data: dict) -> dict | None:
     if kind == "json_object":
         return {"type": "json_object"}
     if kind == "json_schema":
-        return _json_schema(raw.get("json_schema"))
+        return _json_schema(raw.get("json_schema"), deadline)
     raise BadRequest(
         "`response_format.type` must be text, json_object or json_schema.",
         "response_format.type",

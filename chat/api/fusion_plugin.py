@@ -143,6 +143,12 @@ def _fusion(item: dict, where: str) -> FusionPlugin:
     )
 
 
+def plugin_fields(item: dict, where: str) -> FusionPlugin:
+    """The plugin's fields where else they are given (the `openrouter:fusion` server
+    tool's `parameters`, chat/api/server_tools.py), checked the same way."""
+    return _fusion(item, where)
+
+
 def _number(item: dict, key: str, where: str, bound: bounds.Bound):
     value = item.get(key)
     if value is not None and not bound.allows(value):
@@ -204,9 +210,13 @@ def _usable(model_id: str, user, param: str) -> CatalogModel:
     return found
 
 
-def _from_plugin(plugin: FusionPlugin, model: str, user) -> dict:
+def _from_plugin(plugin: FusionPlugin, model: str, user, outer: CatalogModel | None = None) -> dict:
+    """The ad-hoc panel's run configuration. `model` is the request's: a panel name
+    (its panel lends seats, judge, tools and deadline) or a catalog model (the judge);
+    `outer`, when the caller has already found that model."""
     named_panel = model in (DEFAULT, ALIAS) or model.startswith(f"{DEFAULT}/")
-    outer = None if named_panel else find_model(model, user)  # a catalog model: the judge
+    if outer is None and not named_panel:
+        outer = find_model(model, user)  # a catalog model: the judge
     base = _panel(model, user) if outer is None else _panel(DEFAULT, user)
     if outer is None and model not in (DEFAULT, ALIAS) and base is None:
         raise ModelNotFound(
@@ -251,6 +261,46 @@ def _from_plugin(plugin: FusionPlugin, model: str, user) -> dict:
         panel.deadline_s, panel.tools = base.deadline_s, list(base.tools)
         panel.judge_tools, panel.excluded_domains = base.judge_tools, list(base.excluded_domains)
     return panel.snapshot(seats)
+
+
+def panel_for_tool(plugin: FusionPlugin, caller: CatalogModel, user) -> dict:
+    """The panel the fusion server tool convenes for the model `caller`: as the
+    plugin's, the calling model the judge unless the parameters name one."""
+    return _from_plugin(plugin, caller.model_id, user, outer=caller)
+
+
+def panel_for_mcp(plugin: FusionPlugin, panel: str | None, user) -> dict:
+    """The ad-hoc panel the MCP `fusion` tool asks (`analysis_models`, `model`): the
+    panel named `panel` (a slug), or else the default panel, lends what the
+    arguments leave out (seats, judge, tools, deadline)."""
+    return _from_plugin(plugin, f"{DEFAULT}/{panel}" if panel else DEFAULT, user)
+
+
+def alias_model(user) -> CatalogModel:
+    """The model `openrouter/fusion` stands for when it is read as OpenRouter's
+    hosted service reads it (server_tools.alias): API_FUSION_ALIAS_MODEL, or the
+    default panel's judge. Raises BadRequest naming `model` when this user cannot
+    use it, or the default panel is not there to lend its judge."""
+    named = settings.API_FUSION_ALIAS_MODEL
+    if named:
+        found = find_model(named, user)
+        if found is None:
+            raise BadRequest(
+                f"`{ALIAS}` stands for the model `{named}` here (the site's "
+                "API_FUSION_ALIAS_MODEL), which you cannot use. Name a model of GET "
+                f'/v1/models with `tools: [{{"type": "openrouter:fusion"}}]` instead.',
+                "model",
+            )
+        return found
+    base = _panel(DEFAULT, user)
+    if base is None or base.judge is None:
+        raise BadRequest(
+            f"`{ALIAS}` stands for the default panel's judge here, and the default panel "
+            f"`{settings.API_DEFAULT_PANEL}` is not available to lend one. Name a model of "
+            'GET /v1/models with `tools: [{"type": "openrouter:fusion"}]` instead.',
+            "model",
+        )
+    return base.judge
 
 
 def _from_recipe(data: dict, user) -> dict:

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from chat.models import ApiKey
-from fusionroom import windows
+from core import windows
 from limits.effective import limits_for
 
 KEY_START = "fr-"

@@ -1,134 +1,21 @@
-"""The API's OpenAPI 3.1 description, served at /v1/openapi.json and as /v1/docs."""
+"""The API's OpenAPI 3.1 description, served at /v1/openapi.json and as /v1/docs.
 
-from panels import bounds
+The response shapes are derived from the types the API builds them with
+(chat/api/run_result.py, chat/api/fusion_fields.py, the engine's `Decision` and the
+judge's analysis in chat/engine/analysis.py) by core/json_schema.py; the request
+bodies are chat/api/openapi_requests.py, bounded by the parsers' own limits. What is
+written here by hand is the rest of the wire: paths, headers, errors, the models
+list and the OpenAI envelopes around our shapes.
+"""
 
-_MAX_TOKENS, _TEMPERATURE = bounds.max_tokens(), bounds.temperature()
+from core.json_schema import json_schema
 
-_TOOL_CALLS = bounds.SEAT["max_tool_calls"]()
+from .fusion_fields import HostedFields
+from .openapi_requests import REQUEST, RESPONSE_REQUEST
+from .run_result import FusionResult, Usage
 
-# OpenRouter Fusion's request extension (chat/api/fusion_plugin.py).
-FUSION_PLUGIN = {
-    "type": "object",
-    "required": ["id"],
-    "additionalProperties": False,
-    "properties": {
-        "id": {"const": "fusion"},
-        "analysis_models": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": 8,
-            "items": {"type": "string", "minLength": 1},
-            "description": "The panel for this request: catalog model ids, or "
-            "`<provider name>/<model id>`. Absent: the default panel's seats.",
-        },
-        "model": {
-            "type": "string",
-            "description": "The judge, which also writes the final answer. Absent: the "
-            "outer model if it is a catalog model, else the default panel's judge.",
-        },
-        "max_tool_calls": {
-            "type": "integer",
-            "minimum": _TOOL_CALLS.low,
-            "maximum": _TOOL_CALLS.high,
-            "description": "Tool calls each seat may make (tools as the default panel's).",
-        },
-        "temperature": {
-            "type": "number",
-            "minimum": _TEMPERATURE.low,
-            "maximum": _TEMPERATURE.high,
-            "description": "The seats' temperature; the judge runs at 0.",
-        },
-        "max_completion_tokens": {
-            "type": "integer",
-            "minimum": _MAX_TOKENS.low,
-            "maximum": _MAX_TOKENS.high,
-            "description": "Each seat's limit.",
-        },
-    },
-}
 # OpenRouter Fusion's response fields (chat/api/fusion_fields.py).
-FUSION_ANALYSIS = {
-    "type": ["object", "null"],
-    "description": "The judge's analysis, answers named by model id; null when the judge "
-    "gave none (see failure_reason).",
-    "properties": {
-        "consensus": {"type": "array", "items": {"type": "string"}},
-        "contradictions": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["topic", "stances"],
-                "properties": {
-                    "topic": {"type": "string"},
-                    "stances": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["model", "stance"],
-                            "properties": {
-                                "model": {"type": "string"},
-                                "stance": {"type": "string"},
-                            },
-                        },
-                    },
-                    "verdict": {"type": "string", "description": "Extension: who is right."},
-                },
-            },
-        },
-        "partial_coverage": {"type": "array", "items": {"type": "object"}},
-        "unique_insights": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["model", "insight"],
-                "properties": {"model": {"type": "string"}, "insight": {"type": "string"}},
-            },
-        },
-        "blind_spots": {"type": "array", "items": {"type": "string"}},
-    },
-}
-FUSION_RESPONSES = {
-    "type": "array",
-    "description": "The panel models that answered, and what they said.",
-    "items": {
-        "type": "object",
-        "required": ["model", "content"],
-        "properties": {"model": {"type": "string"}, "content": {"type": "string"}},
-    },
-}
-FAILED_MODELS = {
-    "type": "array",
-    "description": "The panel models that did not answer, and why.",
-    "items": {
-        "type": "object",
-        "required": ["model", "error"],
-        "properties": {
-            "model": {"type": "string"},
-            "error": {"type": "string"},
-            "status_code": {"type": "integer"},
-        },
-    },
-}
-FAILURE_REASON = {
-    "type": ["string", "null"],
-    "enum": [
-        "all_panels_failed",
-        "insufficient_credits",
-        "rate_limited",
-        "judge_not_valid_json",
-        "judge_schema_mismatch",
-        "judge_upstream_error",
-        "judge_empty_completion",
-        None,
-    ],
-    "description": "Why the run failed, or why the judge gave no analysis.",
-}
-OPENROUTER_FIELDS = {
-    "analysis": FUSION_ANALYSIS,
-    "responses": FUSION_RESPONSES,
-    "failed_models": FAILED_MODELS,
-    "failure_reason": FAILURE_REASON,
-}
+OPENROUTER_FIELDS = json_schema(HostedFields)["properties"]
 
 ERROR = {
     "type": "object",
@@ -148,253 +35,10 @@ ERROR = {
         **OPENROUTER_FIELDS,
     },
 }
-_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
-TOOL_CALL = {
-    "type": "object",
-    "required": ["id", "type", "function"],
-    "properties": {
-        "id": {"type": "string", "minLength": 1},
-        "type": {"const": "function"},
-        "function": {
-            "type": "object",
-            "required": ["name", "arguments"],
-            "properties": {
-                "name": {"type": "string"},
-                "arguments": {"type": "string", "description": "JSON text."},
-            },
-        },
-    },
-}
-TOOL = {
-    "type": "object",
-    "required": ["type", "function"],
-    "properties": {
-        "type": {"const": "function"},
-        "function": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": _NAME,
-                "description": {"type": "string"},
-                "parameters": {"type": "object", "description": "A JSON Schema."},
-                "strict": {"type": "boolean"},
-            },
-        },
-    },
-}
-MESSAGE = {
-    "type": "object",
-    "required": ["role"],
-    "properties": {
-        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
-        "tool_calls": {
-            "type": "array",
-            "minItems": 1,
-            "items": TOOL_CALL,
-            "description": "An assistant's calls of the caller's tools.",
-        },
-        "tool_call_id": {
-            "type": "string",
-            "description": "A tool message: the call of the assistant message before it that "
-            "it answers.",
-        },
-        "content": {
-            "description": "Text; null only for an assistant message with tool_calls.",
-            "oneOf": [
-                {"type": "null"},
-                {"type": "string"},
-                {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["type", "text"],
-                        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
-                    },
-                },
-            ],
-        },
-    },
-}
-# chat/api/sampling.py
-SAMPLING = {
-    "stop": {
-        "oneOf": [
-            {"type": "string", "minLength": 1},
-            {"type": "array", "maxItems": 4, "items": {"type": "string", "minLength": 1}},
-            {"type": "null"},
-        ],
-        "description": "Up to 4 sequences that end the final answer (the synthesizer's, "
-        "or the single model's).",
-    },
-    "seed": {
-        "type": ["integer", "null"],
-        "minimum": -(2**63),
-        "maximum": 2**63 - 1,
-        "description": "Sent to the call that writes the final answer, where its "
-        "provider supports one.",
-    },
-    "n": {
-        "type": ["integer", "null"],
-        "minimum": 1,
-        "description": "Only 1: one choice per request (any other value is refused).",
-    },
-    "logprobs": {
-        "type": ["boolean", "null"],
-        "description": "Not supported: `true` is refused with 400.",
-    },
-    "top_logprobs": {
-        "type": ["integer", "null"],
-        "minimum": 0,
-        "maximum": 20,
-        "description": "Not supported: anything but 0 is refused with 400.",
-    },
-}
-REQUEST = {
-    "type": "object",
-    "required": ["model", "messages"],
-    "properties": {
-        "model": {
-            "type": "string",
-            "description": "`fusion` (or `openrouter/fusion`), `fusion/<panel-slug>`, or a "
-            "catalog model's id from GET /v1/models (`<model_id>` or `<provider>/<model_id>`): "
-            "that one model answers.",
-        },
-        "messages": {"type": "array", "minItems": 1, "items": MESSAGE},
-        "stream": {"type": "boolean"},
-        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
-        "max_tokens": {
-            "type": "integer",
-            "minimum": _MAX_TOKENS.low,
-            "maximum": _MAX_TOKENS.high,
-            "description": "The synthesizer's limit.",
-        },
-        "temperature": {
-            "type": "number",
-            "minimum": _TEMPERATURE.low,
-            "maximum": _TEMPERATURE.high,
-            "description": "The synthesizer's temperature.",
-        },
-        "user": {"type": "string"},
-        "metadata": {"type": "object"},
-        "fusion": {
-            "type": "object",
-            "properties": {
-                "progress": {"type": "boolean"},
-                "panel": {
-                    "type": "object",
-                    "description": "An ad-hoc panel for this request: a recipe "
-                    "(docs/RECIPES.md), nothing saved.",
-                },
-            },
-            "description": "Extension: panel progress chunks in a stream; an ad-hoc panel.",
-        },
-        "plugins": {
-            "type": "array",
-            "items": FUSION_PLUGIN,
-            "description": "OpenRouter's `fusion` plugin: an ad-hoc panel for this request.",
-        },
-        **SAMPLING,
-        "tools": {
-            "type": "array",
-            "maxItems": 128,
-            "items": TOOL,
-            "description": "The caller's own tools, which the caller runs. The seats read "
-            "them; the synthesizer (or one model alone) may answer with tool_calls. Refused "
-            "(400, param `tools`) where the answerer cannot call tools.",
-        },
-        "tool_choice": {
-            "oneOf": [
-                {"type": "string", "enum": ["none", "auto", "required"]},
-                {
-                    "type": "object",
-                    "required": ["type", "function"],
-                    "properties": {
-                        "type": {"const": "function"},
-                        "function": {
-                            "type": "object",
-                            "required": ["name"],
-                            "properties": {"name": _NAME},
-                        },
-                    },
-                },
-            ]
-        },
-        "parallel_tool_calls": {"type": "boolean"},
-        "response_format": {
-            "description": "JSON modes: the seats and the synthesizer are asked for the "
-            "format, and the final answer is checked (502, code `format_mismatch`, when it "
-            "does not match). A stream sends the checked JSON in one piece.",
-            "oneOf": [
-                {
-                    "type": "object",
-                    "required": ["type"],
-                    "properties": {"type": {"enum": ["text", "json_object"]}},
-                },
-                {
-                    "type": "object",
-                    "required": ["type", "json_schema"],
-                    "properties": {
-                        "type": {"const": "json_schema"},
-                        "json_schema": {
-                            "type": "object",
-                            "required": ["name"],
-                            "properties": {
-                                "name": _NAME,
-                                "schema": {"type": "object"},
-                                "strict": {"type": "boolean"},
-                                "description": {"type": "string"},
-                            },
-                        },
-                    },
-                },
-            ],
-        },
-    },
-}
-USAGE = {
-    "type": "object",
-    "properties": {
-        "prompt_tokens": {"type": "integer"},
-        "completion_tokens": {"type": "integer"},
-        "total_tokens": {"type": "integer"},
-        "cost": {"type": ["number", "null"]},
-    },
-}
-DECISION = {
-    "type": "object",
-    "required": ["stage", "summary", "ms", "detail"],
-    "properties": {
-        "stage": {"type": "string", "enum": ["route", "vote", "gate", "escalate"]},
-        "summary": {"type": "string", "description": "The decision in words."},
-        "ms": {"type": "integer", "description": "When, in ms after the run started."},
-        "detail": {"type": "object", "description": "The numbers behind it."},
-    },
-}
+USAGE = json_schema(Usage)
 FUSION_RESULT = {
-    "type": "object",
-    "description": "Extension: what the panel did (chat/engine/events.py api_fusion).",
-    "properties": {
-        "run": {"type": "integer"},
-        "panel": {"type": ["object", "null"]},
-        "status": {"type": "string"},
-        "failure_reason": {"type": ["string", "null"]},
-        "failed_models": {"type": "array", "items": {"type": "string"}},
-        "seats": {"type": "array", "items": {"type": "object"}},
-        "analysis": {"type": ["object", "null"]},
-        "cost": {"type": ["number", "null"]},
-        "cost_of_most_expensive_seat": {"type": ["number", "null"]},
-        "stage_ms": {"type": "object"},
-        "strategy": {
-            "type": "string",
-            "enum": ["fusion", "vote", "route", "gate", "escalate"],
-            "description": "How the panel answered.",
-        },
-        "decisions": {
-            "type": "array",
-            "items": DECISION,
-            "description": "Every automatic decision of the strategy, in order.",
-        },
-    },
+    **json_schema(FusionResult),
+    "description": "Extension: what the panel did (chat/api/run_result.py).",
 }
 COMPLETION = {
     "type": "object",
@@ -411,88 +55,7 @@ COMPLETION = {
     },
 }
 
-# POST /v1/responses (chat/api/responses.py): OpenAI's Responses API, text only.
-RESPONSE_INPUT_ITEM = {
-    "type": "object",
-    "required": ["role", "content"],
-    "properties": {
-        "type": {"const": "message"},
-        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
-        "content": {
-            "oneOf": [
-                {"type": "string"},
-                {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["type", "text"],
-                        "properties": {
-                            "type": {"enum": ["input_text", "output_text"]},
-                            "text": {"type": "string"},
-                        },
-                    },
-                },
-            ]
-        },
-    },
-}
-RESPONSE_REQUEST = {
-    "type": "object",
-    "required": ["model", "input"],
-    "description": "Refused with 400 naming the field: `tools`, a `tool_choice` other than "
-    "auto/none, `previous_response_id`, `conversation`, `background`, `prompt`, `include`, "
-    "`top_logprobs`, and input items other than text messages (images, files, function "
-    "calls).",
-    "properties": {
-        "model": {"type": "string", "description": "`fusion` or `fusion/<panel-slug>`."},
-        "input": {
-            "oneOf": [
-                {"type": "string", "description": "One user message."},
-                {"type": "array", "minItems": 1, "items": RESPONSE_INPUT_ITEM},
-            ]
-        },
-        "instructions": {"type": ["string", "null"], "description": "A system message."},
-        "max_output_tokens": {
-            "type": ["integer", "null"],
-            "minimum": _MAX_TOKENS.low,
-            "maximum": _MAX_TOKENS.high,
-            "description": "The synthesizer's limit.",
-        },
-        "temperature": {
-            "type": ["number", "null"],
-            "minimum": _TEMPERATURE.low,
-            "maximum": _TEMPERATURE.high,
-            "description": "The synthesizer's temperature.",
-        },
-        "metadata": {"type": "object"},
-        "stream": {"type": "boolean"},
-        "store": {"type": "boolean", "description": "Accepted; responses are not stored."},
-        "user": {"type": "string"},
-        "text": {
-            "type": "object",
-            "properties": {
-                "format": {
-                    "type": "object",
-                    "required": ["type"],
-                    "properties": {
-                        "type": {"enum": ["text", "json_object", "json_schema"]},
-                        "name": {"type": "string"},
-                        "schema": {"type": "object"},
-                        "strict": {"type": "boolean"},
-                        "description": {"type": "string"},
-                    },
-                    "description": "JSON modes, as chat.completions' `response_format`: "
-                    "the answer is checked JSON (502 `format_mismatch` when it is not).",
-                }
-            },
-        },
-        "fusion": {
-            "type": "object",
-            "properties": {"progress": {"type": "boolean"}},
-            "description": "Extension: `fusion.progress` events in a stream.",
-        },
-    },
-}
+
 RESPONSE_MESSAGE = {
     "type": "object",
     "required": ["type", "id", "status", "role", "content"],
@@ -541,6 +104,14 @@ RESPONSE = {
                 "input_tokens_details": {"type": "object"},
                 "output_tokens_details": {"type": "object"},
                 "cost": {"type": ["number", "null"]},
+                "server_tool_use": {
+                    "type": "object",
+                    "description": "With server tools: how often they ran.",
+                    "properties": {
+                        name: {"type": "integer"}
+                        for name in ("fusion_requests", "web_search_requests", "web_fetch_requests")
+                    },
+                },
             },
         },
         "fusion": FUSION_RESULT,
@@ -575,6 +146,16 @@ REQUEST_ID_PARAMETER = {
     "required": False,
     "description": "Your id for this request, echoed back; one is made when absent.",
     "schema": {"type": "string"},
+}
+ALIAS_PARAMETER = {
+    "name": "X-Fusion-Alias",
+    "in": "header",
+    "required": False,
+    "description": "What `openrouter/fusion` means for this request: `tool`, one model "
+    "with the `openrouter:fusion` server tool attached (as OpenRouter's hosted service), "
+    "or `panel`, the default panel with judge and synthesis. Absent: the site's "
+    "API_FUSION_ALIAS (`panel` unless set).",
+    "schema": {"type": "string", "enum": ["tool", "panel"]},
 }
 MODEL = {
     "type": "object",
@@ -611,7 +192,8 @@ def _errors(*codes: int) -> dict:
         413: "Body too large.",
         429: "Rate limit reached; see Retry-After.",
         502: "Every seat, or the synthesis, failed; or the answer did not match the "
-        "response_format (code `format_mismatch`).",
+        "response_format (code `format_mismatch`); or tool_choice asked for a tool call "
+        "that the model did not make, even when asked again (code `tool_choice_unmet`).",
         499: "The run was cancelled.",
         508: "Fusion depth limit reached (X-Fusion-Depth).",
     }
@@ -649,7 +231,7 @@ SPEC = {
                     }
                     for name in ("X-Fusion-Depth", "X-OpenRouter-Fusion-Depth")
                 ]
-                + [REQUEST_ID_PARAMETER],
+                + [ALIAS_PARAMETER, REQUEST_ID_PARAMETER],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": REQUEST}},
@@ -707,7 +289,8 @@ SPEC = {
                         "in": "header",
                         "required": False,
                         "schema": {"type": "string"},
-                    }
+                    },
+                    ALIAS_PARAMETER,
                 ],
                 "requestBody": {
                     "required": True,

@@ -1,15 +1,19 @@
 """Reading a chat.completions request: every field checked, errors name the param."""
 
 import json
+import time
 from dataclasses import dataclass, field
 
-from fusionroom import storable
+from django.conf import settings
+
+from core import storable
 from panels import bounds
 
 from . import formats, fusion_plugin, sampling, tools
 from .errors import BadRequest
+from .server_tools import ServerTools
 
-ROLES = {"system", "developer", "user", "assistant", "tool"}
+ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 @dataclass
@@ -32,6 +36,9 @@ class CompletionRequest:
     tool_choice: str | dict | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict | None = None
+    # Tools the server runs for the model (chat/api/server_tools.py).
+    server_tools: ServerTools | None = None
+    server_config: dict = field(default_factory=dict)  # their run configuration, resolved
 
     @property
     def question(self) -> str:
@@ -61,14 +68,41 @@ def _bounded(value, param: str, bound: bounds.Bound):
     return value
 
 
+# Deeper than any request needs (a schema may nest SCHEMA_MAX_DEPTH levels inside
+# `tools`), and far from the interpreter's recursion limit, which the readers of a
+# body (storable, the schema checks, json.dumps) would otherwise meet as a 500.
+BODY_MAX_DEPTH = 200
+
+
+def _depth_over(data, limit: int) -> bool:
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)
+    return False
+
+
 def json_object(body: bytes) -> dict:
     """A request body as a JSON object whose text can be stored, or BadRequest."""
+    too_deep = BadRequest(
+        f"The request body nests deeper than {BODY_MAX_DEPTH} levels of objects and lists, "
+        "the limit."
+    )
     try:
         data = json.loads(body)
+    except RecursionError:
+        raise too_deep from None
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.")
+    if _depth_over(data, BODY_MAX_DEPTH):
+        raise too_deep
     if hit := storable.find(data, ""):
         raise BadRequest(f"`{hit[0]}` {hit[1]}.", hit[0])
     return data
@@ -126,7 +160,10 @@ def parse(body: bytes) -> CompletionRequest:
     if not isinstance(extension, dict):
         raise BadRequest("`fusion` must be an object.", "fusion")
     stop, seed = sampling.read(data)
-    client_tools, tool_choice, parallel_tool_calls = tools.read(data)
+    # The schemas' budget before any schema work; then one deadline for all of them.
+    formats.within_budget(data)
+    deadline = time.monotonic() + settings.SCHEMA_CHECK_S
+    client_tools, tool_choice, parallel_tool_calls, server = tools.read(data, deadline)
     return CompletionRequest(
         model=model,
         messages=clean,
@@ -143,5 +180,6 @@ def parse(body: bytes) -> CompletionRequest:
         tools=client_tools,
         tool_choice=tool_choice,
         parallel_tool_calls=parallel_tool_calls,
-        response_format=formats.read(data),
+        server_tools=server,
+        response_format=formats.read(data, deadline),
     )

@@ -1,12 +1,13 @@
 """POST /v1/responses: OpenAI's Responses API, which newer SDKs and agent frameworks
 call by default, over the same runs as /v1/chat/completions.
 
-The same checks (views._check), the same start (views._start) and the same
-following of the final answer (follow.final_text); only the shapes differ. The
-answer is one `message` output item with one `output_text` part. Streamed, it is
-the event sequence OpenAI sends (response.created … response.completed), each
-with its `sequence_number`, so the official client's typed events and its
-`responses.stream()` helper both read it. A client that hangs up cancels its run.
+The same checks (views._check), the same start (views.start_or_follow, which
+honours an Idempotency-Key) and the same following of the final answer
+(follow.final_text); only the shapes differ. The answer is one `message` output
+item with one `output_text` part. Streamed, it is the event sequence OpenAI sends
+(response.created … response.completed), each with its `sequence_number`, so the
+official client's typed events and its `responses.stream()` helper both read it. A
+client that hangs up cancels its run.
 """
 
 import asyncio
@@ -16,13 +17,11 @@ import time
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from chat.engine import events
 from chat.engine.db import in_db
 from chat.models import Answer, Run
-from limits.admission import LimitReached
 
-from . import views
-from .errors import error, limit_error
+from . import run_result, views
+from .errors import error
 from .follow import final_text
 from .responses_request import ResponseRequest, read
 
@@ -36,7 +35,7 @@ def message_id(run_id: int) -> str:
 
 
 def _usage(run: Run) -> dict:
-    usage = events.api_usage(run)
+    usage = run_result.usage(run)
     return {
         "input_tokens": usage["prompt_tokens"],
         "input_tokens_details": {"cached_tokens": 0},
@@ -44,6 +43,8 @@ def _usage(run: Run) -> dict:
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": usage["total_tokens"],
         "cost": usage["cost"],  # as OpenRouter adds it: the run's every call, in USD
+        # With server tools, how often they ran, as on /v1/chat/completions.
+        **({"server_tool_use": usage["server_tool_use"]} if "server_tool_use" in usage else {}),
     }
 
 
@@ -110,11 +111,11 @@ def response_object(run_id: int, asked: ResponseRequest) -> dict:
         "truncation": "disabled",
         "usage": None if status == "in_progress" else _usage(run),
         "user": asked.user or None,
-        "fusion": events.api_fusion(run),
+        "fusion": run_result.fusion(run),
     }
 
 
-def _failure(body: dict) -> JsonResponse:
+def _failure(body: dict, headers: dict[str, str]) -> JsonResponse:
     """A run that did not answer, as chat.completions reports it: 499 or 502."""
     status = 499 if body["status"] == "cancelled" else 502
     fusion = body["fusion"]
@@ -123,6 +124,7 @@ def _failure(body: dict) -> JsonResponse:
         body["error"]["message"],
         type="upstream_error",
         code=fusion["failure_reason"] or fusion["status"],
+        headers={"x-should-retry": "false", **headers},  # as views.chat_completions says
         fusion=fusion,
     )
 
@@ -135,29 +137,28 @@ async def create_response(request):
     if isinstance(checked, JsonResponse):
         return checked
     record, asked, panel, depth = checked
-    try:
-        # Started before the response, so that a refusal is an HTTP error, not a
-        # stream that opens with 200 and then fails.
-        run_id, room = await in_db(views._start, record, asked, panel, depth)
-    except LimitReached as refused:
-        return limit_error(refused)
+    started = await views.start_or_follow(request, record, asked, panel, depth, "responses")
+    if isinstance(started, JsonResponse):
+        return started
+    run_id, conversation, replayed = started
+    headers = views.replay_headers(replayed)
     subscribed = asyncio.Event()
     if asked.stream:
         return StreamingHttpResponse(
-            _stream(asked, run_id, room, subscribed),
+            _stream(asked, run_id, conversation, subscribed),
             content_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
         )
     try:
-        async for _ in final_text(run_id, room, subscribed):
+        async for _ in final_text(run_id, conversation, subscribed):
             pass
     except asyncio.CancelledError:  # the client hung up: stop the run's calls
         await views.stop_shielded(run_id)
         raise
     body = await in_db(response_object, run_id, asked)
     if body["status"] in ("failed", "cancelled"):
-        return _failure(body)
-    return JsonResponse(body)
+        return _failure(body, headers)
+    return JsonResponse(body, headers=headers)
 
 
 class _Events:
@@ -172,7 +173,7 @@ class _Events:
         return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
-async def _stream(asked: ResponseRequest, run_id: int, room: str, subscribed):
+async def _stream(asked: ResponseRequest, run_id: int, conversation: str, subscribed):
     event = _Events()
     item_id = message_id(run_id)
     where = {"item_id": item_id, "output_index": 0, "content_index": 0}
@@ -184,7 +185,7 @@ async def _stream(asked: ResponseRequest, run_id: int, room: str, subscribed):
         opened = False
         sent = ""
         last_sent = time.monotonic()
-        async for kind, payload in final_text(run_id, room, subscribed):
+        async for kind, payload in final_text(run_id, conversation, subscribed):
             if kind == "text" and asked.response_format:
                 continue  # JSON goes out checked, in one piece, at the end
             if kind == "text":

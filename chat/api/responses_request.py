@@ -17,12 +17,14 @@ import json
 
 from panels import bounds
 
+from . import server_tools
 from .errors import BadRequest
 from .request import ROLES, CompletionRequest, json_object, parse
 
-TEXT_PARTS = {"input_text", "output_text"}  # what a person or a model wrote
+TEXT_PARTS = ("input_text", "output_text")  # what a person or a model wrote
 # Fields the two APIs share, handed to chat.completions' reader as they are.
 SHARED = ("model", "stream", "temperature", "top_p", "metadata", "user", "fusion", "plugins")
+TOOLS = ("tools", "tool_choice")  # server tools only (see _refused); dropped without tools
 
 
 @dataclasses.dataclass
@@ -32,14 +34,19 @@ class ResponseRequest(CompletionRequest):
 
 def _refused(data: dict) -> BadRequest | None:
     """The first field asking for something a panel cannot do, with what to do."""
-    if data.get("tools"):
+    given = data.get("tools")
+    server_only = isinstance(given, list) and all(map(server_tools.is_server_tool, given))
+    if given and not server_only:
+        # Function tools would come back as function_call items, not written yet here.
         return BadRequest(
-            "/v1/responses does not run tools: leave `tools` out or send it empty.", "tools"
+            "/v1/responses does not run tools of your own (function tools): leave them out, "
+            "or send them to /v1/chat/completions. Server tools (`openrouter:fusion`, "
+            "`openrouter:web_search`, …) are taken here.",
+            "tools",
         )
-    if data.get("tool_choice") not in (None, "auto", "none"):
+    if not given and data.get("tool_choice") not in (None, "auto", "none"):
         return BadRequest(
-            '`tool_choice` needs tools, which /v1/responses does not run: send "auto" or '
-            '"none", or leave it out.',
+            '`tool_choice` needs tools: send "auto" or "none", or leave it out.',
             "tool_choice",
         )
     if data.get("previous_response_id") is not None:
@@ -88,7 +95,7 @@ def _refused(data: dict) -> BadRequest | None:
     return None
 
 
-FORMATS = {"text", "json_object", "json_schema"}
+FORMATS = ("text", "json_object", "json_schema")
 
 
 def _response_format(data: dict) -> dict | None:
@@ -179,7 +186,8 @@ def read(body: bytes) -> ResponseRequest:
         raise BadRequest(
             f"`max_output_tokens` must be {bounds.max_tokens().span}.", "max_output_tokens"
         )
-    chat = {name: data[name] for name in SHARED if data.get(name) is not None}
+    names = (*SHARED, *TOOLS) if data.get("tools") else SHARED
+    chat = {name: data[name] for name in names if data.get(name) is not None}
     chat |= {"messages": messages, "max_tokens": max_tokens}
     if response_format := _response_format(data):
         chat["response_format"] = response_format

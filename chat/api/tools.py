@@ -10,26 +10,28 @@ results after the last user message become part of this turn's question, which e
 seat, the judge and the synthesizer read (chat/engine/client_tools.py).
 """
 
+import dataclasses
 import re
 
 from chat.engine import json_modes
 
+from . import server_tools
 from .errors import BadRequest
 
 MAX_TOOLS = 128  # OpenAI's limit
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CHOICES = ("none", "auto", "required")
 
 
 def _function_name(value, param: str) -> str:
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
+    if not isinstance(value, str) or not NAME.fullmatch(value):
         raise BadRequest(
             f"`{param}` must be 1 to 64 letters, digits, underscores or dashes.", param
         )
     return value
 
 
-def _tool(tool, param: str) -> dict:
+def _tool(tool, param: str, deadline: float) -> dict:
     if not isinstance(tool, dict):
         raise BadRequest("Each tool must be an object.", param)
     if tool.get("type") != "function":
@@ -45,7 +47,7 @@ def _tool(tool, param: str) -> dict:
         clean["description"] = description
     if "parameters" in function:
         where = f"{param}.function.parameters"
-        if problem := json_modes.schema_problem(function["parameters"]):
+        if problem := json_modes.schema_problem(function["parameters"], deadline):
             raise BadRequest(f"`{where}` is not a valid JSON Schema: {problem}.", where)
         clean["parameters"] = function["parameters"]
     strict = function.get("strict")
@@ -56,8 +58,13 @@ def _tool(tool, param: str) -> dict:
     return {"type": "function", "function": clean}
 
 
-def read(data: dict) -> tuple[list[dict], str | dict | None, bool | None]:
-    """(tools, tool_choice, parallel_tool_calls) of a request, checked."""
+def read(
+    data: dict, deadline: float
+) -> tuple[list[dict], str | dict | None, bool | None, server_tools.ServerTools | None]:
+    """(tools, tool_choice, parallel_tool_calls, server tools) of a request, checked;
+    their schemas by `deadline` (time.monotonic()), the request's for all its schemas.
+    A tool_choice naming a server tool, or "required" with server tools only, is the
+    server tools' (server_tools.ServerTools.tool_choice)."""
     for legacy in ("functions", "function_call"):
         if data.get(legacy) is not None:
             raise BadRequest(
@@ -71,36 +78,57 @@ def read(data: dict) -> tuple[list[dict], str | dict | None, bool | None]:
         raise BadRequest("`tools` must be a list of function tools.", "tools")
     if len(raw) > MAX_TOOLS:
         raise BadRequest(f"`tools` may hold at most {MAX_TOOLS} tools.", "tools")
-    tools = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(raw)]
+    server = server_tools.read(raw)
+    tools = [
+        _tool(tool, f"tools[{i}]", deadline)
+        for i, tool in enumerate(raw)
+        if not server_tools.is_server_tool(tool)
+    ]
     names = [t["function"]["name"] for t in tools]
     for i, name in enumerate(names):
         if name in names[:i]:
             raise BadRequest(f"Two tools are named `{name}`.", f"tools[{i}].function.name")
-    choice = data.get("tool_choice")
-    if choice is not None:
-        if not tools:
-            raise BadRequest("`tool_choice` is only allowed when `tools` are given.", "tool_choice")
-        named = choice.get("function") if isinstance(choice, dict) else None
-        if isinstance(choice, dict) and (
-            choice.get("type") != "function"
-            or not isinstance(named, dict)
-            or named.get("name") not in names
-        ):
-            raise BadRequest(
-                '`tool_choice` must name one of the tools: {"type": "function", '
-                '"function": {"name": ...}}.',
-                "tool_choice",
-            )
-        if isinstance(choice, dict) and isinstance(named, dict):
-            choice = {"type": "function", "function": {"name": named["name"]}}
-        elif choice not in CHOICES:
-            raise BadRequest(
-                "`tool_choice` must be none, auto, required, or a named function.", "tool_choice"
-            )
+    choice = _choice(data.get("tool_choice"), names, server)
+    names_callers = isinstance(choice, dict) and choice["function"]["name"] in names
+    if server is not None and choice is not None and not tools and not names_callers:
+        # With no tool of the caller's, the choice is the server tools' ("required", or
+        # one named): the server's loop honours it on the model's first call.
+        server = dataclasses.replace(server, tool_choice=choice)
+        choice = None
+    elif server is not None and isinstance(choice, dict) and not names_callers:
+        server = dataclasses.replace(server, tool_choice=choice)  # a server tool, named
+        choice = None
     parallel = data.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
         raise BadRequest("`parallel_tool_calls` must be true or false.", "parallel_tool_calls")
-    return tools, choice, parallel
+    return tools, choice, parallel, server
+
+
+def _choice(choice, names: list[str], server: server_tools.ServerTools | None):
+    if choice is None:
+        return None
+    if not names and server is None:
+        raise BadRequest("`tool_choice` is only allowed when `tools` are given.", "tool_choice")
+    if (named_server := server_tools.choice(choice, server)) is not None:
+        return named_server
+    named = choice.get("function") if isinstance(choice, dict) else None
+    if isinstance(choice, dict) and (
+        choice.get("type") != "function"
+        or not isinstance(named, dict)
+        or named.get("name") not in names
+    ):
+        raise BadRequest(
+            '`tool_choice` must name one of the tools: {"type": "function", '
+            '"function": {"name": ...}}, or a server tool: {"type": "openrouter:fusion"}.',
+            "tool_choice",
+        )
+    if isinstance(choice, dict) and isinstance(named, dict):
+        return {"type": "function", "function": {"name": named["name"]}}
+    if choice not in CHOICES:
+        raise BadRequest(
+            "`tool_choice` must be none, auto, required, or a named function.", "tool_choice"
+        )
+    return choice
 
 
 def turn_fields(message: dict, role: str, param: str) -> dict:

@@ -3,6 +3,9 @@ model id (chat/api/answerers.py).
 
 Async views on Daphne: a streamed answer goes out as chat.completion.chunk events;
 a client that hangs up cancels its run, whose calls stop within a second.
+
+Long on purpose: the two doors of /v1 (streamed and not) share one request's checks,
+start and follow; split, each would repeat the order they must happen in.
 """
 
 import asyncio
@@ -16,15 +19,24 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
-from chat.engine import client_tools, events
+from chat.engine import client_tools, in_web, tap
+from chat.engine.admission import LimitReached
 from chat.engine.db import in_db
-from chat.engine.runs import start_conversation, stop_run
+from chat.engine.runs import start_conversation, stop_run, taken_here
 from chat.models import Answer, Run
-from limits.admission import LimitReached
 from panels.models import CatalogModel, Panel, solo_snapshot
 from panels.providers.base import DEPTH_HEADER
 
-from . import answerers, auth, fusion_fields, fusion_plugin, tools
+from . import (
+    answerers,
+    auth,
+    fusion_fields,
+    fusion_plugin,
+    idempotency,
+    run_result,
+    server_tools,
+    tools,
+)
 from .conventions import counted
 from .errors import BadRequest, error, limit_error
 from .follow import final_text
@@ -109,9 +121,17 @@ def _check(request, read: Callable[[bytes], CompletionRequest] = parse):
         return error(413, f"The body is over {limit:,} bytes, the limit.", code="request_too_large")
     try:
         completion = read(body)
-        # OpenRouter Fusion's alias, plugin and our ad-hoc panels first (a dict: an
-        # ad-hoc panel's run configuration), then the panels by name.
-        fusion = fusion_plugin.answerer(completion.model, completion.adhoc, record.user)
+        mode = server_tools.alias_mode(request.headers.get(server_tools.ALIAS_HEADER))
+        fusion: answerers.Answerer | dict | None
+        if completion.model == fusion_plugin.ALIAS and mode == "tool":
+            # As OpenRouter means it: one model, the fusion tool attached.
+            fusion, completion.server_tools = server_tools.alias(
+                completion.server_tools, completion.adhoc, record.user
+            )
+        else:
+            # OpenRouter Fusion's alias, plugin and our ad-hoc panels first (a dict:
+            # an ad-hoc panel's run configuration), then the panels by name.
+            fusion = fusion_plugin.answerer(completion.model, completion.adhoc, record.user)
     except BadRequest as bad:
         return bad.response()
     answerer = fusion or answerers.resolve(completion.model, record.user)
@@ -123,12 +143,19 @@ def _check(request, read: Callable[[bytes], CompletionRequest] = parse):
             param="model",
             code="model_not_found",
         )
+    if completion.server_tools is not None:
+        try:  # the fusion tool's panel resolved now: a bad model is refused, nothing run
+            completion.server_config = server_tools.configuration(
+                completion.server_tools, answerer, record.user
+            )
+        except BadRequest as bad:
+            return bad.response()
     return record, completion, answerer, depth
 
 
 def _start(
     record, completion: CompletionRequest, answerer: answerers.Answerer | dict, depth: int
-) -> tuple[int, str]:
+) -> tuple[int, str, bool]:
     extra = {
         "api_key": record.pk,  # its budget, and its owner's, pay for this run
         "conversation": completion.messages,
@@ -138,16 +165,51 @@ def _start(
         **tools.settings_of(
             completion.tools, completion.tool_choice, completion.parallel_tool_calls
         ),
+        **completion.server_config,
     }
-    # Kept out of the run's configuration unless set, like a room run's.
+    # Kept out of the run's configuration unless set, like a conversation run's.
     if completion.stop:
         extra["synthesizer_stop"] = list(completion.stop)
     if completion.seed is not None:
         extra["synthesizer_seed"] = completion.seed
     if completion.response_format:
         extra["response_format"] = completion.response_format
-    message = start_conversation(record.user, answerer, completion.question, via="api", extra=extra)
-    return message.run.pk, message.conversation.events_key
+    message = start_conversation(
+        record.user, answerer, completion.question, via="api", extra=extra, here=True
+    )
+    return message.run.pk, message.conversation.events_key, taken_here(message.run)
+
+
+async def start_or_follow(
+    request, record, completion: CompletionRequest, answerer, depth: int, door: str
+) -> tuple[int, str, bool] | JsonResponse:
+    """(run id, conversation, replayed): the run this request starts, or, when its
+    Idempotency-Key came before, the run that one started (chat/api/idempotency.py).
+    Or the response refusing it."""
+    held = await in_db(idempotency.claim, request, record, door)
+    if isinstance(held, JsonResponse):
+        return held
+    if isinstance(held, idempotency.Earlier):
+        return held.run_id, held.conversation, True
+    try:
+        # Started before the response, so that a refusal is an HTTP error, not a
+        # stream that opens with 200 and then fails.
+        run_id, conversation, here = await in_db(_start, record, completion, answerer, depth)
+    except BaseException as failure:
+        if held:
+            await asyncio.shield(in_db(idempotency.release, held))
+        if isinstance(failure, LimitReached):
+            return limit_error(failure)
+        raise
+    if here:  # one model alone: run in this process, no queue hop (chat/engine/in_web.py)
+        in_web.start(run_id)
+    if held:
+        await in_db(idempotency.record, held, run_id, conversation)
+    return run_id, conversation, False
+
+
+def replay_headers(replayed: bool) -> dict[str, str]:
+    return {"Idempotent-Replayed": "true"} if replayed else {}
 
 
 def _tools_refusal(completion: CompletionRequest, answerer: Panel | CatalogModel):
@@ -175,7 +237,7 @@ async def stop_shielded(run_id: int) -> None:
 def _outcome(run_id: int, model: str) -> tuple[int, dict]:
     run = Run.objects.prefetch_related("answers").get(pk=run_id)
     final = run.final_answer
-    fusion = events.api_fusion(run)
+    fusion = run_result.fusion(run)
     if run.status != Run.Status.DONE or final is None:
         status = 499 if run.status == Run.Status.CANCELLED else 502
         message = run.failure_detail or f"The run ended {run.status}."
@@ -192,7 +254,7 @@ def _outcome(run_id: int, model: str) -> tuple[int, dict]:
         "created": int(run.created_at.timestamp()),
         "model": model,
         "choices": [{"index": 0, "message": _message(final), "finish_reason": _finish(final)}],
-        "usage": events.api_usage(run),
+        "usage": run_result.usage(run),
         "fusion": fusion,
         **fusion_fields.fields(run),  # OpenRouter Fusion's analysis, responses, …
     }
@@ -221,30 +283,36 @@ async def chat_completions(request):
     record, completion, answerer, depth = checked
     if refused := await in_db(_tools_refusal, completion, answerer):
         return refused
-    run_holder: dict = {}
+    started = await start_or_follow(request, record, completion, answerer, depth, "chat")
+    if isinstance(started, JsonResponse):
+        return started
+    run_holder: dict = {"id": started[0], "conversation": started[1]}
+    # A run in this process (one model alone) hands its events over in memory.
+    run_holder["tap"] = tap.take(started[0])
     subscribed = asyncio.Event()
-    try:
-        # Started before the response, so that a refusal is an HTTP error, not a
-        # stream that opens with 200 and then fails.
-        run_holder["id"], run_holder["room"] = await in_db(
-            _start, record, completion, answerer, depth
-        )
-    except LimitReached as refused:
-        return limit_error(refused)
+    replayed = replay_headers(started[2])
     if completion.stream:
         return StreamingHttpResponse(
             _sse(completion, run_holder, subscribed),
             content_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **replayed},
         )
     try:
-        async for _ in final_text(run_holder["id"], run_holder["room"], subscribed):
+        following = final_text(
+            run_holder["id"], run_holder["conversation"], subscribed, run_holder["tap"]
+        )
+        async for _ in following:
             pass
     except asyncio.CancelledError:  # the client hung up: stop the run's calls
         await stop_shielded(run_holder["id"])
         raise
     status, body = await in_db(_outcome, run_holder["id"], completion.model)
-    return JsonResponse(body, status=status)
+    response = JsonResponse(body, status=status, headers=replayed)
+    if status != 200:
+        # The run ended without an answer; sent again it would start another run
+        # (and pay again): the SDKs that read this header do not retry.
+        response["x-should-retry"] = "false"
+    return response
 
 
 def _chunk(run_id: int, model: str, delta: dict, finish: str | None = None, **extra) -> str:
@@ -266,7 +334,7 @@ async def _sse(completion: CompletionRequest, run_holder: dict, subscribed):
     first = True
     finished = False
     try:
-        events = final_text(run_id, run_holder["room"], subscribed)
+        events = final_text(run_id, run_holder["conversation"], subscribed, run_holder["tap"])
         last_sent = time.monotonic()
         async for kind, payload in events:
             if kind == "text" and completion.response_format:

@@ -1,7 +1,7 @@
 """Running one answer (a seat, the judge or the synthesizer) live.
 
 Text flows model → coalescer → Redis (live text, sequence number and the delta in
-the room's stream: one round trip) → every tab in the room; when the call ends, its
+the conversation's stream: one round trip) → every tab in the conversation; when the call ends, its
 outcome is saved on the Answer and announced. A cancelled answer (a stop, or a
 seat cut at the deadline) keeps its partial text, usage and cost.
 """
@@ -9,7 +9,7 @@ seat cut at the deadline) keeps its partial text, usage and cost.
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 from django.db import transaction
@@ -19,16 +19,15 @@ from limits import spend
 from panels import calls
 from panels.calls import AnswerCap, CallLimits, CallResult, Target
 from panels.cooldown import Cooldowns
-from panels.pricing import Cost
-from panels.providers import ChatMessage, ChatRequest, ErrorKind, ProviderError, ToolCall, Usage
+from panels.providers import ChatRequest, ErrorKind, ProviderError
 from panels.providers.tokens import estimate_tokens
 
-from . import client_tools, events, live, prompts
+from . import client_tools, events, live, prompts, tap
 from .budget import RunBudget, Streaming
 from .db import in_db
 from .loop import is_shared_loop, make_http_client, shared_clients
-from .tools import registry
-from .tools.base import ToolEnv
+from .tool_loop import ToolUse, call_with_tools
+from .tools.base import ToolResult
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ class RunContext:
 
     def __init__(self, run: Run):
         self.run = run
-        self.room = run.message.conversation.events_key
+        self.stream = run.message.conversation.events_key  # the conversation's events
         self.owner = run.message.conversation.owner
         # In a worker, clients are the shared loop's; elsewhere (tests, commands)
         # this run owns its own and closes them.
@@ -60,6 +59,12 @@ class RunContext:
         self._dearest: tuple[Decimal, Decimal] | None = None
         # Answers after the seats (router, judge, synthesis…) take the next places.
         self._next_position = len(run.config.get("seats", []))
+        # A follower in this process reads the run's events from memory (tap.py).
+        self.tap = tap.of(run.pk)
+        # Seats' calls prepared when the run was taken (seats.prepared_at_start), by answer id.
+        self.prepared: dict = {}
+        # The fusion server tool's panel, when this run has one (chat/engine/fusion_tool.py).
+        self.convene: Callable[[dict, str], Awaitable[ToolResult]] | None = None
 
     def take_position(self) -> int:
         self._next_position += 1
@@ -69,18 +74,26 @@ class RunContext:
         return int((asyncio.get_running_loop().time() - self.started) * 1000)
 
     async def decide(self, stage: str, summary: str, **detail) -> None:
-        """Record an automatic decision, in words, and show it in the room at once."""
+        """Record an automatic decision, in words, and show it in the conversation at once."""
         decision = events.decision(stage, summary, self.elapsed_ms(), detail)
         self.run.decisions = [*self.run.decisions, decision]
         await in_db(lambda: self.run.save(update_fields=["decisions"]))
         await self.announce(events.decision_made(self.run, decision))
 
     async def announce(self, event) -> None:
-        """Send an event built by `events` to every tab showing the room."""
+        """Send an event built by `events` to every tab showing the conversation."""
+        await self.announce_all([event])
+
+    async def announce_all(self, sent: list) -> None:
+        """Several events, in order, in one round trip."""
+        if self.tap is not None:
+            for event in sent:
+                self.tap.put_nowait(event)
         try:
-            await live.announce(self.redis, self.room, event)
+            await live.announce_all(self.redis, self.stream, sent)
         except Exception as exc:  # a lost frame is recovered from the snapshot
-            log.warning("could not announce %s for run %s: %r", event["type"], self.run.pk, exc)
+            kinds = ", ".join(event["type"] for event in sent)
+            log.warning("could not announce %s for run %s: %r", kinds, self.run.pk, exc)
 
     def cancel_all(self) -> None:
         self.cancelled = True
@@ -168,69 +181,161 @@ def record(answer: Answer, result: CallResult, local: bool, site_wide: bool = Tr
         answer.error = friendly_error(result.error, answer, local, site_wide)
 
 
-@dataclass
-class ToolUse:
-    """The tools one answer may call, and how many calls it has."""
+class LiveAnswer:
+    """One answer while its call runs: what it streamed (the live copy in Redis and
+    each delta's number), its spend watched against the run's budget, and the totals
+    of its rounds. `run_answer` takes it through its steps."""
 
-    names: list[str]
-    max_calls: int
-    env: ToolEnv
+    def __init__(
+        self,
+        ctx: RunContext,
+        answer: Answer,
+        targets: list[Target],
+        request: ChatRequest,
+        limits: CallLimits | None,
+    ):
+        self.ctx, self.answer, self.targets = ctx, answer, targets
+        self.request, self.limits = request, limits
+        self.first = targets[0] if targets else None
+        # A call on the user's own provider is theirs: it is not counted in the run's
+        # spend, and its errors do not send them to the administrator.
+        self.site_wide = not (self.first and self.first.endpoint.public_only)
+        self.streaming: Streaming | None = None
+        self.flushed: list[str] = []  # every piece so far, to rebuild a live copy Redis lost
+        self.seq = 0  # the last delta's number
+        self.total = CallResult()
+        self.tool_cost = Decimal(0)  # what its tool calls cost the site (paid search)
+        self.coalescer = live.Coalescer(self.flush, FLUSH_INTERVAL_S)
 
-    def schemas(self) -> tuple[dict, ...]:
-        return tuple(registry.TOOLS[name].schema() for name in self.names)
+    async def start(self) -> None:
+        """Shown as streaming, its spend watched, its text flowing."""
+        # "Streaming" lives in the events and in Redis; the database learns the outcome.
+        # (One write fewer per answer, where every run starts all its seats at once.)
+        self.answer.status = Answer.Status.STREAMING
+        await self.ctx.announce(events.answer_started(self.answer))
+        budget = self.ctx.budget
+        if budget.watched and self.site_wide and self.first is not None:
+            prompt = "".join(m.content for m in self.request.messages)
+            prices = await self.ctx.prices_of(self.first)
+            self.streaming = Streaming(prices, estimate_tokens(prompt))
+            budget.streaming[self.answer.pk] = self.streaming
+        self.coalescer.start()
+        self.answer.started_ms = self.ctx.elapsed_ms()
 
+    async def on_text(self, text: str) -> None:
+        if self.streaming is not None:
+            self.streaming.deltas += 1
+        self.coalescer.push(text)
 
-OUT_OF_CALLS = (
-    "You have used every tool call you were allowed. Answer the question now with what "
-    "you have found."
-)
+    async def flush(self, text: str) -> None:
+        """A piece of text to every tab, as the next numbered delta."""
+        if self.streaming is not None:
+            self.ctx.check_budget()
+        # Redis holds only the live copy (the call keeps every part): a failure
+        # here costs the live view for a moment, never the answer. The delta keeps
+        # its number even when it failed (its reply may be what was lost, after the
+        # delta went out): a browser that misses a number asks for a snapshot. A
+        # live copy out of step (Redis restarted, or a flush failed) is then written
+        # whole again by the next flush.
+        self.flushed.append(text)
+        self.seq += 1
+        ctx, answer = self.ctx, self.answer
+        try:
+            delta = events.answer_delta(answer, self.seq, text)
+            if ctx.tap is not None:
+                ctx.tap.put_nowait(delta)
+            if await live.append(ctx.redis, ctx.stream, delta) != self.seq:
+                await live.rewrite(ctx.redis, answer.pk, "".join(self.flushed), self.seq)
+        except Exception as exc:
+            log.warning("could not store live text of answer %s: %r", answer.pk, exc)
 
-
-def _merge(total: CallResult, one: CallResult) -> None:
-    """One more call (a tool round) added to the answer's totals."""
-    first = not total.attempts
-    if total.parts and one.parts:
-        total.parts.append("\n\n")
-    total.parts += one.parts
-    total.attempts += one.attempts
-    if first:
-        total.usage, total.cost = one.usage, one.cost
-    else:
-        if one.usage is not None:
-            before = total.usage or Usage(0, 0)
-            total.usage = Usage(
-                before.input_tokens + one.usage.input_tokens,
-                before.output_tokens + one.usage.output_tokens,
-                estimated=before.estimated or one.usage.estimated,
+    async def call_once(self, request: ChatRequest, result: CallResult) -> None:
+        """One call (a round of the tool loop), registered so that a stop or the
+        deadline can cancel it."""
+        # The cap is the answer's: a round after a tool call has what is left (less
+        # the blank line that joins the rounds' text).
+        held = self.total.text + "\n\n" if self.total.parts else ""
+        task = asyncio.create_task(
+            calls.call(
+                self.targets,
+                request,
+                result,
+                client=self.ctx.http,
+                cooldowns=self.ctx.cooldowns,
+                on_text=self.on_text,
+                limits=self.limits,
+                cap=AnswerCap.from_settings().after(held),
             )
-        known = total.cost.usd is not None and one.cost.usd is not None
-        usd = total.cost.usd + one.cost.usd if known else None  # type: ignore[operator]
-        total.cost = Cost(usd, total.cost.source)
-    total.answered_by, total.error = one.answered_by, one.error
-    total.finish_reason, total.tool_calls = one.finish_reason, one.tool_calls
-    if total.first_token_ms is None:
-        total.first_token_ms = one.first_token_ms
-    total.latency_ms = total.elapsed_ms()  # since the answer's first call
+        )
+        self.ctx.running[self.answer.pk] = task
+        if self.ctx.cancelled:  # a stop that came before this call was registered
+            task.cancel()
+        await task
+
+    def between_rounds(self) -> None:
+        """The rounds' text is joined by a blank line, live as in the totals."""
+        if self.total.parts:
+            self.coalescer.push("\n\n")
+
+    def cancelled(self) -> None:
+        """The call was cancelled (a stop, or cut off at the deadline)."""
+        if self.answer.pk in self.ctx.late:
+            self.answer.status = Answer.Status.LATE
+        if self.total.error is None:  # cancelled before the call began: it says nothing
+            self.total.error = ProviderError(
+                "Cancelled.", retryable=False, kind=ErrorKind.CANCELLED
+            )
+
+    def broke(self, exc: Exception) -> None:
+        """A bug, not an upstream failure: logged, said so, and the text kept."""
+        log.exception("answer %s failed unexpectedly", self.answer.pk)
+        self.total.error = ProviderError(
+            f"Internal error while calling {self.answer.model_name}: {type(exc).__name__}.",
+            retryable=False,
+            kind=ErrorKind.SERVER,
+        )
+
+    async def finish(self, tools: ToolUse | None) -> None:
+        """The call is over: its last text flushed, its outcome saved, announced."""
+        self.ctx.running.pop(self.answer.pk, None)
+        with contextlib.suppress(Exception):
+            await self.coalescer.close()
+        self.record_outcome(tools)
+        await self.save()
+        await self.ctx.announce(events.answer_ended(self.answer, self.seq))
+
+    def record_outcome(self, tools: ToolUse | None) -> None:
+        """The totals onto the answer: text, status, error, costs (its tools' too),
+        an API caller's tool calls, a final answer cleaned of scaffolding."""
+        answer = self.answer
+        local = bool(self.first and _is_local(self.first))
+        record(answer, self.total, local=local, site_wide=self.site_wide)
+        # The caller's tools: its calls end the answer (the server's own were run).
+        if self.request.tools and answer.status == Answer.Status.DONE:
+            answer.client_tool_calls = client_tools.as_stored(self.total.tool_calls)
+        tool_cost = sum((Decimal(step["cost"]) for step in answer.tool_steps), Decimal(0))
+        self.tool_cost = tool_cost  # the site's search key paid it, whoever's model answered
+        if tool_cost and answer.cost_usd is not None:
+            answer.cost_usd += tool_cost  # search APIs that charge count in the run
+        if answer.role == Answer.Role.SYNTHESIZER:
+            answer.text = prompts.clean_final(answer.text)
+
+    async def save(self) -> None:
+        """Saved, and counted in the run's spend (the estimate while it streamed
+        gives way to what it cost)."""
+        ctx = self.ctx
+        charged = await in_db(_save_outcome, ctx.run, self.answer, self.site_wide, self.tool_cost)
+        if charged is not None:
+            ctx.budget.streaming.pop(self.answer.pk, None)
+            ctx.budget.spent += charged
+            ctx.check_budget()
 
 
-async def _use_tools(
-    ctx: RunContext, answer: Answer, calls_: list[ToolCall], tools: ToolUse
-) -> list[ChatMessage]:
-    """Carry out one turn's tool calls at once; the messages that report them."""
-    started_ms = ctx.elapsed_ms()
-    for call in calls_:
-        await ctx.announce(events.tool_started(answer, call.id, call.name, call.arguments))
-    outcomes = await asyncio.gather(
-        *(registry.call(c.name, c.arguments, tools.env) for c in calls_)
-    )
-    replies = []
-    for call, (result, latency_ms) in zip(calls_, outcomes, strict=True):
-        step = events.tool_step(call.id, call.name, call.arguments, result, latency_ms)
-        step["started_ms"] = started_ms  # on the run's clock: places it on the trace
-        answer.tool_steps = [*answer.tool_steps, step]
-        await ctx.announce(events.tool_done(answer, step))
-        replies.append(ChatMessage("tool", result.text, tool_call_id=call.id))
-    return replies
+def _being_cancelled() -> bool:
+    """Whether this task itself is being cancelled (the worker shutting down), not
+    only the call it awaited."""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
 
 
 async def run_answer(
@@ -243,146 +348,41 @@ async def run_answer(
 ) -> CallResult:
     """Call the model(s) for one answer, streaming its text, and save the outcome.
     With tools, the model's tool calls are carried out and it is called again, until
-    it answers or has used its calls. Runs as its own task so that a stop or the
-    deadline can cancel it alone."""
-    # "Streaming" lives in the events and in Redis; the database learns the outcome.
-    # (One write fewer per answer, where every run starts all its seats at once.)
-    answer.status = Answer.Status.STREAMING
-    await ctx.announce(events.answer_started(answer))
-
-    first = targets[0] if targets else None
-    site_wide = not (first and first.endpoint.public_only)
-    streaming = None
-    if ctx.budget.watched and site_wide and first is not None:
-        prompt = "".join(m.content for m in request.messages)
-        streaming = Streaming(await ctx.prices_of(first), estimate_tokens(prompt))
-        ctx.budget.streaming[answer.pk] = streaming
-    flushed: list[str] = []  # every piece so far, to rebuild a live copy Redis lost
-    seq = 0  # the last delta's number
-
-    async def flush(text: str) -> None:
-        nonlocal seq
-        if streaming is not None:
-            ctx.check_budget()
-        # Redis holds only the live copy (the call keeps every part): a failure
-        # here costs the live view for a moment, never the answer. The delta keeps
-        # its number even when it failed (its reply may be what was lost, after the
-        # delta went out): a browser that misses a number asks for a snapshot. A
-        # live copy out of step (Redis restarted, or a flush failed) is then written
-        # whole again by the next flush.
-        flushed.append(text)
-        seq += 1
-        try:
-            delta = events.answer_delta(answer, seq, text)
-            if await live.append(ctx.redis, ctx.room, delta) != seq:
-                await live.rewrite(ctx.redis, answer.pk, "".join(flushed), seq)
-        except Exception as exc:
-            log.warning("could not store live text of answer %s: %r", answer.pk, exc)
-
-    async def on_text(text: str) -> None:
-        if streaming is not None:
-            streaming.deltas += 1
-        coalescer.push(text)
-
-    coalescer = live.Coalescer(flush, FLUSH_INTERVAL_S)
-    coalescer.start()
-    answer.started_ms = int((asyncio.get_running_loop().time() - ctx.started) * 1000)
-    total = CallResult()
-    messages = list(request.messages)
-    used = 0
+    it answers or has used its calls (tool_loop.py). Runs as its own task so that a
+    stop or the deadline can cancel it alone."""
+    live_answer = LiveAnswer(ctx, answer, targets, request, limits)
+    await live_answer.start()
     try:
-        while True:
-            offered = tools is not None and used < tools.max_calls
-            # Without tools of the panel's, the request's own go as they are: an API
-            # caller's tools (chat/engine/client_tools.py), which the caller runs.
-            round_request = replace(
-                request,
-                messages=tuple(messages),
-                tools=request.tools if tools is None else tools.schemas() if offered else (),
-            )
-            result = CallResult()
-            # The cap is the answer's: a round after a tool call has what is left
-            # (less the blank line that joins the rounds' text).
-            held = total.text + "\n\n" if total.parts else ""
-            task = asyncio.create_task(
-                calls.call(
-                    targets,
-                    round_request,
-                    result,
-                    client=ctx.http,
-                    cooldowns=ctx.cooldowns,
-                    on_text=on_text,
-                    limits=limits,
-                    cap=AnswerCap.from_settings().after(held),
-                )
-            )
-            ctx.running[answer.pk] = task
-            if ctx.cancelled:  # a stop that came before this call was registered
-                task.cancel()
-            try:
-                await task
-            finally:
-                _merge(total, result)
-            if tools is None or not offered or not result.ok or not result.tool_calls:
-                break
-            if total.parts:
-                coalescer.push("\n\n")
-            batch = result.tool_calls[: tools.max_calls - used]
-            used += len(batch)
-            messages.append(ChatMessage("assistant", result.text, tool_calls=tuple(batch)))
-            messages += await _use_tools(ctx, answer, batch, tools)
-            if used >= tools.max_calls:
-                messages.append(ChatMessage("user", OUT_OF_CALLS))
+        await call_with_tools(live_answer, request, tools)
     except asyncio.CancelledError:
-        # The call was cancelled (a stop, or the deadline): record it and go on.
-        # If this coroutine itself is being cancelled (the worker is shutting
-        # down), still record, then let the cancellation through.
-        if answer.pk in ctx.late:
-            answer.status = Answer.Status.LATE
-        if total.error is None:  # cancelled before the call began: it says nothing
-            total.error = ProviderError("Cancelled.", retryable=False, kind=ErrorKind.CANCELLED)
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
+        # Recorded either way; a cancellation of this task itself goes on through.
+        live_answer.cancelled()
+        if _being_cancelled():
             raise
-    except Exception as exc:  # a bug, not an upstream failure: say so, keep the text
-        log.exception("answer %s failed unexpectedly", answer.pk)
-        total.error = ProviderError(
-            f"Internal error while calling {answer.model_name}: {type(exc).__name__}.",
-            retryable=False,
-            kind=ErrorKind.SERVER,
-        )
+    except Exception as exc:
+        live_answer.broke(exc)
     finally:
-        ctx.running.pop(answer.pk, None)
-        with contextlib.suppress(Exception):
-            await coalescer.close()
-        record(answer, total, local=bool(first and _is_local(first)), site_wide=site_wide)
-        if tools is None and request.tools and answer.status == Answer.Status.DONE:
-            answer.client_tool_calls = client_tools.as_stored(total.tool_calls)
-        tool_cost = sum((Decimal(step["cost"]) for step in answer.tool_steps), Decimal(0))
-        if tool_cost and answer.cost_usd is not None:
-            answer.cost_usd += tool_cost  # search APIs that charge count in the run
-        if answer.role == Answer.Role.SYNTHESIZER:
-            answer.text = prompts.clean_final(answer.text)
-        charged = await in_db(_save_outcome, ctx.run, answer, site_wide)
-        if charged is not None:
-            ctx.budget.streaming.pop(answer.pk, None)
-            ctx.budget.spent += charged
-            ctx.check_budget()
-        await ctx.announce(events.answer_ended(answer, seq))
-    return total
+        await live_answer.finish(tools)
+    return live_answer.total
 
 
-def _save_outcome(run: Run, answer: Answer, site_wide: bool) -> Decimal | None:
-    """Save the answer and, for a call on the site's providers, count it into the
-    ledger: one trip to the database and one commit (every run ends all its seats
-    at once). Returns what was counted, or None when nothing was."""
+def _save_outcome(
+    run: Run, answer: Answer, site_wide: bool, tool_cost: Decimal = Decimal(0)
+) -> Decimal | None:
+    """Save the answer and count what it cost the site into the ledger: a call on
+    the site's providers (its tools included), or, for a call on the user's own
+    provider, only its paid tool calls (the site's search key paid for them). One
+    trip to the database and one commit (every run ends all its seats at once).
+    Returns what was counted, or None when nothing was."""
     with transaction.atomic():
         answer.save()
-        if not site_wide:
+        if not site_wide and not tool_cost:
             return None
         try:
             with transaction.atomic():  # a lost ledger row must not lose the answer
-                return spend.charge(run, answer)
+                if site_wide:
+                    return spend.charge(run, answer, tool_cost)
+                return spend.charge_tools(run, answer, tool_cost)
         except Exception:
             log.exception("could not record the spend of answer %s", answer.pk)
             return None

@@ -1,6 +1,6 @@
 """A run's spend against its budget, watched while it runs.
 
-The budget was fixed when the run was admitted (limits/admission.py): the least of
+The budget was fixed when the run was admitted (chat/engine/admission.py): the least of
 the user's budget a run and what is left of their daily, monthly and API-key
 budgets. Finished calls count what they cost; calls still streaming count an
 estimate of what they cost so far (their prompt, and the text they sent at the
@@ -11,7 +11,7 @@ line, not after it.
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from limits.admission import usd
+from limits.spend import usd
 
 
 @dataclass
@@ -49,7 +49,7 @@ class RunBudget:
         return self.spent + sum((s.cost() for s in self.streaming.values()), Decimal(0))
 
     def crossed(self) -> str:
-        """Words for the room when the run went over its budget, else ""."""
+        """Words for the conversation when the run went over its budget, else ""."""
         if self.limit is None:
             return ""
         so_far = self.so_far()

@@ -16,6 +16,7 @@ A run's frozen configuration carries them as `client_tools`: {"tools": [...],
 import json
 import secrets
 
+from chat.models import Answer, Run
 from panels.providers import ToolCall
 
 # Strategies whose final answer is always written by a synthesizer call, which can be
@@ -130,3 +131,48 @@ def as_stored(calls: list[ToolCall]) -> list[dict]:
         }
         for call in calls
     ]
+
+
+def required_call(config: dict) -> str | None:
+    """What the caller's tool_choice demands of the answer, in words: "one of your
+    tools" (`required`), "your tool <name>" (a named function); None when nothing."""
+    client = of(config)
+    choice = client.get("tool_choice") if client else None
+    if choice == "required":
+        return "one of your tools"
+    if isinstance(choice, dict):
+        return f"your tool {choice['function']['name']}"
+    return None
+
+
+def unmet(config: dict, answer: Answer) -> bool:
+    """True when a finished answer wrote text where the caller's tool_choice demanded
+    a call (a server may ignore tool_choice: llama.cpp, a proxy, a model's habit)."""
+    if answer.status != Answer.Status.DONE or required_call(config) is None:
+        return False
+    choice = config["client_tools"]["tool_choice"]
+    names = {call["name"] for call in answer.client_tool_calls}
+    return not names if choice == "required" else choice["function"]["name"] not in names
+
+
+def insistence(config: dict) -> str:
+    """Told to the synthesizer when its answer ignored tool_choice: one more try."""
+    return (
+        f"Your reply must call {required_call(config)}; the application asked for a tool "
+        "call, not a text answer. Call it now, with the arguments the question needs."
+    )
+
+
+def checked(run: Run, status: str, reason: str, detail: str) -> tuple[str, str, str]:
+    """A finished run held to the caller's tool_choice (in the run's database thread):
+    a final answer of text where a call was demanded fails the run, saying so. Takes
+    and returns (status, failure reason, detail)."""
+    final = run.final_answer
+    if status != Run.Status.DONE or final is None or not unmet(run.config, final):
+        return status, reason, detail
+    words = (
+        f"The final answer, by {final.model_name}, wrote text where tool_choice demanded a "
+        f"call of {required_call(run.config)}, even when asked again. Try again, use a model "
+        'that follows tool_choice, or send tool_choice "auto".'
+    )
+    return Run.Status.FAILED, Run.Failure.TOOL_CHOICE_UNMET, words

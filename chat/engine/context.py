@@ -13,13 +13,32 @@ CHARS_PER_TOKEN = 3
 
 
 def earlier_turns(message: Message) -> list[tuple[str, str]]:
-    """(question, final answer) of the turns before `message`, newest first; a failed
+    """(question, final answer) of the turns before `message` on its branch (the
+    versions it follows, never an edit's other versions), newest first; a failed
     turn carries no answer worth repeating and is left out."""
+    return turns_of(message.parent_id)
+
+
+def turns_of(last: int | None) -> list[tuple[str, str]]:
+    """The turns of the branch ending at message `last` (inclusive; None: no turns),
+    newest first, as earlier_turns gives them. A run being admitted has no message
+    yet: it passes the message it will follow."""
+    if last is None:
+        return []
+    conversation_id = Message.objects.filter(pk=last).values_list("conversation", flat=True)
+    tree = dict(
+        Message.objects.filter(conversation__in=conversation_id).values_list("pk", "parent_id")
+    )
+    branch: list[int] = []
+    step: int | None = last
+    while step is not None:
+        branch.append(step)
+        step = tree.get(step)
     earlier = (
-        Message.objects.filter(conversation_id=message.conversation_id, pk__lt=message.pk)
+        Message.objects.filter(pk__in=branch)
         .select_related("run")
         .prefetch_related("run__answers")
-        .order_by("-pk")
+        .order_by("-pk")  # a message is always newer than the one it follows
     )
     turns = []
     for previous in earlier:
@@ -37,7 +56,7 @@ def fit_messages(
     max_tokens: int,
     system_prompt: str | None = None,
 ) -> tuple[ChatMessage, ...]:
-    """A room's conversation for one model: its earlier turns (`turns`, newest first)
+    """A conversation for one model: its earlier turns (`turns`, newest first)
     and the new question."""
     conversation = [
         ChatMessage(role, text)
@@ -72,11 +91,11 @@ def fit(
     fit the model's context window beside `max_tokens` of answer. The question is
     always kept; a reply is never kept without the message it answers."""
     system = "\n\n".join(text for text in systems if text) or SYSTEM_PROMPT
-    budget = max(0, (context_length - max_tokens) * CHARS_PER_TOKEN - len(system))
+    space = max(0, (context_length - max_tokens) * CHARS_PER_TOKEN - len(system))
     kept = [conversation[-1]]
     used = len(conversation[-1].content)
     for earlier in reversed(conversation[:-1]):
-        if used + len(earlier.content) > budget:
+        if used + len(earlier.content) > space:
             break
         kept.append(earlier)
         used += len(earlier.content)

@@ -21,16 +21,48 @@ T = TypeVar("T")
 _executor: ContextVar[ThreadPoolExecutor | None] = ContextVar("run_db_thread", default=None)
 
 
+# With SQLite, a run's database thread is kept for the next run, its connection
+# open: opening one (and its PRAGMAs) was a fifth of taking a run (issue 26's
+# profile). At most this many wait, idle, per process.
+_IDLE_SQLITE_THREADS = 32
+_idle: list[ThreadPoolExecutor] = []
+_idle_lock = threading.Lock()
+
+
+def _take_thread() -> ThreadPoolExecutor:
+    with _idle_lock:
+        if _idle:
+            return _idle.pop()
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-db")
+
+
+def _let_go(keep: bool) -> bool:
+    """In the run's database thread, at its end: whether the thread may wait for the
+    next run (its SQLite connection sound, nothing left open); else its connections
+    are closed."""
+    sound = not connection.in_atomic_block and not connection.errors_occurred
+    if keep and connection.vendor == "sqlite" and sound:
+        return True
+    connections.close_all()
+    return False
+
+
 @asynccontextmanager
 async def database_thread() -> AsyncIterator[None]:
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-db")
+    executor = _take_thread()
     token = _executor.set(executor)
     try:
         yield
     finally:
         _executor.reset(token)
-        await asyncio.get_running_loop().run_in_executor(executor, connections.close_all)
-        executor.shutdown(wait=False)
+        with _idle_lock:
+            room = len(_idle) < _IDLE_SQLITE_THREADS
+        kept = await asyncio.get_running_loop().run_in_executor(executor, _let_go, room)
+        if kept:
+            with _idle_lock:
+                _idle.append(executor)
+        else:
+            executor.shutdown(wait=False)
 
 
 # SQLite lets one writer in at a time, and a writer that finds the file locked
@@ -55,12 +87,22 @@ def _call_and_close(fn: Callable[..., T], *args) -> T:
     try:
         return fn(*args)
     finally:
-        connections.close_all()
+        if connection.vendor == "sqlite":
+            # Kept for the thread's next call: opening a SQLite connection (and its
+            # PRAGMAs) cost more than the few queries of a web request's trip
+            # (issue 26's profile: ~12 % of Daphne's CPU). One file, no server: an
+            # idle connection holds nothing. One left mid-transaction or after an
+            # error is dropped.
+            opened = connection.connection is not None
+            if opened and (not connection.get_autocommit() or connection.errors_occurred):
+                connection.close()
+        else:
+            connections.close_all()  # back to the pool
 
 
 async def in_db(fn: Callable[..., T], *args) -> T:
     executor = _executor.get()
-    if executor is None:  # outside a run: a fresh thread, and no connection left behind
+    if executor is None:  # outside a run: a pooled thread (its SQLite connection kept)
         return await asyncio.to_thread(_call_and_close, fn, *args)
     call = functools.partial(_call_and_release, fn, *args)
     return await asyncio.get_running_loop().run_in_executor(executor, call)

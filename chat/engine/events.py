@@ -1,14 +1,16 @@
-"""Every payload that leaves the engine, built in one place.
+"""The conversation's events, built in one place: what the browser's `static/js/conversation.js`
+reads, and the snapshot a (re)connecting browser is made whole from. The TypedDicts
+are the written contract; the JavaScript follows them, and the API's shapes reuse
+the ones they show (a `Decision`). Cost totals are counted here too, so the conversation,
+the run row and the doors never disagree about what a run cost.
 
-Room events (what the browser's `static/js/room.js` reads), the snapshot a
-(re)connecting browser is made whole from, the API's `fusion` extension, the MCP
-tool's result and the CLI's JSON. The TypedDicts are the written contract; the
-JavaScript and the OpenAPI document follow them. Cost totals are counted here too,
-so the room, the run row and the API never disagree about what a run cost.
+Each door owns its own response shape: the API's `fusion` extension and usage in
+chat/api/run_result.py, the MCP tool's result in chat/api/mcp_server.py, the CLI's
+JSON in the `fusion` command.
 """
 
 from decimal import Decimal
-from typing import Literal, NotRequired, TypedDict
+from typing import Annotated, Literal, NotRequired, TypedDict
 
 from chat.models import Answer, Run
 
@@ -46,11 +48,7 @@ def _money(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _float(value: Decimal | None) -> float | None:
-    return None if value is None else float(value)
-
-
-# --- room events ------------------------------------------------------------------
+# --- conversation events ------------------------------------------------------------------
 
 
 class AnswerStats(TypedDict):
@@ -125,13 +123,20 @@ class AnalysisReady(TypedDict):
     raw: str
 
 
+# The strategies' stages that decide something (chat/engine/strategies/).
+# "consult": one model called the fusion server tool (chat/engine/fusion_tool.py).
+DECISION_STAGES = ("route", "vote", "gate", "escalate", "consult")
+
+
 class Decision(TypedDict):
     """One automatic decision of a strategy, explained after the fact."""
 
-    stage: str  # route | vote | gate | escalate | judge
-    summary: str  # what a person reads: "Vote 3–1 for 42, confidence 0.75"
-    ms: int  # when, after the run started
-    detail: dict  # the numbers behind it: tally, confidence, categories, savings
+    stage: Annotated[str, {"enum": list(DECISION_STAGES)}]
+    # What a person reads: "Vote 3–1 for 42, confidence 0.75".
+    summary: Annotated[str, {"description": "The decision in words."}]
+    ms: Annotated[int, {"description": "When, in ms after the run started."}]
+    # Tally, confidence, categories, savings.
+    detail: Annotated[dict, {"description": "The numbers behind it."}]
 
 
 class DecisionMade(TypedDict):
@@ -356,12 +361,16 @@ def _recent_runs(conversation_id: int) -> list[Run]:
     runs = Run.objects.filter(message__conversation_id=conversation_id).prefetch_related("answers")
     recent = list(runs.order_by("-pk")[:RECENT_RUNS])
     active = runs.filter(status__in=Run.ACTIVE).exclude(pk__in=[r.pk for r in recent])
-    return recent + list(active)
+    found = recent + list(active)
+    for run in found:
+        for answer in run.answers.all():
+            answer.fill_html()  # here, in the database thread, never on the loop
+    return found
 
 
-async def room_snapshot(redis, conversation_id: int) -> dict:
+async def conversation_snapshot(redis, conversation_id: int) -> dict:
     """What a (re)connecting browser needs to be whole again: the recent runs of a
-    room, each answer's text so far and the sequence number it is at, the analysis
+    conversation, each answer's text so far and the sequence number it is at, the analysis
     and the totals."""
     runs = await in_db(_recent_runs, conversation_id)
     payload = []
@@ -376,7 +385,9 @@ async def room_snapshot(redis, conversation_id: int) -> dict:
                 "error": answer.error,
             }
             if answer.is_live:
-                item["text"], item["seq"] = await live.live_state(redis, answer.pk)
+                item["text"], item["seq"], item["tools"] = await live.snapshot_state(
+                    redis, answer.pk
+                )
                 if item["text"]:
                     item["status"] = "streaming"  # the database only learns the outcome
             else:
@@ -386,89 +397,3 @@ async def room_snapshot(redis, conversation_id: int) -> dict:
             answers.append(item)
         payload.append({**run_summary(run), "answers": answers})
     return {"type": "snapshot", "runs": payload}
-
-
-# --- outside the room: API, MCP, CLI ---------------------------------------------------
-
-
-def usage_of(answers: list[Answer]) -> dict:
-    prompt = sum(a.input_tokens or 0 for a in answers)
-    completion = sum(a.output_tokens or 0 for a in answers)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-
-
-def api_fusion(run: Run) -> dict:
-    """The API's `fusion` extension: what the panel did, beside the final answer."""
-    answers = list(run.answers.all())
-    seats = [a for a in answers if a.role == Answer.Role.SEAT]
-    return {
-        "run": run.pk,
-        "panel": run.config.get("panel"),
-        "status": run.status,
-        "failure_reason": run.failure_reason or None,
-        "failed_models": [
-            a.model_name for a in seats if a.status in (Answer.Status.FAILED, Answer.Status.LATE)
-        ],
-        "seats": [
-            {
-                "model": a.model_name,
-                "status": a.status,
-                "answer": a.text,
-                "error": a.error or None,
-                "usage": usage_of([a]),
-                "cost": _float(cost_of([a])),
-            }
-            for a in seats
-        ],
-        "analysis": run.analysis,
-        "cost": _float(cost_of(answers)),
-        "cost_of_most_expensive_seat": _float(run.solo_cost_usd),
-        "stage_ms": run.stage_ms,
-        "strategy": run.strategy,
-        "decisions": run.decisions,
-    }
-
-
-def api_usage(run: Run) -> dict:
-    answers = list(run.answers.all())
-    return {**usage_of(answers), "cost": _float(cost_of(answers))}
-
-
-def mcp_result(run: Run) -> dict:
-    final = run.final_answer
-    return {
-        "status": run.status,
-        "answer": final.text if final and run.status == Run.Status.DONE else "",
-        "error": run.failure_detail,
-        "cost": run.cost_display,
-        "models": [a.model_name for a in run.seat_answers if a.status == Answer.Status.DONE],
-        "run": run.pk,
-        "strategy": run.strategy,
-        "decisions": [d["summary"] for d in run.decisions],
-    }
-
-
-def cli_json(run: Run) -> dict:
-    return {
-        "run": run.pk,
-        "status": run.status,
-        "failure_reason": run.failure_reason,
-        "analysis": run.analysis,
-        "answers": [
-            {
-                "role": a.role,
-                "model": a.model_name,
-                "status": a.status,
-                "text": a.text,
-                "cost": a.cost_display,
-            }
-            for a in run.answers.all()
-        ],
-        "cost": run.cost_display,
-        "strategy": run.strategy,
-        "decisions": run.decisions,
-    }

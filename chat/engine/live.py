@@ -1,11 +1,11 @@
-"""Live answer text in Redis, the room's event stream, and the coalescer that
+"""Live answer text in Redis, the conversation's event stream, and the coalescer that
 batches text into it.
 
-Every event of a room goes into one Redis Stream, `fr:room:<conversation>:events`
-(XADD, trimmed to about ROOM_EVENTS_MAXLEN entries). A flush of streamed text is one
+Every event of a conversation goes into one Redis Stream, `fr:conversation:<conversation>:events`
+(XADD, trimmed to about CONVERSATION_EVENTS_MAXLEN entries). A flush of streamed text is one
 MULTI/EXEC, so one round trip: it appends the text to the answer's live copy (what a
 snapshot shows), counts its sequence number and adds the delta to the stream. Each
-Daphne process reads the streams of the rooms its sockets show (chat/room_feed.py);
+Daphne process reads the streams of the conversations its sockets show (chat/conversation_feed.py);
 a socket that reconnects names the last stream id it had and is sent what came after
 it, with no snapshot and so no race between a snapshot and the events around it.
 """
@@ -14,17 +14,17 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
 LIVE_TTL_S = 3600
-# Entries kept per room: a busy room (five answers streaming, a flush each 50 ms)
+# Entries kept per conversation: a busy conversation (five answers streaming, a flush each 50 ms)
 # adds ~100 a second, so a browser away for ~20 s still resumes from its last id;
 # away longer, it is sent a snapshot. Trimming is approximate (MAXLEN ~): cheap.
-ROOM_EVENTS_MAXLEN = 2000
+CONVERSATION_EVENTS_MAXLEN = 2000
 STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")  # what a resume id must look like
 
 
@@ -36,9 +36,27 @@ def _seq_key(answer_id: int) -> str:
     return f"fr:answer:{answer_id}:seq"
 
 
+def _tools_key(answer_id: int) -> str:
+    return f"fr:answer:{answer_id}:tools"  # call id → its tool.started event, while it runs
+
+
 def sync_redis() -> redis.Redis:
     """A short-lived synchronous client, for views, tasks and commands (close it)."""
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+
+
+_shared_sync: redis.Redis | None = None
+
+
+def shared_sync_redis() -> redis.Redis:
+    """The process's synchronous client, for what every request does (counting its
+    rate): a fresh client a request opened a connection each time. Never close it.
+    Its pool is thread-safe, and a command on a connection Redis closed (a restart)
+    is tried again on a fresh one (redis-py's default retries)."""
+    global _shared_sync
+    if _shared_sync is None:
+        _shared_sync = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+    return _shared_sync
 
 
 def redis_client(max_connections: int = 50) -> aioredis.Redis:
@@ -55,13 +73,13 @@ def redis_client(max_connections: int = 50) -> aioredis.Redis:
     return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
 
 
-def _add_event(pipe, room: str, event: Mapping) -> None:
-    pipe.xadd(room, {"e": json.dumps(event)}, maxlen=ROOM_EVENTS_MAXLEN, approximate=True)
-    pipe.expire(room, LIVE_TTL_S)
+def _add_event(pipe, stream: str, event: Mapping) -> None:
+    pipe.xadd(stream, {"e": json.dumps(event)}, maxlen=CONVERSATION_EVENTS_MAXLEN, approximate=True)
+    pipe.expire(stream, LIVE_TTL_S)
 
 
-async def append(redis, room: str, delta: Mapping) -> int:
-    """Store one flush of streamed text and add its delta event to the room's stream,
+async def append(redis, stream: str, delta: Mapping) -> int:
+    """Store one flush of streamed text and add its delta event to the conversation's stream,
     in one round trip; returns the live copy's sequence number after it (1, 2, …),
     which differs from the delta's when Redis lost the copy (see `rewrite`).
     The string grows to at most the answer's cap: the call passes on no more text
@@ -72,7 +90,7 @@ async def append(redis, room: str, delta: Mapping) -> int:
         pipe.incr(_seq_key(answer_id))
         pipe.expire(text_key(answer_id), LIVE_TTL_S)
         pipe.expire(_seq_key(answer_id), LIVE_TTL_S)
-        _add_event(pipe, room, delta)
+        _add_event(pipe, stream, delta)
         replies = await pipe.execute()
     return int(replies[1])
 
@@ -88,27 +106,56 @@ async def rewrite(redis, answer_id: int, text: str, seq: int) -> None:
 
 async def live_state(redis, answer_id: int) -> tuple[str, int]:
     """(text so far, last sequence number) of a streaming answer."""
-    text, seq = await redis.mget(text_key(answer_id), _seq_key(answer_id))
+    return _state(*await redis.mget(text_key(answer_id), _seq_key(answer_id)))
+
+
+def _state(text: bytes | None, seq: bytes | None) -> tuple[str, int]:
     return (text or b"").decode("utf-8", "replace"), int(seq or 0)
 
 
 # A Redis reply that never comes (a half-open connection) must not hold a run: an
 # event is worth seconds, never the run. A late one is dropped (and logged by the
-# caller); the room recovers it from a snapshot.
+# caller); the conversation recovers it from a snapshot.
 ANNOUNCE_TIMEOUT_S = 5.0
 
 
-async def announce(redis, room: str, event: Mapping) -> None:
-    """Add one event to the room's stream, for every tab showing the room."""
+async def announce(redis, stream: str, event: Mapping) -> None:
+    """Add one event to the conversation's stream, for every tab showing the conversation.
+    A tool call's start and end also keep the answer's running calls, in the same round
+    trip: a page drawn again while a tool runs (a new stage, a reload) shows its row."""
+    await announce_all(redis, stream, [event])
+
+
+async def announce_all(redis, stream: str, events: Sequence[Mapping]) -> None:
+    """`announce` for several events, in their order, in one round trip (a stage
+    entered and its call's row shown: nothing but this between one stage's last byte
+    and the next one's request)."""
     async with asyncio.timeout(ANNOUNCE_TIMEOUT_S), redis.pipeline(transaction=False) as pipe:
-        _add_event(pipe, room, event)
+        for event in events:
+            _add_event(pipe, stream, event)
+            if event.get("type") == "tool.started":
+                pipe.hset(_tools_key(event["answer"]), event["id"], json.dumps(event))
+                pipe.expire(_tools_key(event["answer"]), LIVE_TTL_S)
+            elif event.get("type") == "tool.done":
+                pipe.hdel(_tools_key(event["answer"]), event["step"]["id"])
         await pipe.execute()
 
 
-def announce_sync(client: redis.Redis, room: str, event: Mapping) -> None:
+async def snapshot_state(redis, answer_id: int) -> tuple[str, int, list[dict]]:
+    """`live_state` and the tool.started events of the answer's calls that have not
+    ended (by call id), in one round trip: what a snapshot shows of a live answer."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.mget(text_key(answer_id), _seq_key(answer_id))
+        pipe.hvals(_tools_key(answer_id))
+        (text, seq), running = await pipe.execute()
+    started = sorted((json.loads(raw) for raw in running), key=lambda event: event["id"])
+    return *_state(text, seq), started
+
+
+def announce_sync(client: redis.Redis, stream: str, event: Mapping) -> None:
     """`announce` for synchronous code (a run closed by the sweeper)."""
     with client.pipeline(transaction=False) as pipe:
-        _add_event(pipe, room, event)
+        _add_event(pipe, stream, event)
         pipe.execute()
 
 
@@ -129,23 +176,23 @@ def id_order(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-async def last_event_id(redis, room: str) -> str:
-    """The id of the room's newest event ("0-0" when it has none kept)."""
-    newest = await redis.xrevrange(room, count=1)
+async def last_event_id(redis, stream: str) -> str:
+    """The id of the conversation's newest event ("0-0" when it has none kept)."""
+    newest = await redis.xrevrange(stream, count=1)
     return _text(newest[0][0]) if newest else "0-0"
 
 
-async def events_since(redis, room: str, since: str, until: str = "+") -> list[Entry]:
-    """The room's events from id `since` (included) to `until`."""
-    return _entries(await redis.xrange(room, min=since, max=until))
+async def events_since(redis, stream: str, since: str, until: str = "+") -> list[Entry]:
+    """The conversation's events from id `since` (included) to `until`."""
+    return _entries(await redis.xrange(stream, min=since, max=until))
 
 
-async def holds(redis, room: str, entry_id: str) -> bool:
-    """Whether the room's stream still holds the event `entry_id`. When it does, it
+async def holds(redis, stream: str, entry_id: str) -> bool:
+    """Whether the conversation's stream still holds the event `entry_id`. When it does, it
     holds every event after it too (trimming takes the oldest first); when it does
     not (trimmed, expired, or Redis restarted empty), something after it may be gone,
     and only a snapshot makes a browser whole."""
-    return bool(await redis.xrange(room, min=entry_id, max=entry_id, count=1))
+    return bool(await redis.xrange(stream, min=entry_id, max=entry_id, count=1))
 
 
 async def read_events(redis, cursors: Mapping[str, str], block_ms: int) -> dict[str, list[Entry]]:

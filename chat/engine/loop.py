@@ -2,9 +2,9 @@
 
 Celery's threads pool hands each run to a thread; that thread only submits the run
 to this loop and waits. Many loops in many threads would fight over the GIL (each
-switch can cost milliseconds) and each would open its own Redis, channel-layer and
-HTTP connections; one loop keeps hundreds of upstream streams on a few warm
-connections and one scheduler.
+switch can cost milliseconds) and each would open its own Redis and HTTP
+connections; one loop keeps hundreds of upstream streams on a few warm connections
+and one scheduler.
 """
 
 import asyncio
@@ -41,8 +41,18 @@ def run(coroutine: Coroutine):
     return asyncio.run_coroutine_threadsafe(coroutine, _start()).result()
 
 
+_adopted: set[asyncio.AbstractEventLoop] = set()
+
+
+def adopt(loop: asyncio.AbstractEventLoop) -> None:
+    """Runs on `loop` (a web process's, chat/engine/in_web.py) share its clients too,
+    as a worker's share the run loop's: a client a run would cost a pool and a TLS
+    context per one-model request."""
+    _adopted.add(loop)
+
+
 def is_shared_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    return loop is _loop
+    return loop is _loop or loop in _adopted
 
 
 def make_http_client() -> httpx.AsyncClient:

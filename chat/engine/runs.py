@@ -10,26 +10,30 @@ import logging
 
 import redis
 from celery import current_app
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from chat.models import Answer, Conversation, Message, Run
-from limits import admission
 from panels.models import CatalogModel, Panel, solo_snapshot
 
-from . import events, live, runstate
+from . import admission, events, fusion_tool, live, runstate
 
 log = logging.getLogger(__name__)
 
 
 def run_config(conversation: Conversation) -> dict:
-    """Freeze what answers in this room now: later edits never change this run."""
+    """Freeze what answers in this conversation now: later edits never change this run."""
     if conversation.panel is not None:
         return conversation.panel.snapshot()
     if conversation.model is not None:
-        return solo_snapshot(conversation.model)
+        config = solo_snapshot(conversation.model)
+        # "May consult the panel"; a model since marked as unable to call tools answers alone.
+        if conversation.consult_panel is not None and conversation.model.supports_tools:
+            config["server_tools"] = fusion_tool.consult_config(conversation.consult_panel)
+        return config
     if conversation.adhoc_config:
         return dict(conversation.adhoc_config)
     return {"seats": []}
@@ -41,21 +45,28 @@ def start_conversation(
     question: str,
     via: str,
     extra: dict | None = None,
+    consult_panel: Panel | None = None,
+    here: bool = False,
 ) -> Message:
     """A new conversation answered by a panel or one model, with its first run queued.
+    With one model, `consult_panel` is the panel it may consult (the chatroom's "May
+    consult the panel": the caller has checked the model can call tools and the
+    owner may use the panel).
     `answerer` may also be a prepared run configuration (an ad-hoc panel built for
-    one API request, panels.recipes.snapshot): the run keeps it, and the room names
-    no panel. `via` says which door the question came through (room, api, mcp, cli)."""
+    one API request, panels.recipes.snapshot): the run keeps it, and the conversation names
+    no panel. `via` says which door the question came through (conversation, api, mcp, cli).
+    `here`: see start_run."""
     with transaction.atomic():
         conversation = Conversation.objects.create(
             owner=owner,
             panel=answerer if isinstance(answerer, Panel) else None,
             model=answerer if isinstance(answerer, CatalogModel) else None,
             adhoc_config=answerer if isinstance(answerer, dict) else None,
+            consult_panel=consult_panel if isinstance(answerer, CatalogModel) else None,
         )
         if isinstance(answerer, Panel):
             count_use(answerer)
-        return start_run(conversation, question, {"via": via, **(extra or {})})
+        return start_run(conversation, question, {"via": via, **(extra or {})}, here=here)
 
 
 def count_use(panel: Panel) -> None:
@@ -63,36 +74,99 @@ def count_use(panel: Panel) -> None:
     Panel.objects.filter(pk=panel.pk).update(use_count=F("use_count") + 1)
 
 
-def start_run(conversation: Conversation, content: str, extra: dict | None = None) -> Message:
+# create_run's default parent: the last message of the conversation's current branch.
+AFTER_BRANCH = object()
+
+
+def start_run(
+    conversation: Conversation,
+    content: str,
+    extra: dict | None = None,
+    parent: Message | None | object = AFTER_BRANCH,
+    here: bool = False,
+) -> Message:
     """Save the message, its run and the seats' answers, and enqueue the run once
-    the rows are committed, so a worker never looks for rows not there yet."""
+    the rows are committed, so a worker never looks for rows not there yet.
+    With `here`, a run that may run in the caller's process (runs_here) is
+    marked taken in the same transaction instead, and not enqueued: the caller
+    starts it (in_web.start) once this returns. Taken, it has a start time from its
+    first moment, so the sweeper closes it if the process dies before it beats."""
     with transaction.atomic():
-        message = create_run(conversation, content, extra)
-        if message.run.status == Run.Status.QUEUED:
-            transaction.on_commit(lambda: enqueue(message.run.pk))
+        message = create_run(conversation, content, extra, parent)
+        run = message.run
+        if run.status == Run.Status.QUEUED and here and runs_here(run.config):
+            run.status, run.started_at = Run.Status.PANEL, timezone.now()
+            run.save(update_fields=["status", "started_at"])
+        elif run.status == Run.Status.QUEUED:
+            transaction.on_commit(lambda: enqueue(run.pk))
     return message
 
 
-def create_run(conversation: Conversation, content: str, extra: dict | None = None) -> Message:
+def runs_here(config: dict) -> bool:
+    """Whether a run may skip the queue and run in the process that started it
+    (chat/engine/in_web.py): one model answering alone, with no server tools that
+    could convene a panel or search (long and heavy: a worker's)."""
+    return (
+        settings.ONE_SEAT_RUNS_IN_WEB
+        and len(config.get("seats") or []) == 1
+        and not config.get("judge")
+        and not config.get("server_tools")
+        and (config.get("strategy") or {}).get("name", "fusion") == "fusion"
+    )
+
+
+def taken_here(run: Run) -> bool:
+    """Whether start_run marked the run taken for the caller's process to run."""
+    return run.status == Run.Status.PANEL and run.started_at is not None
+
+
+def _parent_id(conversation: Conversation, parent: Message | None | object) -> int | None:
+    """The message a new turn follows: the end of the current branch, or the one given."""
+    if parent is AFTER_BRANCH:
+        branch = conversation.branch_ids()
+        return branch[-1] if branch else None
+    return parent.pk if isinstance(parent, Message) else None
+
+
+def create_run(
+    conversation: Conversation,
+    content: str,
+    extra: dict | None = None,
+    parent: Message | None | object = AFTER_BRANCH,
+) -> Message:
     """The rows of a new turn: message, run (with the frozen configuration), and one
     queued answer per seat. Nothing is enqueued. The user's limits are checked
-    first (limits/admission.py): a refused run raises LimitReached and saves nothing."""
+    first (admission.py): a refused run raises LimitReached and saves nothing.
+
+    The message follows `parent` (by default the end of the current branch; an edit
+    or a regeneration passes the parent of the turn it makes a new version of, None
+    for a first turn), and becomes the end of the current branch."""
+    parent_id = _parent_id(conversation, parent)
     config = run_config(conversation) | (extra or {})
     owner = conversation.owner
     with transaction.atomic():
         # One start at a time per user, so two at once cannot both pass the
-        # runs-at-once check (PostgreSQL; SQLite serialises writes anyway).
+        # runs-at-once check, nor both reserve the same money (PostgreSQL; SQLite
+        # begins every transaction IMMEDIATE, which serialises them anyway).
         get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
         admission.reachable(owner, config)
         budget = admission.admit(
-            owner, config, content, via=config.get("via", "room"), api_key_id=config.get("api_key")
+            owner,
+            config,
+            content,
+            via=config.get("via", "conversation"),
+            api_key_id=config.get("api_key"),
+            parent_id=parent_id,
         )
         if budget is not None:
             config["budget"] = budget
-        message = Message.objects.create(conversation=conversation, content=content)
+        message = Message.objects.create(
+            conversation=conversation, content=content, parent_id=parent_id
+        )
         if not conversation.title:
             conversation.title = _title_from(content)
-        conversation.save(update_fields=["title", "updated_at"])
+        conversation.current_leaf = message
+        conversation.save(update_fields=["title", "current_leaf", "updated_at"])
         run = Run.objects.create(message=message, panel_id=conversation.panel_id, config=config)
         for position, seat in enumerate(config["seats"]):
             ref = seat.get("model") or {}
@@ -147,15 +221,22 @@ class StopUnavailable(Exception):
 EXECUTE_RUN = "chat.execute_run"  # chat/tasks.py; sent by name, so the engine never imports it
 
 
+def publish(run_id: int) -> None:
+    """Send the run's task to the workers; raises when the broker cannot take it.
+    A broken connection (Redis restarted) is dropped and opened again by the retries."""
+    # Few, quick retries: a person is waiting for the page.
+    current_app.send_task(
+        EXECUTE_RUN,
+        args=[run_id],
+        retry=True,
+        retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+    )
+
+
 def enqueue(run_id: int) -> None:
+    """Publish the run's task, or close the run in words when the queue is unreachable."""
     try:
-        # Few, quick retries: a person is waiting for the page.
-        current_app.send_task(
-            EXECUTE_RUN,
-            args=[run_id],
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-        )
+        publish(run_id)
     except Exception as exc:
         log.error("could not enqueue run %s: %s", run_id, exc)
         mark_failed(
@@ -168,7 +249,7 @@ def enqueue(run_id: int) -> None:
 
 def mark_failed(run_id: int, reason: str, detail: str) -> bool:
     """Close a run that cannot go on, keeping whatever text its answers have, and
-    tell the room. Returns whether this call closed it."""
+    tell the conversation. Returns whether this call closed it."""
     live_answers = Answer.objects.filter(
         run_id=run_id, status__in=[Answer.Status.QUEUED, Answer.Status.STREAMING]
     )

@@ -36,10 +36,26 @@ def is_alive(redis_sync, run_id: int) -> bool:
     return bool(redis_sync.exists(_alive_key(run_id)))
 
 
+def _requeued_key(run_id: int) -> str:
+    return f"fr:run:{run_id}:requeued"
+
+
 def claim_requeue(redis_sync, run_id: int) -> bool:
     """True once per Redis lifetime (the key goes with a restart): the sweeper
-    queues a run whose task a restart lost, but never twice."""
-    return bool(redis_sync.set(f"fr:run:{run_id}:requeued", "1", nx=True, ex=86400))
+    queues a run whose task a restart lost, but never twice. The claim holds a
+    minute until `confirm_requeue`, so a sweeper that dies before it has sent
+    the task loses the run for a minute, not for a day."""
+    return bool(redis_sync.set(_requeued_key(run_id), "1", nx=True, ex=60))
+
+
+def confirm_requeue(redis_sync, run_id: int) -> None:
+    """The task was sent: keep the claim for the rest of this Redis's life."""
+    redis_sync.expire(_requeued_key(run_id), 86400)
+
+
+def release_requeue(redis_sync, run_id: int) -> None:
+    """Give back a claim whose task could not be sent, so the next sweep tries again."""
+    redis_sync.delete(_requeued_key(run_id))
 
 
 async def watch(redis, run_id: int, on_cancel: Callable[[], None]) -> None:

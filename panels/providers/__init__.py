@@ -7,6 +7,8 @@
 Errors are always ProviderError, carrying whether a retry may help.
 """
 
+import httpx
+
 from .anthropic import AnthropicProvider
 from .base import (
     ChatMessage,
@@ -25,7 +27,7 @@ from .base import (
 from .openai import OpenAICompatibleProvider
 
 
-def provider_for(endpoint: Endpoint, client) -> Provider:
+def provider_for(endpoint: Endpoint, client: httpx.AsyncClient) -> Provider:
     if endpoint.kind == "openai":
         return OpenAICompatibleProvider(endpoint, client)
     if endpoint.kind == "anthropic":

@@ -7,7 +7,7 @@ blocks open, grow by deltas and close; usage comes at the start (input) and in
 """
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx
 
@@ -153,7 +153,7 @@ class AnthropicProvider:
         # The Messages API has no seed: it is not sent (a sampling hint, not a promise).
         return body
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         name = where(self.endpoint)
         text_chunks = 0
         input_tokens: int | None = None

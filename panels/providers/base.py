@@ -1,6 +1,6 @@
 """The shapes every provider speaks: a request in, a stream of typed events out."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -32,7 +32,7 @@ class StreamLimits:
     # One SSE event (every line of it): a legitimate event carries one delta, or at
     # most a whole answer in one piece, JSON-escaped.
     event_bytes: int = 4 * 1024 * 1024
-    tool_calls: int = 32  # a seat may make 16 at most (chat/engine/stages.py)
+    tool_calls: int = 32  # a seat may make 16 at most (chat/engine/seats.py)
     tool_argument_chars: int = 200_000  # one call's arguments
 
 
@@ -160,4 +160,4 @@ class ProviderError(Exception):
 
 
 class Provider(Protocol):
-    def stream(self, request: ChatRequest) -> AsyncIterator[Event]: ...
+    def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]: ...

@@ -31,9 +31,19 @@ def redact(body: bytes, api_key: str) -> bytes:
     return body
 
 
+def encoding_of(response: httpx.Response) -> str | None:
+    """The body's Content-Encoding when it is not plain. We ask for none: httpx would
+    inflate each network read whole (a 211 KB gzip became 100 MB) before any of our
+    counts see it, so a compressed body is refused, not read."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    return encoding if encoding not in ("", "identity") else None
+
+
 async def read_error_body(response: httpx.Response, limit: int = ERROR_BODY_LIMIT) -> bytes:
     """The start of a body, never more than `limit` bytes; leaving the response's
     `async with` then closes the connection instead of reading the rest."""
+    if encoding := encoding_of(response):
+        return f"(a {encoding}-compressed body, not read)".encode()
     body = bytearray()
     async for chunk in response.aiter_bytes():
         body += chunk[: limit - len(body)]
@@ -96,6 +106,13 @@ async def open_sse(
             if response.status_code >= 400:
                 raw = redact(await read_error_body(response), endpoint.api_key)
                 raise error_from_status(name, response.status_code, raw, response.headers, model)
+            if encoding := encoding_of(response):
+                raise ProviderError(
+                    f"{name} sent its stream {encoding}-compressed although none was asked "
+                    "for; it is not read (inflated, it could be far larger than it looks)",
+                    retryable=False,
+                    kind=ErrorKind.STREAM,
+                )
             content_type = response.headers.get("content-type", "")
             if "text/event-stream" not in content_type.partition(";")[0]:
                 raise ProviderError(

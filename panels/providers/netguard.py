@@ -139,8 +139,11 @@ def _does_not_resolve(host: str, detail: object) -> str:
 # --- this site itself ----------------------------------------------------------------
 # A user's provider aimed at this site's own /v1 turns one message into nested runs
 # (1 + 8 + 64 …), all on the site's keys. The depth header stops the recursion; this
-# refuses the loop at its start. "This site" is every name in ALLOWED_HOSTS and every
-# address those names resolve to (looked up at most every few minutes).
+# refuses the loop at its start. "This site" is every name in ALLOWED_HOSTS, every
+# host of CSRF_TRUSTED_ORIGINS (the public origin behind a proxy), and every address
+# those names resolve to (looked up at most every few minutes). ALLOWED_HOSTS=`*`
+# names nothing, so the origins are then the only names: settings.py refuses to start
+# with `*` and no other name when DEBUG is off.
 _SITE_TTL_S = 300.0
 _site_cache: dict[tuple[str, ...], tuple[float, frozenset[str]]] = {}
 
@@ -148,7 +151,10 @@ _site_cache: dict[tuple[str, ...], tuple[float, frozenset[str]]] = {}
 def _site_names() -> list[str]:
     from django.conf import settings
 
-    return [h.lower().rstrip(".") for h in settings.ALLOWED_HOSTS if h and h != "*"]
+    hosts = [h for h in settings.ALLOWED_HOSTS if h and h != "*"]
+    origins = [urlsplit(origin).hostname or "" for origin in settings.CSRF_TRUSTED_ORIGINS]
+    names = [h.lower().rstrip(".") for h in hosts + [o for o in origins if o]]
+    return list(dict.fromkeys(names))
 
 
 def site_addresses() -> frozenset[str]:

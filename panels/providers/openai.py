@@ -6,7 +6,7 @@ httpx-sse already drops comment lines such as `: ping` and `: OPENROUTER PROCESS
 """
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx
 
@@ -117,7 +117,7 @@ class OpenAICompatibleProvider:
             body["seed"] = request.seed
         return body
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         name = where(self.endpoint)
         content_chunks = 0
         usage: Usage | None = None

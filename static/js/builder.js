@@ -26,7 +26,7 @@ function showStrategy() {
     section.hidden = section.dataset.strategy !== chosen;
   }
   for (const field of form.querySelectorAll("[data-for]")) {
-    field.hidden = field.dataset.for !== chosen;
+    field.hidden = !field.dataset.for.split(" ").includes(chosen);
   }
 }
 strategy?.addEventListener("change", showStrategy);

@@ -28,5 +28,24 @@ for (const button of document.querySelectorAll("[data-confirm]")) {
   });
 }
 
+// "May consult the panel" is for one model: shown when a single model answers, and
+// its panel choice only once it is ticked (the server refuses it with a panel anyway).
+function showConsult(form) {
+  const answerer = form.querySelector("select[name=answerer]");
+  const bar = form.querySelector("[data-role=consult]");
+  const ticked = form.querySelector("input[name=consult]");
+  if (!answerer || !bar || !ticked) return;
+  const update = () => {
+    bar.hidden = answerer.value.startsWith("panel:") && !ticked.checked;
+    bar.querySelector(".consult-panel").hidden = !ticked.checked;
+  };
+  answerer.addEventListener("change", update);
+  ticked.addEventListener("change", update);
+  update();
+}
+
 const newChat = document.querySelector("form[data-composer=new]");
-if (newChat) enhanceComposer(newChat);
+if (newChat) {
+  showConsult(newChat);
+  enhanceComposer(newChat);
+}

@@ -1,9 +1,9 @@
-"""How a run answers, chosen per panel (panels/strategies.py holds the settings).
+"""How a run answers, chosen per panel (panels/strategy_settings.py holds the settings).
 
 Each strategy is one small module with `async def run(ctx, seats) -> Outcome`,
-composing the stages in chat/engine/stages.py and recording every automatic
-decision it makes with `ctx.decide`, so a person can see afterwards why the run
-went the way it did.
+composing the stages (chat/engine/seats.py, judge.py, synthesis.py) and
+recording every automatic decision it makes with `ctx.decide`, so a person can see
+afterwards why the run went the way it did.
 """
 
 from collections.abc import Awaitable, Callable
@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from chat.models import Answer
 
 from ..answer import RunContext
-from . import escalate, fusion, gate, route, vote
+from . import escalate, fusion, gate, route, verify, vote
 from .common import Outcome
 
 Strategy = Callable[[RunContext, list[Answer]], Awaitable[Outcome]]
@@ -22,6 +22,7 @@ STRATEGIES: dict[str, Strategy] = {
     "route": route.run,
     "gate": gate.run,
     "escalate": escalate.run,
+    "verify": verify.run,
 }
 
 

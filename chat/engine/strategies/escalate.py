@@ -5,20 +5,20 @@ which tier ended it."""
 
 from chat.models import Answer
 
-from .. import stages
 from ..answer import RunContext
-from .common import CANCELLED, Outcome, answer_all, fuse, judge, saved_estimate
+from ..seats import answered, seat_config, skip
+from .common import CANCELLED, Outcome, answer_all, fuse, judge_answers, saved_estimate
 from .vote import count
 
 
 async def run(ctx: RunContext, seats: list[Answer]) -> Outcome:
     settings = ctx.run.config["strategy"]
-    tier1 = [a for a in seats if (stages.seat_config(ctx, a).get("tier") or 1) == 1]
+    tier1 = [a for a in seats if (seat_config(ctx, a).get("tier") or 1) == 1]
     tier2 = [a for a in seats if a not in tier1]
     await answer_all(ctx, tier1)
     if ctx.cancelled:
         return CANCELLED
-    usable = stages.answered(tier1)
+    usable = answered(tier1)
     judged = None
     detail: dict = {"trigger": settings["trigger"]}
     if not usable:
@@ -35,7 +35,7 @@ async def run(ctx: RunContext, seats: list[Answer]) -> Outcome:
             escalate = False
             why = f"Tier 1 agreed ({tally.score_line()} for {tally.winner.shown})"
     else:
-        judged = await judge(ctx, usable)
+        judged = await judge_answers(ctx, usable)
         verdict = judged[1]
         contradictions = (verdict.analysis or {}).get("contradictions") or []
         detail["contradictions"] = [c["point"] for c in contradictions]
@@ -52,7 +52,7 @@ async def run(ctx: RunContext, seats: list[Answer]) -> Outcome:
         await answer_all(ctx, tier2)
         return await fuse(ctx, seats)
     saved = await saved_estimate(ctx, tier2)
-    await stages.skip(ctx, tier2, "Not needed: tier 1 agreed.")
+    await skip(ctx, tier2, "Not needed: tier 1 agreed.")
     await ctx.decide(
         "escalate", f"{why}: tier 2 was not needed", ended_at_tier=1, **detail, **saved
     )

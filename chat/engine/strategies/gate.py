@@ -7,9 +7,10 @@ return them yet, so they are not used."""
 
 from chat.models import Answer, Run
 
-from .. import prompts, shortanswer, stages
+from .. import prompts, rows, shortanswer, stages
 from ..answer import RunContext
 from ..db import in_db
+from ..seats import SeatJob, run_seats, seat_config, skip
 from .common import CANCELLED, Outcome, answer_all, fuse, saved_estimate
 from .vote import finish_by_vote
 
@@ -26,13 +27,11 @@ async def run(ctx: RunContext, seats: list[Answer]) -> Outcome:
     threshold = settings["threshold"]
     primary, rest = seats[0], seats[1:]
     checker = rest[0] if settings.get("cross_check") and rest else None
-    jobs = [
-        stages.SeatJob(primary, stages.seat_config(ctx, primary), system_note=prompts.GATE_NOTE)
-    ]
+    jobs = [SeatJob(primary, seat_config(ctx, primary), system_note=prompts.GATE_NOTE)]
     if checker is not None:
-        jobs.append(stages.SeatJob(checker, stages.seat_config(ctx, checker)))
+        jobs.append(SeatJob(checker, seat_config(ctx, checker)))
     mark = stages.now()
-    await stages.run_seats(ctx, jobs)
+    await run_seats(ctx, jobs)
     stages.timed(ctx, "panel", mark)
     if ctx.cancelled:
         return CANCELLED
@@ -55,14 +54,14 @@ async def run(ctx: RunContext, seats: list[Answer]) -> Outcome:
     remaining = [a for a in rest if a is not checker]
     if answered and confidence is not None and confidence >= threshold:
         saved = await saved_estimate(ctx, remaining)
-        await stages.skip(ctx, remaining, "Not needed: the first seat was confident.")
+        await skip(ctx, remaining, "Not needed: the first seat was confident.")
         await ctx.decide(
             "gate",
             f"Confident ({confidence:.2f}): the panel was not needed",
             **detail,
             **saved,
         )
-        await stages.final_from(ctx, primary)
+        await rows.final_from(ctx, primary)
         return Outcome(Run.Status.DONE)
 
     if not answered:

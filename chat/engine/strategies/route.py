@@ -7,9 +7,10 @@ answer that covers every part."""
 
 from chat.models import Answer, Run
 
-from .. import events, prompts, stages
+from .. import events, json_calls, prompts, rows, stages
 from ..answer import RunContext
 from ..db import in_db
+from ..seats import SeatJob, answered, run_seats, seat_config, skip
 from .common import CANCELLED, Outcome, answer_all, fuse, saved_estimate
 
 Plan = list[tuple[str | None, str]]  # (sub-question or None for the whole, category)
@@ -44,34 +45,25 @@ def _plan(reply: dict | None, settings: dict) -> tuple[Plan | None, dict]:
     return [(None, str(category))], known
 
 
-def _add_seat_answer(run: Run, like: Answer, part: str) -> Answer:
-    """A seat answering a second part: a row of its own, at the seat's place."""
-    return Answer.objects.create(
-        run=run,
-        role=Answer.Role.SEAT,
-        position=like.position,
-        catalog_model_id=like.catalog_model_id,
-        model_key=like.model_key,
-        model_name=like.model_name,
-        provider_name=like.provider_name,
-        subquestion=part,
-    )
-
-
 async def _whole_panel(ctx: RunContext, seats: list[Answer], why: str, detail: dict) -> Outcome:
     await ctx.decide("route", f"{why}: the whole panel answers", **detail)
     await answer_all(ctx, seats)
     return await fuse(ctx, seats)
 
 
-async def run(ctx: RunContext, seats: list[Answer]) -> Outcome:
+def _experts(ctx: RunContext, seats: list[Answer], category: str) -> list[Answer]:
+    return [a for a in seats if category in (seat_config(ctx, a).get("tags") or [])]
+
+
+async def _ask_router(ctx: RunContext) -> dict | None:
+    """The router's reply (timed as the routing stage), or None without a router."""
     config, settings = ctx.run.config, ctx.run.config["strategy"]
     question = ctx.run.message.content
     await stages.enter(ctx, Run.Status.ROUTING)
     mark = stages.now()
     reply = None
     if ref := config.get("router"):
-        reply, _ = await stages.ask_json(
+        reply, _ = await json_calls.ask_json(
             ctx,
             Answer.Role.ROUTER,
             ref,
@@ -80,53 +72,61 @@ async def run(ctx: RunContext, seats: list[Answer]) -> Outcome:
             max_tokens=120 + 120 * settings["max_subquestions"],
         )
     stages.timed(ctx, "routing", mark)
+    return reply
+
+
+async def run(ctx: RunContext, seats: list[Answer]) -> Outcome:
+    reply = await _ask_router(ctx)
     if ctx.cancelled:
         return CANCELLED
-    plan, detail = _plan(reply, settings)
+    plan, detail = _plan(reply, ctx.run.config["strategy"])
     if plan is None:
         return await _whole_panel(ctx, seats, detail.pop("why"), detail)
-
-    def experts(category: str) -> list[Answer]:
-        return [a for a in seats if category in (stages.seat_config(ctx, a).get("tags") or [])]
-
     if len(plan) == 1:
-        category = plan[0][1]
-        chosen = experts(category)
-        if not chosen:
-            return await _whole_panel(ctx, seats, f"No seat is tagged {category}", detail)
-        others = [a for a in seats if a not in chosen]
-        saved = await saved_estimate(ctx, others)
-        await stages.skip(ctx, others, f"Not needed: the question went to the {category} experts.")
-        names = [a.model_name for a in chosen]
-        await ctx.decide(
-            "route",
-            f"Routed to {category} experts (confidence {detail['confidence']:.2f})",
-            **detail,
-            seats=names,
-            **saved,
-        )
-        await answer_all(ctx, chosen)
-        if len(chosen) == 1 and stages.answered(chosen):
-            await stages.final_from(ctx, chosen[0])  # one expert: its answer is final
-            return Outcome(Run.Status.DONE)
-        return await fuse(ctx, chosen)
+        return await _to_experts(ctx, seats, plan[0][1], detail)
+    return await _decomposed(ctx, seats, plan, detail)
 
-    # Decomposed: every part to its experts (the whole panel when none is tagged).
+
+async def _to_experts(ctx: RunContext, seats: list[Answer], category: str, detail: dict) -> Outcome:
+    """The whole question to the seats tagged for its category."""
+    chosen = _experts(ctx, seats, category)
+    if not chosen:
+        return await _whole_panel(ctx, seats, f"No seat is tagged {category}", detail)
+    others = [a for a in seats if a not in chosen]
+    saved = await saved_estimate(ctx, others)
+    await skip(ctx, others, f"Not needed: the question went to the {category} experts.")
+    names = [a.model_name for a in chosen]
+    await ctx.decide(
+        "route",
+        f"Routed to {category} experts (confidence {detail['confidence']:.2f})",
+        **detail,
+        seats=names,
+        **saved,
+    )
+    await answer_all(ctx, chosen)
+    if len(chosen) == 1 and answered(chosen):
+        await rows.final_from(ctx, chosen[0])  # one expert: its answer is final
+        return Outcome(Run.Status.DONE)
+    return await fuse(ctx, chosen)
+
+
+async def _decomposed(ctx: RunContext, seats: list[Answer], plan: Plan, detail: dict) -> Outcome:
+    """Every part to its experts (the whole panel when none is tagged)."""
     jobs, used, routed = [], set(), []
     for part, category in plan:
-        for seat in experts(category) or seats:
+        for seat in _experts(ctx, seats, category) or seats:
             if seat.pk in used:
-                answer = await in_db(_add_seat_answer, ctx.run, seat, part)
+                answer = await in_db(rows.seat_again, ctx.run, seat, part)
                 await ctx.announce(events.answer_created(answer))
             else:
                 used.add(seat.pk)
                 answer, answer.subquestion = seat, part or ""
                 await in_db(lambda a=answer: a.save(update_fields=["subquestion"]))
-            jobs.append(stages.SeatJob(answer, stages.seat_config(ctx, seat), question=part))
+            jobs.append(SeatJob(answer, seat_config(ctx, seat), question=part))
         routed.append({"part": part, "category": category})
     unused = [a for a in seats if a.pk not in used]
     saved = await saved_estimate(ctx, unused)
-    await stages.skip(ctx, unused, "Not needed: no part of the question went to this seat.")
+    await skip(ctx, unused, "Not needed: no part of the question went to this seat.")
     await ctx.decide(
         "route",
         f"Split into {len(plan)} parts: "
@@ -137,6 +137,6 @@ async def run(ctx: RunContext, seats: list[Answer]) -> Outcome:
     )
     await stages.enter(ctx, Run.Status.PANEL)
     mark = stages.now()
-    await stages.run_seats(ctx, jobs)
+    await run_seats(ctx, jobs)
     stages.timed(ctx, "panel", mark)
     return await fuse(ctx, [job.answer for job in jobs], parts=[p or "" for p, _ in plan])

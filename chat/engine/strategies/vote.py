@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 
 from chat.models import Answer, Run
 
-from .. import prompts, shortanswer, stages
+from .. import json_calls, judge, prompts, rows, shortanswer
 from ..answer import RunContext
-from .common import CANCELLED, Outcome, all_failed, answer_all, fuse, judge
+from ..seats import answered, seat_config
+from .common import CANCELLED, Outcome, all_failed, answer_all, fuse, judge_answers
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Tally:
 
 def _weight(ctx: RunContext, answer: Answer) -> float:
     """The vote weight of the seat that wrote `answer` (default 1)."""
-    return float(stages.seat_config(ctx, answer).get("weight", 1.0) or 0.0)
+    return float(seat_config(ctx, answer).get("weight", 1.0) or 0.0)
 
 
 async def _short_answers(ctx: RunContext, answers: list[Answer]) -> dict[int, str | None]:
@@ -68,9 +69,9 @@ async def _short_answers(ctx: RunContext, answers: list[Answer]) -> dict[int, st
     unclear = [a for a in answers if found[a.pk] is None]
     ref = ctx.run.config.get("judge")
     if unclear and ref:
-        labelled = stages.label_answers(ctx.run, unclear)
+        labelled = judge.label_answers(ctx.run, unclear)
         labels = [label for label, _, _ in labelled]
-        reply, _ = await stages.ask_json(
+        reply, _ = await json_calls.ask_json(
             ctx,
             Answer.Role.JUDGE,
             ref,
@@ -126,7 +127,7 @@ async def _judge_breaks(ctx: RunContext, contenders: list[Group]) -> Group | Non
         return None
     candidates = [g.shown for g in contenders]
     examples = [(g.shown, g.members[0].text) for g in contenders]
-    reply, _ = await stages.ask_json(
+    reply, _ = await json_calls.ask_json(
         ctx,
         Answer.Role.JUDGE,
         ref,
@@ -158,13 +159,13 @@ def scores_by_answer(analysis: dict | None) -> dict[int, float] | None:
 
 async def finish_by_vote(ctx: RunContext, answers: list[Answer]) -> Outcome:
     """The vote over these answers decides the run (used by vote and by gate)."""
-    usable = stages.answered(answers)
+    usable = answered(answers)
     if not usable:
         return all_failed(answers)
     scores, judged = None, None
     settings = ctx.run.config.get("strategy") or {}
     if settings.get("use_judge_scores") and ctx.run.config.get("judge"):
-        judged = await judge(ctx, usable)
+        judged = await judge_answers(ctx, usable)
         scores = scores_by_answer(ctx.run.analysis)
     tally = await count(ctx, usable, scores)
     if tally.winner is None:
@@ -180,7 +181,7 @@ async def finish_by_vote(ctx: RunContext, answers: list[Answer]) -> Outcome:
         f"Vote {tally.score_line()} for {tally.winner.shown}{how}, confidence {tally.share:.2f}",
         **tally.as_detail(),
     )
-    await stages.final_from(ctx, best_member(tally.winner, ctx, scores))
+    await rows.final_from(ctx, best_member(tally.winner, ctx, scores))
     return Outcome(Run.Status.DONE)
 
 

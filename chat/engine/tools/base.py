@@ -1,6 +1,6 @@
 """What a tool is to the engine: a name, a JSON schema the model sees, and a coroutine
 that turns arguments into a result — text for the model, a short preview and the
-sources for the room. A tool never raises for what its input or the outside world
+sources for the conversation. A tool never raises for what its input or the outside world
 does: every failure becomes a result that says what happened, so the model can go on.
 """
 
@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 @dataclass
 class ToolResult:
     text: str  # what the model reads
-    preview: str  # one line for the room: "5 results", "fetched example.org/page, 12 kB"
+    preview: str  # one line for the conversation: "5 results", "fetched example.org/page, 12 kB"
     sources: list[dict] = field(default_factory=list)  # [{"title", "url"}]
     error: str = ""  # set when the tool could not do its job (the text says so too)
     cost_usd: Decimal = Decimal(0)
@@ -29,6 +29,12 @@ class ToolEnv:
     http: httpx.AsyncClient
     redis: aioredis.Redis  # the run's: the search cache
     excluded_domains: tuple[str, ...] = ()
+    # The run's panel, for the fusion tool (chat/engine/fusion_tool.py); None where a
+    # call may not convene one (a panel's seats, the judge).
+    convene: Callable[[dict, str], Awaitable[ToolResult]] | None = None
+    # What the model wrote beside this round's tool calls: the fusion tool's decision
+    # card quotes it as the model's reason for convening the panel.
+    said: str = ""
 
 
 Runner = Callable[[dict, ToolEnv], Awaitable[ToolResult]]

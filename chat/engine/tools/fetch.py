@@ -5,7 +5,7 @@ host is resolved and every address must be public, the request is pinned to the
 address checked, and redirects are followed by hand, each hop checked again (so a
 public page cannot bounce the fetch to 127.0.0.1 or the LAN). Only text types are
 read, at most WEB_FETCH_MAX_BYTES of them within WEB_FETCH_TIMEOUT_S, and the main
-text (trafilatura) is cut to a budget with a note. Excluded domains are refused.
+text (trafilatura) is cut to TOOL_RESULT_MAX_CHARS with a note. Excluded domains are refused.
 """
 
 import asyncio
@@ -15,6 +15,7 @@ import httpx
 from django.conf import settings
 
 from panels.providers import ProviderError, netguard
+from panels.providers.http import encoding_of
 
 from .base import Tool, ToolEnv, ToolResult, clipped
 
@@ -53,7 +54,12 @@ async def _aim(url: str, env: ToolEnv) -> tuple[str, dict, dict]:
     host = parts.hostname or ""
     if is_excluded(host, env.excluded_domains):
         raise Refused(f"{host} is on this panel's excluded domains: it is not fetched.")
-    headers = {"User-Agent": USER_AGENT, "Accept": ", ".join(TEXT_TYPES), "Connection": "close"}
+    headers = {
+        "User-Agent": USER_AGENT,
+        "Accept": ", ".join(TEXT_TYPES),
+        "Connection": "close",
+        "Accept-Encoding": "identity",  # see _get: a compressed page is not read
+    }
     if f"{host}:{parts.port or netguard.DEFAULT_PORTS[parts.scheme]}" in set(
         settings.TOOLS_PRIVATE_HOSTS
     ):
@@ -87,6 +93,13 @@ async def _get(url: str, env: ToolEnv) -> tuple[str, str, bytes, bool]:
             if kind not in TEXT_TYPES:
                 raise Refused(
                     f"The page is {kind or 'of an unknown type'}: only text pages are read."
+                )
+            if encoding := encoding_of(response):
+                # httpx would inflate each network read whole before the cap sees it
+                # (a gzip bomb held 184 MB behind a 2 MB cap).
+                raise Refused(
+                    f"The page was sent {encoding}-compressed although none was asked for; "
+                    "it is not read."
                 )
             body, cut = bytearray(), False
             async for chunk in response.aiter_bytes():

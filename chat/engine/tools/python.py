@@ -4,12 +4,12 @@ printed and how it ended."""
 from django.conf import settings
 
 from .base import Tool, ToolEnv, ToolResult, clipped
-from .sandbox import Limits, run_python
+from .sandbox import SandboxLimits, run_python
 
 
 async def _run(arguments: dict, env: ToolEnv) -> ToolResult:
     code = arguments["code"]
-    limits = Limits(wall_s=settings.RUN_PYTHON_WALL_S, cpu_s=settings.RUN_PYTHON_CPU_S)
+    limits = SandboxLimits(wall_s=settings.RUN_PYTHON_WALL_S, cpu_s=settings.RUN_PYTHON_CPU_S)
     result = await run_python(code, limits)
     lines = code.count("\n") + 1
     if result.ended == "unavailable":

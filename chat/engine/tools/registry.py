@@ -2,11 +2,12 @@
 
 import time
 
-from . import fetch, python, search
+from . import fetch, fusion, python, search
 from .base import Tool, ToolEnv, ToolResult, parse_arguments
 
-TOOLS: dict[str, Tool] = {t.name: t for t in (search.TOOL, fetch.TOOL, python.TOOL)}
+TOOLS: dict[str, Tool] = {t.name: t for t in (search.TOOL, fetch.TOOL, python.TOOL, fusion.TOOL)}
 NAMES = list(TOOLS)
+PANEL_TOOLS = ("web_search", "web_fetch", "run_python")  # what a panel may give its seats
 
 
 async def call(name: str, raw_arguments: str, env: ToolEnv) -> tuple[ToolResult, int]:

@@ -13,10 +13,10 @@ import time
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from chat.engine import events, live
+from chat.engine import live
+from chat.engine.admission import LimitReached
 from chat.engine.runs import start_conversation
 from chat.models import Answer, Run
-from limits.admission import LimitReached
 from panels.models import Panel
 
 CLI_USER = "fusion-cli"
@@ -51,25 +51,25 @@ class Command(BaseCommand):
         run = Run.objects.get(pk=message.run.pk)
         self._print_result(run)
         if json:
-            self.stdout.write(json_module.dumps(events.cli_json(run), indent=2))
+            self.stdout.write(json_module.dumps(run_json(run), indent=2))
         if run.status != Run.Status.DONE:
             raise CommandError(f"The run ended {run.status}: {run.failure_detail}")
 
-    async def _follow(self, room: str, run_id: int, timeout: float) -> None:
+    async def _follow(self, conversation: str, run_id: int, timeout: float) -> None:
         """Print progress from the run's events until it is done. They are read from
-        the oldest the room's stream keeps: the run started before this listened."""
+        the oldest the conversation's stream keeps: the run started before this listened."""
         redis = live.redis_client()
         cursor = "0-0"
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    read = await live.read_events(redis, {room: cursor}, 5000)
-                    if room not in read:
+                    read = await live.read_events(redis, {conversation: cursor}, 5000)
+                    if conversation not in read:
                         if not await _still_running(run_id):
                             return
                         continue
-                    for cursor, event in read[room]:  # noqa: B007 (kept for the next read)
+                    for cursor, event in read[conversation]:  # noqa: B007 (kept for the next read)
                         if event.get("run") == run_id and self._show(event, started):
                             return
         except TimeoutError:
@@ -134,6 +134,30 @@ class Command(BaseCommand):
         )
         if run.failure_detail:
             out.write(style.ERROR(run.failure_detail))
+
+
+def run_json(run: Run) -> dict:
+    """The run as `--json` prints it: each answer's text and cost, the analysis, the
+    strategy's decisions."""
+    return {
+        "run": run.pk,
+        "status": run.status,
+        "failure_reason": run.failure_reason,
+        "analysis": run.analysis,
+        "answers": [
+            {
+                "role": a.role,
+                "model": a.model_name,
+                "status": a.status,
+                "text": a.text,
+                "cost": a.cost_display,
+            }
+            for a in run.answers.all()
+        ],
+        "cost": run.cost_display,
+        "strategy": run.strategy,
+        "decisions": run.decisions,
+    }
 
 
 async def _still_running(run_id: int) -> bool:

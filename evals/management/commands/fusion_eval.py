@@ -3,9 +3,11 @@
 Evaluates systems on a dataset through the real pipeline, in this process (no worker
 needed), with a progress bar and ETA; prints the table with confidence intervals and
 writes the report (Markdown, CSV, JSON, SVG) to --out. An interrupted evaluation
-goes on with --resume ID.
+goes on with --resume ID; --calibrate ID sets the measured panel's seat weights (and a
+gate's threshold) from a finished evaluation, as a new version of the panel.
 """
 
+import csv
 import shlex
 import sys
 import time
@@ -16,8 +18,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from chat.engine import loop
 from panels.models import CatalogModel, Panel
+from panels.quotas import OverQuota
 
-from ... import control, datasets, harness, report, systems
+from ... import calibration, control, datasets, harness, report, systems
 from ...models import Dataset, Evaluation
 
 CLI_USER = "fusion-cli"
@@ -39,6 +42,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--limit", type=int, help="Evaluate N items spread evenly over the dataset."
         )
+        parser.add_argument(
+            "--skip-items",
+            metavar="CSV",
+            action="append",
+            default=[],
+            help="Leave out the items of this report's per-item CSV (its 'item' column), "
+            "to complete a measurement made on part of the dataset; may be given again.",
+        )
         parser.add_argument("--grader", help="Model id of the grader (rubric datasets).")
         parser.add_argument("--name", default="", help="A name for this evaluation.")
         parser.add_argument("--resume", type=int, help="Resume the evaluation with this id.")
@@ -47,6 +58,12 @@ class Command(BaseCommand):
             type=int,
             help="Grade the saved answers of this evaluation again (no model is called) "
             "and print its table.",
+        )
+        parser.add_argument(
+            "--calibrate",
+            type=int,
+            help="Set the measured panel's seat weights (and a gate's threshold) from this "
+            "evaluation's results, as a new panel version.",
         )
         parser.add_argument("--user", default=CLI_USER, help="Whose evaluation this is.")
         parser.add_argument("--out", help="Report directory (default .data/evals/<id>).")
@@ -58,6 +75,8 @@ class Command(BaseCommand):
             return self._list(owner)
         if opts["regrade"]:
             return self._regrade(owner, opts)
+        if opts["calibrate"]:
+            return self._calibrate(owner, opts["calibrate"])
         if opts["resume"]:
             evaluation = Evaluation.objects.filter(pk=opts["resume"], owner=owner).first()
             if evaluation is None:
@@ -100,6 +119,16 @@ class Command(BaseCommand):
         self.stdout.write(f"Evaluation {evaluation.pk}: {changed} grade(s) changed.")
         self._report(evaluation, opts)
 
+    def _calibrate(self, owner, pk: int) -> None:
+        evaluation = Evaluation.objects.filter(pk=pk, owner=owner).first()
+        if evaluation is None:
+            raise CommandError(f"No evaluation {pk} of user {owner.username}.")
+        try:
+            version = calibration.calibrate(evaluation, owner)
+        except (calibration.Unavailable, calibration.NotEditable) as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"{version.panel.name} version {version.number}: {version.changes}")
+
     def _report(self, evaluation: Evaluation, opts) -> None:
         summary = report.summarise(evaluation)
         self.stdout.write("\n" + report.markdown_table(summary) + "\n")
@@ -131,12 +160,26 @@ class Command(BaseCommand):
                 dataset,
                 specs,
                 item_limit=opts["limit"],
+                skip_keys=self._skipped(opts["skip_items"]),
                 grader=grader,
                 name=opts["name"],
                 enqueue_it=False,  # this process runs it
             )
         except control.Refused as exc:
             raise CommandError(str(exc)) from None
+
+    def _skipped(self, paths: list[str]) -> frozenset[str]:
+        keys: set[str] = set()
+        for path in paths:
+            try:
+                with open(path, newline="", encoding="utf-8") as file:
+                    rows = list(csv.DictReader(file))
+            except OSError as exc:
+                raise CommandError(f"Cannot read {path}: {exc.strerror}.") from None
+            if rows and "item" not in rows[0]:
+                raise CommandError(f"{path} has no 'item' column: give a report's per-item CSV.")
+            keys.update(row["item"] for row in rows)
+        return frozenset(keys)
 
     def _dataset(self, owner, name: str) -> Dataset:
         path = Path(name)
@@ -145,7 +188,10 @@ class Command(BaseCommand):
                 kind, items = datasets.read_path(path)
             except datasets.DatasetError as exc:
                 raise CommandError(f"{path}: {exc}") from None
-            return datasets.save(owner, path.stem, kind, items, source=path.name)
+            try:
+                return datasets.save(owner, path.stem, kind, items, source=path.name)
+            except OverQuota as exc:
+                raise CommandError(f"{path}: {exc}") from None
         found = Dataset.objects.filter(slug=name, owner=None).first() or (
             Dataset.objects.filter(slug=name, owner=owner).first()
         )

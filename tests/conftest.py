@@ -152,10 +152,45 @@ def on_a_phone(browser, page):
     return phone_page
 
 
+# What a test that reaches the database asks for, directly or through its fixtures.
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup", "django_db_blocker"}
+
+
+def reaches_the_database(item) -> bool:
+    return item.get_closest_marker("django_db") is not None or bool(
+        DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
+    )
+
+
 def pytest_collection_modifyitems(config, items):
     """Browser tests last: they are the slowest, and Playwright's event loop must
-    not outlive them into async tests."""
+    not outlive them into async tests. On PostgreSQL, only the tests that reach the
+    database: the pass is about the database, the rest ran on SQLite already (and
+    pytest-django refuses the database to a test that did not ask for it)."""
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        kept = [item for item in items if reaches_the_database(item)]
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.fixture
+def made_cgroups(monkeypatch):
+    """The sandbox cgroups this test's runs made, in order: a test checks its own
+    runs' cgroups, never every one on the host (another pass may be running)."""
+    from chat.engine.tools import cgroup
+
+    made: list = []
+    real = cgroup.RunCgroup.create.__func__
+
+    def recording(cls, processes: int, memory_bytes: int):
+        run = real(cls, processes, memory_bytes)
+        if run is not None:
+            made.append(run)
+        return run
+
+    monkeypatch.setattr(cgroup.RunCgroup, "create", classmethod(recording))
+    return made
 
 
 def child_env(**extra: str) -> dict:

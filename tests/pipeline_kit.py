@@ -150,7 +150,9 @@ async def run_and_listen(kit: ScriptedPanel, run_id: int, timeout: float = 30) -
     from chat.engine import pipeline
 
     listener = await listen(kit.conversation.events_key, timeout=timeout)
-    await pipeline.execute(run_id)
+    # Bounded as the listener is: a run that hangs fails its test now, not at
+    # pytest-timeout's five minutes.
+    await asyncio.wait_for(pipeline.execute(run_id), timeout)
     return await listener
 
 

@@ -24,6 +24,7 @@ from tests.scripted_server import Reply
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.mark.models
 def test_non_streamed_completion_through_the_local_panel(openai_client):
     response = openai_client.chat.completions.create(
         model="fusion/local", messages=[{"role": "user", "content": "Is 7 a prime number?"}]
@@ -40,6 +41,7 @@ def test_non_streamed_completion_through_the_local_panel(openai_client):
     assert run.message.conversation.owner.username == "alice"
 
 
+@pytest.mark.models
 def test_streamed_completion_with_usage(openai_client):
     stream = openai_client.chat.completions.create(
         model="fusion",

@@ -257,6 +257,7 @@ def qwen_alone(alice):
     return panel
 
 
+@pytest.mark.models
 def test_json_schema_with_the_real_local_model(openai_client, qwen_alone):
     reply = openai_client.chat.completions.create(
         model="fusion/qwen-alone",
@@ -267,6 +268,7 @@ def test_json_schema_with_the_real_local_model(openai_client, qwen_alone):
     assert set(answer) == {"country", "capital"} and "Paris" in answer["capital"]
 
 
+@pytest.mark.models
 def test_json_object_with_the_real_local_model(openai_client, qwen_alone):
     reply = openai_client.chat.completions.create(
         model="fusion/qwen-alone",

@@ -56,6 +56,7 @@ def test_models_lists_panels_then_the_models_the_key_may_use(openai_client, alic
     assert not server.requests
 
 
+@pytest.mark.models
 def test_a_bundled_local_model_answers_alone_by_its_id(openai_client, alice, smollm2):
     response = openai_client.chat.completions.create(
         model="smollm2-135m",

@@ -17,7 +17,7 @@ from panels.models import CatalogModel
 from tests.pipeline_kit import ScriptedPanel, run_and_listen
 from tests.scripted_server import Reply
 
-pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.stack, pytest.mark.models, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
@@ -36,12 +36,12 @@ def test_the_bundled_1_5b_consults_the_local_models_when_required(local_models, 
                 "type": "openrouter:fusion",
                 "parameters": {
                     "analysis_models": ["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"],
-                    "max_completion_tokens": 200,
+                    "max_completion_tokens": 96,
                 },
             }
         ],
         tool_choice="required",
-        max_tokens=200,
+        max_tokens=120,
         temperature=0,
     )
     usage = reply.usage.model_dump()

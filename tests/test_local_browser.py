@@ -10,7 +10,12 @@ from panels.catalog import sync_site_providers
 from panels.models import CatalogModel, Panel, Seat
 from tests.conftest import ARTIFACTS, PASSWORD
 
-pytestmark = [pytest.mark.stack, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.stack,
+    pytest.mark.browser,
+    pytest.mark.models,
+    pytest.mark.django_db(transaction=True),
+]
 
 QWEN = "Qwen2.5-Coder 0.5B Instruct (local)"
 

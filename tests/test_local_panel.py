@@ -19,14 +19,14 @@ from panels.catalog import sync_site_providers
 from panels.models import Panel
 from panels.presets import sync_presets
 
-pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.stack, pytest.mark.models, pytest.mark.django_db(transaction=True)]
 
 # Local verifies (three draws of the 1.5B a question, and a program for a
-# computation), and its final answer is a draw as written, never a synthesis: four
-# questions of four kinds cover it (a fact, a yes/no, a computation, an open one).
+# computation), and its final answer is a draw as written, never a synthesis: two
+# questions cover both of its paths, a computation (the program's value, then the
+# draws' agreement) and an open one (no value to agree on). Facts and yes/no take the
+# agreement path too, and each question costs CI about 15 s of decoding.
 QUESTIONS = [
-    "What is the capital of Australia?",
-    "Is 17 a prime number?",
     "What is 15% of 200?",
     "Why is the sky blue? Answer in one sentence.",
 ]

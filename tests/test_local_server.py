@@ -19,7 +19,7 @@ from panels.providers import (
     provider_for,
 )
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.models]
 
 
 async def _stream(model, content: str, max_tokens: int, **extra) -> dict:

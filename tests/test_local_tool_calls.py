@@ -18,6 +18,7 @@ from tests.pipeline_kit import ScriptedPanel, analysis_reply, run_and_listen
 from tests.scripted_server import Reply
 
 pytestmark = [
+    pytest.mark.models,
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("redis_ready"),
     pytest.mark.skipif(bool(unavailable_reason()), reason="bubblewrap is not installed"),

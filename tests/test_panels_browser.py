@@ -11,7 +11,12 @@ from panels import recipes
 from panels.models import Panel
 from tests.conftest import ARTIFACTS, PASSWORD
 
-pytestmark = [pytest.mark.stack, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.stack,
+    pytest.mark.browser,
+    pytest.mark.models,
+    pytest.mark.django_db(transaction=True),
+]
 QWEN, SMOL = "Qwen2.5-Coder 0.5B Instruct (local)", "SmolLM2 135M Instruct (local)"
 
 

@@ -46,12 +46,15 @@ def test_no_host_files():
     assert "FileNotFoundError" in result.stderr
 
 
-def test_a_fork_bomb_is_contained_and_stopped():
+def test_a_fork_bomb_is_contained_and_stopped(made_cgroups):
     result = run(
         "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
     )
     assert result.ended == "timed_out" and "time limit" in result.summary()
-    assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_nobody_python(p)]
+    if made_cgroups:  # the kernel removes a cgroup only once no process is left in it
+        assert not [leaf for leaf in made_cgroups[0].leaves if leaf.exists()]
+    else:  # no cgroup of its own (not root): no sandboxed Python is left on the host
+        assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_nobody_python(p)]
 
 
 def _is_nobody_python(pid: str) -> bool:
@@ -99,3 +102,22 @@ def test_without_bubblewrap_the_tool_says_so(monkeypatch):
     result = run("print('never runs')")
     assert result.ended == "unavailable" and "apt-get install bubblewrap" in result.summary()
     assert result.stdout == ""
+
+
+def test_a_supervision_that_never_returns_is_ended_past_the_wall_limit(monkeypatch):
+    """The last guard: whatever wait inside the supervision hangs (a pipe held open,
+    a reap that never comes), the call returns `timed_out` soon after its wall limit
+    and its processes are gone, so no run waits on the sandbox forever."""
+    from chat.engine.tools import sandbox
+
+    seen = []
+
+    async def never_returns(process, *args):
+        seen.append(process)
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(sandbox, "_supervise", never_returns)
+    monkeypatch.setattr(sandbox, "SUPERVISION_GRACE_S", 1.0)
+    result = run("import time\ntime.sleep(600)", SandboxLimits(wall_s=1, cpu_s=1))
+    assert result.ended == "timed_out" and result.duration_ms < 6000
+    assert seen and seen[0].returncode is not None  # killed and reaped

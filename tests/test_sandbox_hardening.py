@@ -35,15 +35,27 @@ needs_cgroups = pytest.mark.skipif(
 )
 
 
+_made: list = []  # the running test's cgroups, as the `made_cgroups` fixture records them
+
+
+@pytest.fixture(autouse=True)
+def _own_cgroups(made_cgroups):
+    _made.append(made_cgroups)
+    yield
+    _made.clear()
+
+
 def leaves() -> dict[str, Path]:
-    """The sandbox cgroups on this machine, by name: the pids leaf on v1, the leaf on v2."""
+    """This test's sandbox cgroups still on the machine, by name: the pids leaf on v1,
+    the leaf on v2. Another pass's runs may have theirs beside them: not counted."""
     if (cgroup.ROOT / "cgroup.controllers").exists():
         parent = Path(
             os.environ.get("FUSIONROOM_SANDBOX_CGROUP") or cgroup.ROOT / "fusionroom-sandbox"
         )
     else:
         parent = cgroup.ROOT / "pids" / (cgroup._own_path("pids") or "/").lstrip("/")
-    return {leaf.name: leaf for leaf in parent.glob("fusionroom-sandbox-*")}
+    ours = {run.leaves[0].name for runs in _made for run in runs}
+    return {leaf.name: leaf for leaf in parent.glob("fusionroom-sandbox-*") if leaf.name in ours}
 
 
 def memory_of(name: str) -> int:

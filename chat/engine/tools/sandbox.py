@@ -53,6 +53,7 @@ class SandboxLimits:
 
 
 SANDBOX_PROCESSES = 4  # bubblewrap's own, counted in the run's cgroup
+SUPERVISION_GRACE_S = 15.0  # past the wall limit, for killing, draining and reaping
 
 
 @dataclass
@@ -208,6 +209,14 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def _kill_all(process: asyncio.subprocess.Process, cgroup: RunCgroup | None) -> None:
+    """SIGKILL the run: its process group, and its cgroup, which also holds what
+    bubblewrap started in a session of its own (--new-session)."""
+    _kill_group(process.pid)
+    if cgroup:
+        cgroup.kill()
+
+
 async def run_python(code: str, limits: SandboxLimits | None = None) -> Execution:
     """Run `code` in the sandbox and say what happened; never raises for what the
     code does. Cancelling the call ends the program and everything it started."""
@@ -236,19 +245,30 @@ async def run_python(code: str, limits: SandboxLimits | None = None) -> Executio
     finally:
         os.close(filter_fd)
     try:
-        return await _supervise(process, code, limits, started)
+        # The limits below end the program; this one ends the supervision itself, so a
+        # pipe held open or a wait that never returns cannot keep a run waiting forever.
+        async with asyncio.timeout(limits.wall_s + SUPERVISION_GRACE_S):
+            return await _supervise(process, code, limits, started, cgroup)
+    except TimeoutError:
+        log.error(
+            "run_python: the sandbox was still running %.0f s past its wall limit; killed",
+            SUPERVISION_GRACE_S,
+        )
+        return Execution("", "", None, int((time.monotonic() - started) * 1000), "timed_out")
     finally:
         # Every path out, cancellation included: kill now (no await between here and
         # the signals), then wait for the processes and remove the cgroup even if the
         # caller is cancelled again meanwhile.
-        _kill_group(process.pid)
-        if cgroup:
-            cgroup.kill()
+        _kill_all(process, cgroup)
         await _shielded(_reap(process, cgroup))
 
 
 async def _supervise(
-    process: asyncio.subprocess.Process, code: str, limits: SandboxLimits, started: float
+    process: asyncio.subprocess.Process,
+    code: str,
+    limits: SandboxLimits,
+    started: float,
+    cgroup: RunCgroup | None,
 ) -> Execution:
     assert process.stdin and process.stdout and process.stderr
     process.stdin.write(code.encode("utf-8", "replace"))
@@ -271,7 +291,7 @@ async def _supervise(
         elif reading not in done:
             ended = "timed_out"
         if ended != "exited":
-            _kill_group(process.pid)
+            _kill_all(process, cgroup)
         stdout, stderr = await reading
     finally:
         watch_output.cancel()
@@ -281,7 +301,7 @@ async def _supervise(
     try:
         exit_code = await asyncio.wait_for(process.wait(), 5)
     except TimeoutError:
-        _kill_group(process.pid)
+        _kill_all(process, cgroup)
         exit_code = await process.wait()
     if exit_code == ENTER_FAILED:
         log.error("run_python: the sandbox could not join its cgroup: %s", stderr[-500:])

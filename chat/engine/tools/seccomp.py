@@ -105,7 +105,9 @@ def program() -> bytes:
 
 def memfd() -> int:
     """A file descriptor holding the program, read from its start (bwrap --seccomp FD)."""
-    fd = os.memfd_create("fusionroom-seccomp", 0)
+    # Close-on-exec: only the sandbox it is passed to (pass_fds) may inherit it, not
+    # a process another thread starts meanwhile.
+    fd = os.memfd_create("fusionroom-seccomp", os.MFD_CLOEXEC)
     os.write(fd, program())
     os.lseek(fd, 0, os.SEEK_SET)
     return fd

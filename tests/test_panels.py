@@ -251,6 +251,7 @@ def test_cost_estimate_per_seat_and_total(client, alice, alices_panel, models):
     )
     seat = alices_panel.seats.first()
     seat.model = paid
+    seat.max_tokens = 400  # a range: the low end assumes at most 150 tokens out
     seat.save()
     result = estimate(alices_panel, prompt="x" * 400)
     assert result["question_tokens"] == 100 and result["low"] > 0

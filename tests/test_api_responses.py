@@ -204,12 +204,6 @@ def test_unsupported_input_is_refused_naming_the_field_and_starts_nothing(openai
     assert kit.calls() == {"seat-0": 0, "seat-1": 0, "judge": 0, "synth": 0}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, open: the worker sometimes takes more than 10 s to close a "
-    "run whose stream client hung up early (first seen 2026-11-26, failed 2 of 4 CI runs; "
-    "the closing note of 2026-12-03 says where to look). Passes when the stop is prompt.",
-)
 def test_a_vanished_stream_client_cancels_its_run(live_stack, api_key, kit):
     for server in kit.seats:
         server.default = Reply.stream(["slow "], done=False, finish=None, hang=True)
@@ -223,11 +217,13 @@ def test_a_vanished_stream_client_cancels_its_run(live_stack, api_key, kit):
         wait_until(lambda: all(s.requests for s in kit.seats), 5, "every seat's request")
     hung_up = time.monotonic()  # leaving the block closed the connection
     run = Run.objects.get()
-    # The bound that matters is the seats' (below); the run's row is closed after
-    # them, and a loaded CI machine once took more than 6 s to get there.
-    wait_until(lambda: not Run.objects.get(pk=run.pk).is_active, 10, "the run to end")
+    wait_until(lambda: not Run.objects.get(pk=run.pk).is_active, 15, "the run to end")
+    took = time.monotonic() - hung_up
     run.refresh_from_db()
     assert run.status == Run.Status.CANCELLED
+    # It once took Daphne's 10 s: redis-py had absorbed the request's cancellation
+    # (live.read_events; tests/test_follow_stream.py has the race itself).
+    assert took < 3.0, f"the run ended {took:.2f} s after the hang-up"
     for server in kit.seats:
         assert server.disconnects[0] - hung_up < 2.0
 

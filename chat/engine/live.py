@@ -199,6 +199,14 @@ async def read_events(redis, cursors: Mapping[str, str], block_ms: int) -> dict[
     """XREAD BLOCK: the events after each stream's cursor, by stream key; waits up to
     `block_ms` for the first one."""
     replies = await redis.xread(dict(cursors), block=block_ms)
+    # redis-py can absorb a cancellation that lands as a blocking read's reply comes
+    # in (redis/redis-py#2028): the read returns as if never cancelled. An API stream
+    # whose client hung up then read on, and its run went unstopped until Daphne
+    # killed the request 10 s later; a room's feed would outlive its socket the same
+    # way. A cancellation asked for meanwhile is raised here, where it was due.
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
     return {_text(key): _entries(raw) for key, raw in replies or []}
 
 
